@@ -1,0 +1,18 @@
+//! pinhole-core: everything about a model that is not GPU code.
+//!
+//! * [`tensor`]: shapes, dtypes and the host-side [`Tensor`] used by the CPU reference and tests.
+//! * [`graph`]: the op graph model code builds; the GPU executor (crate `pinhole-gpu`) and the
+//!   CPU reference executor ([`reference::run_graph`]) both run it.
+//! * [`reference`]: a plain, obviously-correct CPU implementation of every op. Kernels are tested
+//!   against it, and it is the specification the WGSL must meet.
+//! * [`rng`]: a tiny seeded generator so tests are reproducible without extra dependencies.
+
+pub mod error;
+pub mod graph;
+pub mod reference;
+pub mod rng;
+pub mod tensor;
+
+pub use error::{Error, Result};
+pub use graph::{AttnMask, AttnParams, Graph, Op, TensorId, ValueKind};
+pub use tensor::{DType, Tensor};
