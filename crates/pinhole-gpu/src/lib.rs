@@ -1,1 +1,25 @@
-pub fn _x() {}
+//! pinhole-gpu: the WebGPU runtime. The same source builds natively (wgpu on Vulkan, Metal,
+//! DX12) and for `wasm32-unknown-unknown` (the browser's WebGPU).
+//!
+//! * [`context`]: adapter/device setup, limits, the pipeline cache, error capture.
+//! * [`kernels`]: which WGSL file and entry point implements each kernel.
+//! * [`weights`]: weights uploaded tensor by tensor and split across bindings.
+//! * [`executor`]: runs a `pinhole_core::Graph` in one submission.
+//! * [`bench`]: the kernel benchmark behind `pinhole bench kernels` (native).
+
+pub mod context;
+pub mod error;
+pub mod executor;
+pub mod kernels;
+mod readback;
+pub mod weights;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub mod bench;
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use context::open_blocking;
+pub use context::{AdapterSummary, Gpu, GpuOptions};
+pub use error::{GpuError, Result};
+pub use executor::{Executor, RunStats};
+pub use weights::{GpuTensor, WeightStore};

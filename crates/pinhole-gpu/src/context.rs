@@ -1,0 +1,287 @@
+//! Device setup: pick an adapter, request a device with the adapter's own limits, compile
+//! pipelines once, and turn wgpu's asynchronous error reporting into values instead of panics.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::error::{GpuError, Result};
+use crate::kernels::{Family, Kernel};
+
+/// How to open the GPU.
+#[derive(Clone, Debug, Default)]
+pub struct GpuOptions {
+    /// Lowers the per-binding size used to split large weights (bytes). `None` uses the
+    /// adapter's `max_storage_buffer_binding_size`. Tests use it to prove splitting works.
+    pub max_binding_bytes: Option<u64>,
+    /// Ask for the software fallback adapter.
+    pub force_fallback: bool,
+}
+
+impl GpuOptions {
+    /// Reads `PINHOLE_MAX_BINDING_BYTES` from the environment (native only).
+    pub fn from_env() -> Self {
+        let mut o = GpuOptions::default();
+        #[cfg(not(target_arch = "wasm32"))]
+        if let Ok(v) = std::env::var("PINHOLE_MAX_BINDING_BYTES") {
+            o.max_binding_bytes = v.trim().parse().ok();
+        }
+        o
+    }
+}
+
+/// What `pinhole info` prints.
+#[derive(Clone, Debug)]
+pub struct AdapterSummary {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+    pub driver_info: String,
+    /// A CPU/software implementation (llvmpipe, SwiftShader, WARP): correct but slow.
+    pub is_software: bool,
+    pub shader_f16: bool,
+    pub subgroups: bool,
+    pub features: Vec<String>,
+    pub max_storage_buffer_binding_size: u64,
+    pub max_buffer_size: u64,
+    pub max_compute_workgroup_storage_size: u32,
+    pub max_compute_invocations_per_workgroup: u32,
+    pub max_compute_workgroups_per_dimension: u32,
+    pub max_storage_buffers_per_shader_stage: u32,
+    /// The per-binding size weights are split at (the adapter limit or a lowered override).
+    pub weight_binding_limit: u64,
+}
+
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: AdapterSummary,
+    pub limits: wgpu::Limits,
+    weight_binding_limit: u64,
+    modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(Kernel, bool), wgpu::ComputePipeline>>,
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    lost: Arc<Mutex<Option<String>>>,
+    /// Bound where a kernel declares an optional input that this dispatch does not use.
+    pub(crate) dummy: wgpu::Buffer,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A poisoned lock only means another thread panicked while holding it; the data (caches,
+    // error lists) is still usable.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Gpu {
+    pub async fn new(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+        let instance = wgpu::Instance::new(wgpu::InstanceDescriptor {
+            backends: wgpu::Backends::VULKAN
+                | wgpu::Backends::METAL
+                | wgpu::Backends::DX12
+                | wgpu::Backends::BROWSER_WEBGPU,
+            ..wgpu::InstanceDescriptor::new_without_display_handle()
+        });
+        let adapter = instance
+            .request_adapter(&wgpu::RequestAdapterOptions {
+                power_preference: wgpu::PowerPreference::HighPerformance,
+                force_fallback_adapter: opts.force_fallback,
+                compatible_surface: None,
+                apply_limit_buckets: false,
+            })
+            .await
+            .map_err(|e| GpuError::NoAdapter(e.to_string()))?;
+        let info = adapter.get_info();
+        let features = adapter.features();
+        let limits = adapter.limits();
+        // Ask for exactly what the adapter offers: the default WebGPU limits (128 MiB per
+        // binding, 256 MiB per buffer) are far below what real models need.
+        let mut wanted = wgpu::Features::empty();
+        for f in [wgpu::Features::SHADER_F16, wgpu::Features::SUBGROUP] {
+            if features.contains(f) {
+                wanted |= f;
+            }
+        }
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor {
+                label: Some("pinhole"),
+                required_features: wanted,
+                required_limits: limits.clone(),
+                ..Default::default()
+            })
+            .await
+            .map_err(|e| GpuError::RequestDevice(e.to_string()))?;
+
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        // wgpu's default handler panics; a runtime embedded in a page or an app must not.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            lock(&sink).push(e.to_string())
+        }));
+        let lost = Arc::new(Mutex::new(None));
+        let lost_sink = lost.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            *lock(&lost_sink) = Some(format!("{reason:?}: {msg}"));
+        });
+
+        let adapter_limit = limits.max_storage_buffer_binding_size as u64;
+        let weight_binding_limit = match opts.max_binding_bytes {
+            Some(b) if b >= 256 => b.min(adapter_limit),
+            _ => adapter_limit,
+        };
+        let is_software = matches!(info.device_type, wgpu::DeviceType::Cpu)
+            || info.name.to_lowercase().contains("llvmpipe")
+            || info.name.to_lowercase().contains("swiftshader");
+        let summary = AdapterSummary {
+            name: info.name.clone(),
+            backend: format!("{:?}", info.backend),
+            device_type: format!("{:?}", info.device_type),
+            driver: info.driver.clone(),
+            driver_info: info.driver_info.clone(),
+            is_software,
+            shader_f16: features.contains(wgpu::Features::SHADER_F16),
+            subgroups: features.contains(wgpu::Features::SUBGROUP),
+            features: features.iter_names().map(|(n, _)| n.to_string()).collect(),
+            max_storage_buffer_binding_size: adapter_limit,
+            max_buffer_size: limits.max_buffer_size,
+            max_compute_workgroup_storage_size: limits.max_compute_workgroup_storage_size,
+            max_compute_invocations_per_workgroup: limits.max_compute_invocations_per_workgroup,
+            max_compute_workgroups_per_dimension: limits.max_compute_workgroups_per_dimension,
+            max_storage_buffers_per_shader_stage: limits.max_storage_buffers_per_shader_stage,
+            weight_binding_limit,
+        };
+        let dummy = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("pinhole dummy"),
+            size: 16,
+            usage: wgpu::BufferUsages::STORAGE,
+            mapped_at_creation: false,
+        });
+        Ok(Arc::new(Gpu {
+            device,
+            queue,
+            adapter: summary,
+            limits,
+            weight_binding_limit,
+            modules: Mutex::new(HashMap::new()),
+            pipelines: Mutex::new(HashMap::new()),
+            uncaptured,
+            lost,
+            dummy,
+        }))
+    }
+
+    /// Bytes per binding that weights are split at.
+    pub fn weight_binding_limit(&self) -> u64 {
+        self.weight_binding_limit
+    }
+
+    /// Largest single binding for activations (the adapter limit, also capped by
+    /// `max_buffer_size`).
+    pub fn activation_binding_limit(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    pub(crate) fn check_alive(&self) -> Result<()> {
+        if let Some(m) = lock(&self.lost).clone() {
+            return Err(GpuError::DeviceLost(m));
+        }
+        Ok(())
+    }
+
+    pub(crate) fn take_uncaptured(&self) -> Option<String> {
+        let mut v = lock(&self.uncaptured);
+        if v.is_empty() {
+            None
+        } else {
+            Some(std::mem::take(&mut *v).join("; "))
+        }
+    }
+
+    /// The compiled pipeline for a kernel, built on first use and cached (one compile per
+    /// kernel and weight dtype for the life of the device).
+    pub async fn pipeline(&self, kernel: Kernel, w_f16: bool) -> Result<wgpu::ComputePipeline> {
+        let w_f16 = w_f16 && kernel.has_weight_dtype();
+        if let Some(p) = lock(&self.pipelines).get(&(kernel, w_f16)) {
+            return Ok(p.clone());
+        }
+        let family = kernel.family();
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = {
+            let mut modules = lock(&self.modules);
+            modules
+                .entry(family)
+                .or_insert_with(|| {
+                    self.device
+                        .create_shader_module(wgpu::ShaderModuleDescriptor {
+                            label: Some(family.file()),
+                            source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                        })
+                })
+                .clone()
+        };
+        let constants: Vec<(&str, f64)> = if kernel.has_weight_dtype() {
+            vec![("W_F16", if w_f16 { 1.0 } else { 0.0 })]
+        } else {
+            vec![]
+        };
+        let label = kernel.label();
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                layout: None,
+                module: &module,
+                entry_point: Some(kernel.entry()),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants: &constants,
+                    zero_initialize_workgroup_memory: true,
+                },
+                cache: None,
+            });
+        if let Some(err) = scope.pop().await {
+            // Do not cache a broken module either.
+            lock(&self.modules).remove(&family);
+            return Err(GpuError::Shader {
+                kernel: label,
+                message: err.to_string(),
+            });
+        }
+        lock(&self.pipelines).insert((kernel, w_f16), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// Compiles every kernel (both weight dtypes where relevant); used by tests and `info`.
+    pub async fn compile_all(&self) -> Result<usize> {
+        use Kernel::*;
+        let all = [
+            Gemm, Gemv, Attention, LayerNorm, RmsNorm, Act, Gated, Add, Scale, SoftCap, CopyRange,
+            Fill, CopyVec4, Rope, Gather, Scatter, Argmax, PatchEmbed,
+        ];
+        let mut n = 0;
+        for k in all {
+            for f16 in [false, true] {
+                if f16 && !k.has_weight_dtype() {
+                    continue;
+                }
+                self.pipeline(k, f16).await?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Blocks until submitted work is done (native); a no-op in the browser, where mapping
+    /// callbacks are driven by the event loop.
+    pub fn wait_idle(&self) -> Result<()> {
+        #[cfg(not(target_arch = "wasm32"))]
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| GpuError::Validation(e.to_string()))?;
+        Ok(())
+    }
+}
+
+/// Opens the GPU on native targets, blocking the calling thread.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn open_blocking(opts: &GpuOptions) -> Result<Arc<Gpu>> {
+    pollster::block_on(Gpu::new(opts))
+}

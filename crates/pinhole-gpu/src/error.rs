@@ -1,0 +1,63 @@
+//! Errors of the GPU runtime. Each message says what failed and what the user can do.
+
+use std::fmt;
+
+pub type Result<T, E = GpuError> = std::result::Result<T, E>;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum GpuError {
+    /// No WebGPU/Vulkan/Metal/DX12 adapter could be found.
+    NoAdapter(String),
+    /// The adapter refused to create a device with the limits/features asked for.
+    RequestDevice(String),
+    /// A WGSL kernel failed to compile or its pipeline failed to build.
+    Shader { kernel: String, message: String },
+    /// A tensor or buffer does not fit a device limit.
+    TooLarge {
+        what: String,
+        bytes: u64,
+        limit: u64,
+        limit_name: &'static str,
+    },
+    /// The device was lost (driver reset, tab in background for too long, out of memory).
+    DeviceLost(String),
+    /// wgpu reported a validation or out-of-memory error while running a graph.
+    Validation(String),
+    /// Reading results back from the GPU failed.
+    Readback(String),
+    /// A graph, shape or input error from pinhole-core.
+    Core(pinhole_core::Error),
+}
+
+impl fmt::Display for GpuError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GpuError::NoAdapter(m) => write!(
+                f,
+                "no GPU adapter found ({m}). On Linux install a Vulkan driver (for a software one: \
+                 `apt-get install mesa-vulkan-drivers libvulkan1`); on macOS Metal is built in; on Windows \
+                 update the GPU driver. In a browser, use one with WebGPU enabled (Chrome/Edge 113+, or \
+                 enable the WebGPU flag)."
+            ),
+            GpuError::RequestDevice(m) => write!(f, "the GPU adapter refused to create a device: {m}"),
+            GpuError::Shader { kernel, message } => write!(f, "kernel '{kernel}' failed to compile: {message}"),
+            GpuError::TooLarge { what, bytes, limit, limit_name } => write!(
+                f,
+                "{what} needs {bytes} bytes but this adapter's {limit_name} is {limit} bytes; \
+                 use a smaller input or a device with larger limits"
+            ),
+            GpuError::DeviceLost(m) => write!(f, "the GPU device was lost ({m}); reload the model to continue"),
+            GpuError::Validation(m) => write!(f, "GPU error while running the graph: {m}"),
+            GpuError::Readback(m) => write!(f, "reading results back from the GPU failed: {m}"),
+            GpuError::Core(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for GpuError {}
+
+impl From<pinhole_core::Error> for GpuError {
+    fn from(e: pinhole_core::Error) -> Self {
+        GpuError::Core(e)
+    }
+}

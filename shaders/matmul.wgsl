@@ -1,0 +1,142 @@
+// matmul.wgsl — Y = X · Wᵀ (+ bias), the linear layer of every model.
+//
+// Layouts (all row-major):
+//   x    [M, K]  f32 activations
+//   w    [Nc, K] one chunk of a Hugging Face weight [N, K] (rows n0 .. n0+Nc). Stored as u32
+//        words: f32 bit patterns, or (W_F16) two f16 halves per word, element 2i in the low
+//        half. Decoding f16 with unpack2x16float is core WGSL, so f16 weights need no
+//        `shader-f16`; products and sums are always f32.
+//   bias [N]     f32, read when has_bias != 0 (otherwise a dummy buffer is bound)
+//   y    [M, N]  f32; this dispatch writes columns n0 .. n0+Nc. Weights larger than the
+//        per-binding limit are split by rows into chunks, one dispatch per chunk.
+// Specialisation: override W_F16 (weight storage).
+// Entry points and dispatch:
+//   gemm: 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in steps of
+//         16 through workgroup memory. Dispatch (ceil(Nc/64), ceil(M/64), 1).
+//   gemv: for small M (decode): 4 output columns per 256-thread workgroup, 64 threads split K
+//         and reduce in workgroup memory. Dispatch (gx, gy, M) with gx·gy ≥ ceil(Nc/4),
+//         block index = wg.x + wg.y·gx.
+
+override W_F16: bool = false;
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,
+    nc: u32,
+    has_bias: u32,
+    gx: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+fn load_w(i: u32) -> f32 {
+    if (W_F16) {
+        let pair = unpack2x16float(w[i >> 1u]);
+        return select(pair.x, pair.y, (i & 1u) == 1u);
+    }
+    return bitcast<f32>(w[i]);
+}
+
+fn bias_at(col: u32) -> f32 {
+    if (p.has_bias != 0u) {
+        return bias[p.n0 + col];
+    }
+    return 0.0;
+}
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 16u;
+
+var<workgroup> xs: array<f32, 1024>; // [TK][TM]
+var<workgroup> ws: array<f32, 1024>; // [TK][TN]
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.y * TM;
+    let col0 = wg.x * TN;
+    var acc: array<f32, 16>;
+    for (var kt = 0u; kt < p.k; kt += TK) {
+        // Stage a 64×16 slab of X and of W; out-of-range elements are zero so edges need no
+        // special case in the inner loop.
+        for (var t = 0u; t < 4u; t++) {
+            let e = li + t * 256u;
+            let r = e / TK;
+            let c = e % TK;
+            let gk = kt + c;
+            var xv = 0.0;
+            if (row0 + r < p.m && gk < p.k) {
+                xv = x[(row0 + r) * p.k + gk];
+            }
+            xs[c * TM + r] = xv;
+            var wv = 0.0;
+            if (col0 + r < p.nc && gk < p.k) {
+                wv = load_w((col0 + r) * p.k + gk);
+            }
+            ws[c * TN + r] = wv;
+        }
+        workgroupBarrier();
+        for (var c = 0u; c < TK; c++) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a[i] = xs[c * TM + lid.y * 4u + i];
+                b[i] = ws[c * TN + lid.x * 4u + i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + lid.y * 4u + i;
+        for (var j = 0u; j < 4u; j++) {
+            let c = col0 + lid.x * 4u + j;
+            if (r < p.m && c < p.nc) {
+                y[r * p.n + p.n0 + c] = acc[i * 4u + j] + bias_at(c);
+            }
+        }
+    }
+}
+
+var<workgroup> red: array<f32, 256>;
+
+@compute @workgroup_size(256)
+fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let blk = wg.x + wg.y * p.gx;
+    let m = wg.z;
+    let r = li / 64u;
+    let t = li % 64u;
+    let col = blk * 4u + r;
+    var acc = 0.0;
+    if (col < p.nc) {
+        let wb = col * p.k;
+        let xb = m * p.k;
+        for (var kk = t; kk < p.k; kk += 64u) {
+            acc = fma(x[xb + kk], load_w(wb + kk), acc);
+        }
+    }
+    red[li] = acc;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            red[li] += red[li + s];
+        }
+        workgroupBarrier();
+    }
+    if (t == 0u && col < p.nc) {
+        y[m * p.n + p.n0 + col] = red[li] + bias_at(col);
+    }
+}
