@@ -1,1 +1,45 @@
-fn main() {}
+//! The `pinhole` command-line tool (native desktop path).
+//!
+//! Commands: `info`, `bench kernels`. Each command lives in its own module; errors are
+//! printed as one friendly line and exit non-zero, never as a panic.
+
+mod args;
+mod bench;
+mod info;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "pinhole — vision-language models on WebGPU
+
+USAGE:
+  pinhole info [--json]                      adapter, backend, features and limits
+  pinhole bench kernels [--json] [--quick] [--runs N]
+                                             kernel timings vs a copy kernel on this adapter
+
+ENVIRONMENT:
+  PINHOLE_MAX_BINDING_BYTES   lower the per-binding size weights are split at (testing)
+";
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let result = match argv.first().map(String::as_str) {
+        Some("info") => info::run(&argv[1..]),
+        Some("bench") => bench::run(&argv[1..]),
+        Some("-h") | Some("--help") | Some("help") | None => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        Some("--version") | Some("-V") => {
+            println!("pinhole {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        Some(other) => Err(format!("unknown command '{other}'. Run `pinhole --help` for the list.")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -273,11 +273,7 @@ impl Graph {
         if v.dtype != DType::U32 || v.shape.len() != 1 {
             return Err(Error::DType {
                 what: what.into(),
-                detail: format!(
-                    "expected a u32 vector, got {} {:?}",
-                    v.dtype.name(),
-                    v.shape
-                ),
+                detail: format!("expected a u32 vector, got {} {:?}", v.dtype.name(), v.shape),
             });
         }
         Ok(v.shape[0])
@@ -290,9 +286,7 @@ impl Graph {
     pub fn matmul(&mut self, x: TensorId, w: TensorId, bias: Option<TensorId>) -> Result<TensorId> {
         let xs = self.float_act("matmul x", x)?.to_vec();
         let ws = self.float_any("matmul weight", w)?.to_vec();
-        let k = *xs
-            .last()
-            .ok_or_else(|| shape_err("matmul", "x is a scalar"))?;
+        let k = *xs.last().ok_or_else(|| shape_err("matmul", "x is a scalar"))?;
         if ws.len() != 2 || ws[1] != k {
             return Err(shape_err(
                 "matmul",
@@ -302,10 +296,7 @@ impl Graph {
         if let Some(b) = bias {
             let bs = self.float_any("matmul bias", b)?;
             if bs != [ws[0]] {
-                return Err(shape_err(
-                    "matmul",
-                    format!("bias must be [{}], got {bs:?}", ws[0]),
-                ));
+                return Err(shape_err("matmul", format!("bias must be [{}], got {bs:?}", ws[0])));
             }
         }
         let mut shape = xs;
@@ -313,17 +304,11 @@ impl Graph {
         Ok(self.op(Op::MatMul { x, w, bias }, shape, DType::F32))
     }
 
-    pub fn attention(
-        &mut self,
-        q: TensorId,
-        k: TensorId,
-        v: TensorId,
-        p: AttnParams,
-    ) -> Result<TensorId> {
+    pub fn attention(&mut self, q: TensorId, k: TensorId, v: TensorId, p: AttnParams) -> Result<TensorId> {
         let qs = self.float_act("attention q", q)?.to_vec();
         let ks = self.float_act("attention k", k)?.to_vec();
         let vs = self.float_act("attention v", v)?.to_vec();
-        if p.n_kv_heads == 0 || p.head_dim == 0 || p.n_heads % p.n_kv_heads != 0 {
+        if p.n_kv_heads == 0 || p.head_dim == 0 || !p.n_heads.is_multiple_of(p.n_kv_heads) {
             return Err(Error::Unsupported(format!(
                 "attention with {} query heads over {} kv heads",
                 p.n_heads, p.n_kv_heads
@@ -368,15 +353,15 @@ impl Graph {
         let ps = self.float_act("patch_embed pixels", pixels)?.to_vec();
         let ws = self.float_any("patch_embed weight", w)?.to_vec();
         if ps.len() != 3 || patch == 0 || ps[1] % patch != 0 || ps[2] % patch != 0 {
-            return Err(shape_err("patch_embed", format!("pixels {ps:?} must be [C, H, W] with H and W multiples of the patch size {patch}")));
+            return Err(shape_err(
+                "patch_embed",
+                format!("pixels {ps:?} must be [C, H, W] with H and W multiples of the patch size {patch}"),
+            ));
         }
         if ws != [ws.first().copied().unwrap_or(0), ps[0], patch, patch] {
             return Err(shape_err(
                 "patch_embed",
-                format!(
-                    "weight must be [E, {}, {patch}, {patch}], got {ws:?}",
-                    ps[0]
-                ),
+                format!("weight must be [E, {}, {patch}, {patch}], got {ws:?}", ps[0]),
             ));
         }
         let e = ws[0];
@@ -412,13 +397,7 @@ impl Graph {
         Ok(())
     }
 
-    pub fn layer_norm(
-        &mut self,
-        x: TensorId,
-        w: TensorId,
-        b: TensorId,
-        eps: f32,
-    ) -> Result<TensorId> {
+    pub fn layer_norm(&mut self, x: TensorId, w: TensorId, b: TensorId, eps: f32) -> Result<TensorId> {
         let xs = self.float_act("layer_norm x", x)?.to_vec();
         let d = *xs.last().unwrap_or(&0);
         self.check_vec("layer_norm weight", w, d)?;
@@ -426,13 +405,7 @@ impl Graph {
         Ok(self.op(Op::LayerNorm { x, w, b, eps }, xs, DType::F32))
     }
 
-    pub fn rms_norm(
-        &mut self,
-        x: TensorId,
-        w: TensorId,
-        eps: f32,
-        add_one: bool,
-    ) -> Result<TensorId> {
+    pub fn rms_norm(&mut self, x: TensorId, w: TensorId, eps: f32, add_one: bool) -> Result<TensorId> {
         let xs = self.float_act("rms_norm x", x)?.to_vec();
         self.check_vec("rms_norm weight", w, *xs.last().unwrap_or(&0))?;
         Ok(self.op(Op::RmsNorm { x, w, eps, add_one }, xs, DType::F32))
@@ -462,7 +435,7 @@ impl Graph {
         let xs = self.float_act("rope x", x)?.to_vec();
         if xs.len() != 2
             || xs[1] != n_heads * head_dim
-            || rotary_dim % 2 != 0
+            || !rotary_dim.is_multiple_of(2)
             || rotary_dim > head_dim
             || rotary_dim == 0
         {
@@ -493,12 +466,7 @@ impl Graph {
 
     /// The cos/sin table for `positions`, computed the way transformers does (f32 inverse
     /// frequencies, f32 products) with a correctly rounded cos/sin, as a constant.
-    pub fn rope_table(
-        &mut self,
-        positions: &[u32],
-        rotary_dim: usize,
-        theta: f32,
-    ) -> Result<TensorId> {
+    pub fn rope_table(&mut self, positions: &[u32], rotary_dim: usize, theta: f32) -> Result<TensorId> {
         let t = crate::reference::rope_cos_sin(positions, rotary_dim, theta)?;
         Ok(self.constant(t))
     }
@@ -507,10 +475,7 @@ impl Graph {
         let ts = self.float_any("embedding table", table)?.to_vec();
         let s = self.u32_vec("embedding ids", ids)?;
         if ts.len() != 2 {
-            return Err(shape_err(
-                "embedding",
-                format!("table must be [V, E], got {ts:?}"),
-            ));
+            return Err(shape_err("embedding", format!("table must be [V, E], got {ts:?}")));
         }
         Ok(self.op(Op::Embedding { table, ids }, vec![s, ts[1]], DType::F32))
     }
@@ -542,12 +507,7 @@ impl Graph {
         Ok(self.op(Op::SoftCap { x, cap }, xs, DType::F32))
     }
 
-    pub fn scatter_rows(
-        &mut self,
-        dst: TensorId,
-        src: TensorId,
-        index: TensorId,
-    ) -> Result<TensorId> {
+    pub fn scatter_rows(&mut self, dst: TensorId, src: TensorId, index: TensorId) -> Result<TensorId> {
         let ds = self.float_act("scatter dst", dst)?.to_vec();
         let ss = self.float_act("scatter src", src)?.to_vec();
         let n = self.u32_vec("scatter index", index)?;
@@ -563,10 +523,7 @@ impl Graph {
     pub fn rows(&mut self, x: TensorId, start: usize, count: usize) -> Result<TensorId> {
         let xs = self.float_act("rows", x)?.to_vec();
         if xs.len() != 2 || start + count > xs[0] || count == 0 {
-            return Err(shape_err(
-                "rows",
-                format!("rows {start}..{} of {xs:?}", start + count),
-            ));
+            return Err(shape_err("rows", format!("rows {start}..{} of {xs:?}", start + count)));
         }
         Ok(self.op(Op::Rows { x, start, count }, vec![count, xs[1]], DType::F32))
     }
@@ -579,9 +536,7 @@ impl Graph {
     pub fn write_rows(&mut self, state: TensorId, src: TensorId, row: usize) -> Result<TensorId> {
         let v = self.value(state)?;
         if !matches!(v.kind, ValueKind::State(_)) {
-            return Err(Error::Graph(
-                "write_rows target must be a state tensor".into(),
-            ));
+            return Err(Error::Graph("write_rows target must be a state tensor".into()));
         }
         let st = v.shape.clone();
         let ss = self.float_act("write_rows src", src)?;
@@ -606,16 +561,12 @@ impl Op {
         match *self {
             Op::MatMul { x, w, bias } => [Some(x), Some(w), bias].into_iter().flatten().collect(),
             Op::Attention { q, k, v, .. } => vec![q, k, v],
-            Op::PatchEmbed {
-                pixels, w, b, pos, ..
-            } => vec![pixels, w, b, pos],
+            Op::PatchEmbed { pixels, w, b, pos, .. } => vec![pixels, w, b, pos],
             Op::LayerNorm { x, w, b, .. } => vec![x, w, b],
             Op::RmsNorm { x, w, .. } => vec![x, w],
-            Op::Act { x, .. }
-            | Op::Scale { x, .. }
-            | Op::SoftCap { x, .. }
-            | Op::Rows { x, .. }
-            | Op::Argmax { x } => vec![x],
+            Op::Act { x, .. } | Op::Scale { x, .. } | Op::SoftCap { x, .. } | Op::Rows { x, .. } | Op::Argmax { x } => {
+                vec![x]
+            }
             Op::Gated { gate, up, .. } => vec![gate, up],
             Op::Rope { x, cos_sin, .. } => vec![x, cos_sin],
             Op::Embedding { table, ids } => vec![table, ids],

@@ -8,14 +8,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Activation, AttnParams, Graph, Op, TensorId, ValueKind};
 use crate::tensor::{rows_of, DType, Data, Tensor};
 
-pub fn matmul(
-    x: &[f32],
-    w: &[f32],
-    bias: Option<&[f32]>,
-    m: usize,
-    n: usize,
-    k: usize,
-) -> Vec<f32> {
+pub fn matmul(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
     let mut y = vec![0.0f32; m * n];
     for i in 0..m {
         let xr = &x[i * k..(i + 1) * k];
@@ -91,6 +84,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: usize, p: &AttnParams) -> V
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 pub fn patch_embed(
     px: &[f32],
     c: usize,
@@ -143,11 +137,7 @@ pub fn rms_norm(x: &[f32], w: &[f32], d: usize, eps: f32, add_one: bool) -> Vec<
         let ms = xr.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / d as f64;
         let inv = 1.0 / (ms + eps as f64).sqrt();
         for t in 0..d {
-            let g = if add_one {
-                1.0 + w[t] as f64
-            } else {
-                w[t] as f64
-            };
+            let g = if add_one { 1.0 + w[t] as f64 } else { w[t] as f64 };
             yr[t] = (xr[t] as f64 * inv * g) as f32;
         }
     }
@@ -158,8 +148,7 @@ pub fn activation(x: f32, act: Activation) -> f32 {
     let x = x as f64;
     let y = match act {
         Activation::GeluTanh => {
-            0.5 * x
-                * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
+            0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh())
         }
         Activation::GeluErf => 0.5 * x * (1.0 + erf(x / std::f64::consts::SQRT_2)),
         Activation::Silu => x / (1.0 + (-x).exp()),
@@ -201,7 +190,7 @@ pub fn erf(x: f64) -> f64 {
 /// frequencies `1 / theta^(2i/rotary_dim)` in f32, the product position·inv_freq in f32, then
 /// cos and sin of that f32 value.
 pub fn rope_cos_sin(positions: &[u32], rotary_dim: usize, theta: f32) -> Result<Tensor> {
-    if rotary_dim == 0 || rotary_dim % 2 != 0 {
+    if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
         return Err(Error::Invalid(format!(
             "rotary_dim must be even and > 0, got {rotary_dim}"
         )));
@@ -220,14 +209,7 @@ pub fn rope_cos_sin(positions: &[u32], rotary_dim: usize, theta: f32) -> Result<
 }
 
 /// Rotate-half RoPE on the first `rotary_dim` dims of every head; the rest passes through.
-pub fn rope(
-    x: &[f32],
-    cos_sin: &[f32],
-    s: usize,
-    n_heads: usize,
-    head_dim: usize,
-    rotary_dim: usize,
-) -> Vec<f32> {
+pub fn rope(x: &[f32], cos_sin: &[f32], s: usize, n_heads: usize, head_dim: usize, rotary_dim: usize) -> Vec<f32> {
     let mut y = x.to_vec();
     let half = rotary_dim / 2;
     for r in 0..s {
@@ -287,8 +269,7 @@ pub fn run_graph(g: &Graph, env: CpuEnv<'_>) -> Result<Vec<Tensor>> {
             }
             ValueKind::Const(t) => t.clone(),
             ValueKind::Weight(name) => {
-                let t = (env.weights)(name)
-                    .ok_or_else(|| Error::Graph(format!("weight '{name}' is missing")))?;
+                let t = (env.weights)(name).ok_or_else(|| Error::Graph(format!("weight '{name}' is missing")))?;
                 if t.shape != v.shape {
                     return Err(Error::Shape {
                         what: format!("weight '{name}'"),
@@ -317,13 +298,13 @@ pub fn run_graph(g: &Graph, env: CpuEnv<'_>) -> Result<Vec<Tensor>> {
         .collect()
 }
 
-fn get<'v>(vals: &'v [Option<Tensor>], id: TensorId) -> Result<&'v Tensor> {
+fn get(vals: &[Option<Tensor>], id: TensorId) -> Result<&Tensor> {
     vals.get(id.0)
         .and_then(|v| v.as_ref())
         .ok_or_else(|| Error::Graph(format!("tensor #{} used before it was computed", id.0)))
 }
 
-fn f<'v>(vals: &'v [Option<Tensor>], id: TensorId) -> Result<&'v [f32]> {
+fn f(vals: &[Option<Tensor>], id: TensorId) -> Result<&[f32]> {
     get(vals, id)?.as_f32()
 }
 
@@ -342,9 +323,7 @@ fn run_op(
             let b = bias.map(|b| f(vals, b)).transpose()?;
             matmul(f(vals, x)?, f(vals, w)?, b, m, n, k)
         }
-        Op::Attention { q, k, v, p } => {
-            attention(f(vals, q)?, f(vals, k)?, f(vals, v)?, shape[0], &p)
-        }
+        Op::Attention { q, k, v, p } => attention(f(vals, q)?, f(vals, k)?, f(vals, v)?, shape[0], &p),
         Op::PatchEmbed {
             pixels,
             w,
@@ -365,12 +344,8 @@ fn run_op(
                 patch,
             )
         }
-        Op::LayerNorm { x, w, b, eps } => {
-            layer_norm(f(vals, x)?, f(vals, w)?, f(vals, b)?, last(x)?, eps)
-        }
-        Op::RmsNorm { x, w, eps, add_one } => {
-            rms_norm(f(vals, x)?, f(vals, w)?, last(x)?, eps, add_one)
-        }
+        Op::LayerNorm { x, w, b, eps } => layer_norm(f(vals, x)?, f(vals, w)?, f(vals, b)?, last(x)?, eps),
+        Op::RmsNorm { x, w, eps, add_one } => rms_norm(f(vals, x)?, f(vals, w)?, last(x)?, eps, add_one),
         Op::Act { x, act } => f(vals, x)?.iter().map(|&v| activation(v, act)).collect(),
         Op::Gated { gate, up, act } => f(vals, gate)?
             .iter()
@@ -383,14 +358,7 @@ fn run_op(
             n_heads,
             head_dim,
             rotary_dim,
-        } => rope(
-            f(vals, x)?,
-            f(vals, cos_sin)?,
-            shape[0],
-            n_heads,
-            head_dim,
-            rotary_dim,
-        ),
+        } => rope(f(vals, x)?, f(vals, cos_sin)?, shape[0], n_heads, head_dim, rotary_dim),
         Op::Embedding { table, ids } => {
             let t = f(vals, table)?;
             let e = shape[1];
@@ -407,11 +375,7 @@ fn run_op(
             }
             out
         }
-        Op::Add { a, b } => f(vals, a)?
-            .iter()
-            .zip(f(vals, b)?)
-            .map(|(x, y)| x + y)
-            .collect(),
+        Op::Add { a, b } => f(vals, a)?.iter().zip(f(vals, b)?).map(|(x, y)| x + y).collect(),
         Op::Scale { x, s } => f(vals, x)?.iter().map(|v| v * s).collect(),
         Op::SoftCap { x, cap } => f(vals, x)?
             .iter()
@@ -424,10 +388,7 @@ fn run_op(
             for (i, &r) in get(vals, index)?.as_u32()?.iter().enumerate() {
                 let r = r as usize;
                 if r >= shape[0] {
-                    return Err(Error::Invalid(format!(
-                        "scatter row {r} outside {} rows",
-                        shape[0]
-                    )));
+                    return Err(Error::Invalid(format!("scatter row {r} outside {} rows", shape[0])));
                 }
                 out[r * e..(r + 1) * e].copy_from_slice(&s[i * e..(i + 1) * e]);
             }

@@ -170,10 +170,7 @@ fn check_len(what: &str, shape: &[usize], len: usize) -> Result<()> {
     if numel(shape) != len {
         return Err(shape_err(
             what,
-            format!(
-                "shape {shape:?} holds {} values but {len} were given",
-                numel(shape)
-            ),
+            format!("shape {shape:?} holds {} values but {len} were given", numel(shape)),
         ));
     }
     Ok(())

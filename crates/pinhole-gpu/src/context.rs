@@ -20,12 +20,16 @@ pub struct GpuOptions {
 impl GpuOptions {
     /// Reads `PINHOLE_MAX_BINDING_BYTES` from the environment (native only).
     pub fn from_env() -> Self {
-        let mut o = GpuOptions::default();
         #[cfg(not(target_arch = "wasm32"))]
-        if let Ok(v) = std::env::var("PINHOLE_MAX_BINDING_BYTES") {
-            o.max_binding_bytes = v.trim().parse().ok();
+        let max_binding_bytes = std::env::var("PINHOLE_MAX_BINDING_BYTES")
+            .ok()
+            .and_then(|v| v.trim().parse().ok());
+        #[cfg(target_arch = "wasm32")]
+        let max_binding_bytes = None;
+        GpuOptions {
+            max_binding_bytes,
+            ..GpuOptions::default()
         }
-        o
     }
 }
 
@@ -114,9 +118,7 @@ impl Gpu {
         let uncaptured = Arc::new(Mutex::new(Vec::new()));
         let sink = uncaptured.clone();
         // wgpu's default handler panics; a runtime embedded in a page or an app must not.
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            lock(&sink).push(e.to_string())
-        }));
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| lock(&sink).push(e.to_string())));
         let lost = Arc::new(Mutex::new(None));
         let lost_sink = lost.clone();
         device.set_device_lost_callback(move |reason, msg| {
@@ -177,7 +179,9 @@ impl Gpu {
     /// Largest single binding for activations (the adapter limit, also capped by
     /// `max_buffer_size`).
     pub fn activation_binding_limit(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     pub(crate) fn check_alive(&self) -> Result<()> {
@@ -210,11 +214,10 @@ impl Gpu {
             modules
                 .entry(family)
                 .or_insert_with(|| {
-                    self.device
-                        .create_shader_module(wgpu::ShaderModuleDescriptor {
-                            label: Some(family.file()),
-                            source: wgpu::ShaderSource::Wgsl(family.source().into()),
-                        })
+                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                        label: Some(family.file()),
+                        source: wgpu::ShaderSource::Wgsl(family.source().into()),
+                    })
                 })
                 .clone()
         };
@@ -224,19 +227,17 @@ impl Gpu {
             vec![]
         };
         let label = kernel.label();
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(&label),
-                layout: None,
-                module: &module,
-                entry_point: Some(kernel.entry()),
-                compilation_options: wgpu::PipelineCompilationOptions {
-                    constants: &constants,
-                    zero_initialize_workgroup_memory: true,
-                },
-                cache: None,
-            });
+        let pipeline = self.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(&label),
+            layout: None,
+            module: &module,
+            entry_point: Some(kernel.entry()),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                zero_initialize_workgroup_memory: true,
+            },
+            cache: None,
+        });
         if let Some(err) = scope.pop().await {
             // Do not cache a broken module either.
             lock(&self.modules).remove(&family);
@@ -253,8 +254,8 @@ impl Gpu {
     pub async fn compile_all(&self) -> Result<usize> {
         use Kernel::*;
         let all = [
-            Gemm, Gemv, Attention, LayerNorm, RmsNorm, Act, Gated, Add, Scale, SoftCap, CopyRange,
-            Fill, CopyVec4, Rope, Gather, Scatter, Argmax, PatchEmbed,
+            Gemm, Gemv, Attention, LayerNorm, RmsNorm, Act, Gated, Add, Scale, SoftCap, CopyRange, Fill, CopyVec4,
+            Rope, Gather, Scatter, Argmax, PatchEmbed,
         ];
         let mut n = 0;
         for k in all {

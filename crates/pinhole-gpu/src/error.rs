@@ -41,7 +41,12 @@ impl fmt::Display for GpuError {
             ),
             GpuError::RequestDevice(m) => write!(f, "the GPU adapter refused to create a device: {m}"),
             GpuError::Shader { kernel, message } => write!(f, "kernel '{kernel}' failed to compile: {message}"),
-            GpuError::TooLarge { what, bytes, limit, limit_name } => write!(
+            GpuError::TooLarge {
+                what,
+                bytes,
+                limit,
+                limit_name,
+            } => write!(
                 f,
                 "{what} needs {bytes} bytes but this adapter's {limit_name} is {limit} bytes; \
                  use a smaller input or a device with larger limits"

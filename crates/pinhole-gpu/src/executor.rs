@@ -108,14 +108,8 @@ impl Executor {
         inputs: &HashMap<String, Tensor>,
     ) -> Result<Vec<Tensor>> {
         self.gpu.check_alive()?;
-        let scope = self
-            .gpu
-            .device
-            .push_error_scope(wgpu::ErrorFilter::Validation);
-        let oom = self
-            .gpu
-            .device
-            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let scope = self.gpu.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let oom = self.gpu.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
         let plan = self.plan(g, weights, inputs);
         let result = match plan {
             Ok(plan) => self.submit_and_read(g, plan, 1).await,
@@ -152,12 +146,7 @@ impl Executor {
         Ok(start.elapsed().as_secs_f64() / repeats.max(1) as f64)
     }
 
-    fn acquire(
-        &mut self,
-        bytes: u64,
-        what: &str,
-        taken: &mut Vec<wgpu::Buffer>,
-    ) -> Result<wgpu::Buffer> {
+    fn acquire(&mut self, bytes: u64, what: &str, taken: &mut Vec<wgpu::Buffer>) -> Result<wgpu::Buffer> {
         let limit = self.gpu.activation_binding_limit();
         if bytes > limit {
             return Err(GpuError::TooLarge {
@@ -184,9 +173,7 @@ impl Executor {
                 self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
                     label: Some("pinhole activation"),
                     size: need.div_ceil(256) * 256,
-                    usage: wgpu::BufferUsages::STORAGE
-                        | wgpu::BufferUsages::COPY_SRC
-                        | wgpu::BufferUsages::COPY_DST,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
                     mapped_at_creation: false,
                 })
             }
@@ -199,12 +186,7 @@ impl Executor {
         t.single(what, gpu).cloned()
     }
 
-    fn plan(
-        &mut self,
-        g: &Graph,
-        weights: &WeightStore,
-        inputs: &HashMap<String, Tensor>,
-    ) -> Result<Plan> {
+    fn plan(&mut self, g: &Graph, weights: &WeightStore, inputs: &HashMap<String, Tensor>) -> Result<Plan> {
         let n = g.values.len();
         // Last op index reading each value; graph outputs live to the end.
         let mut last_use = vec![0usize; n];
@@ -241,8 +223,7 @@ impl Executor {
         let mut releasable = vec![false; n];
         let gpu = self.gpu.clone();
         let max_dim = gpu.limits.max_compute_workgroups_per_dimension;
-        let grid1 =
-            |threads: usize| -> (u32, u32) { grid((threads as u64).div_ceil(256), max_dim) };
+        let grid1 = |threads: usize| -> (u32, u32) { grid((threads as u64).div_ceil(256), max_dim) };
 
         // Host data (inputs, constants) is written with queue.write_buffer, which lands before
         // the command buffer runs. So its buffers are taken first, while the pool holds only
@@ -253,9 +234,9 @@ impl Executor {
             let (name, t) = match &v.kind {
                 ValueKind::Input(name) => (
                     name.as_str(),
-                    inputs.get(name.as_str()).ok_or_else(|| {
-                        core_err(CoreError::Graph(format!("input '{name}' was not supplied")))
-                    })?,
+                    inputs
+                        .get(name.as_str())
+                        .ok_or_else(|| core_err(CoreError::Graph(format!("input '{name}' was not supplied"))))?,
                 ),
                 ValueKind::Const(t) => ("constant", t),
                 _ => continue,
@@ -276,17 +257,9 @@ impl Executor {
                 Data::F32(d) => bytemuck::cast_slice::<f32, u8>(d).to_vec(),
                 Data::U32(d) => bytemuck::cast_slice::<u32, u8>(d).to_vec(),
             };
-            let buf = self.acquire(
-                bytes.len() as u64,
-                &format!("input '{name}'"),
-                &mut plan.taken,
-            )?;
+            let buf = self.acquire(bytes.len() as u64, &format!("input '{name}'"), &mut plan.taken)?;
             plan.uploads.push((buf.clone(), bytes));
-            let dtype = if v.dtype == DType::U32 {
-                DType::U32
-            } else {
-                DType::F32
-            };
+            let dtype = if v.dtype == DType::U32 { DType::U32 } else { DType::F32 };
             host_vals.insert(
                 i,
                 GpuTensor {
@@ -307,11 +280,9 @@ impl Executor {
                     .remove(&i)
                     .ok_or_else(|| core_err(CoreError::Graph("input buffer missing".into())))?,
                 ValueKind::Weight(name) => {
-                    let w = weights.get(name).ok_or_else(|| {
-                        core_err(CoreError::Graph(format!(
-                            "weight '{name}' was never uploaded"
-                        )))
-                    })?;
+                    let w = weights
+                        .get(name)
+                        .ok_or_else(|| core_err(CoreError::Graph(format!("weight '{name}' was never uploaded"))))?;
                     if w.shape != v.shape {
                         return Err(core_err(CoreError::Shape {
                             what: format!("weight '{name}'"),
@@ -355,9 +326,10 @@ impl Executor {
                             },
                         );
                     }
-                    self.states.get(name).cloned().ok_or_else(|| {
-                        core_err(CoreError::Graph(format!("state '{name}' missing")))
-                    })?
+                    self.states
+                        .get(name)
+                        .cloned()
+                        .ok_or_else(|| core_err(CoreError::Graph(format!("state '{name}' missing"))))?
                 }
                 ValueKind::Op(op) => {
                     let t = self.plan_op(g, i, op, &v.shape, v.dtype, &mut plan, &grid1)?;
@@ -401,16 +373,9 @@ impl Executor {
             plan.values
                 .get(id.0)
                 .and_then(|v| v.as_ref())
-                .ok_or_else(|| {
-                    core_err(CoreError::Graph(format!(
-                        "tensor #{} used before defined",
-                        id.0
-                    )))
-                })
+                .ok_or_else(|| core_err(CoreError::Graph(format!("tensor #{} used before defined", id.0))))
         };
-        let buf = |id: TensorId, what: &str| -> Result<wgpu::Buffer> {
-            Self::single(val(id)?, &gpu, what)
-        };
+        let buf = |id: TensorId, what: &str| -> Result<wgpu::Buffer> { Self::single(val(id)?, &gpu, what) };
         let f32_store = |id: TensorId, what: &str| -> Result<()> {
             let t = val(id)?;
             if t.dtype != DType::F32 {
@@ -431,10 +396,7 @@ impl Executor {
                 kernel: Kernel::CopyRange,
                 w_f16: false,
                 params: words(&[n as u32, 0, (row * e) as u32, 0, gx, 0, 0, 0]),
-                bindings: vec![
-                    (1, buf(src, "write_rows src")?),
-                    (2, Self::single(&st, &gpu, "state")?),
-                ],
+                bindings: vec![(1, buf(src, "write_rows src")?), (2, Self::single(&st, &gpu, "state")?)],
                 groups: [gx, gy, 1],
             });
             return Ok(st);
@@ -530,10 +492,7 @@ impl Executor {
             }
             Op::Attention { q, k, v, p } => {
                 let s = shape[0];
-                let (gx, gy) = grid(
-                    (s * p.n_heads) as u64,
-                    gpu.limits.max_compute_workgroups_per_dimension,
-                );
+                let (gx, gy) = grid((s * p.n_heads) as u64, gpu.limits.max_compute_workgroups_per_dimension);
                 let params = words(&[
                     s as u32,
                     p.n_heads as u32,
@@ -605,16 +564,7 @@ impl Executor {
                 f32_store(b, "bias")?;
                 let rows = rows_of(shape);
                 let (gx, gy) = grid(rows as u64, gpu.limits.max_compute_workgroups_per_dimension);
-                let params = words(&[
-                    rows as u32,
-                    shape[shape.len() - 1] as u32,
-                    f2u(eps),
-                    0,
-                    gx,
-                    0,
-                    0,
-                    0,
-                ]);
+                let params = words(&[rows as u32, shape[shape.len() - 1] as u32, f2u(eps), 0, gx, 0, 0, 0]);
                 ds.push(Dispatch {
                     kernel: Kernel::LayerNorm,
                     w_f16: false,
@@ -646,11 +596,7 @@ impl Executor {
                     kernel: Kernel::RmsNorm,
                     w_f16: false,
                     params,
-                    bindings: vec![
-                        (1, buf(x, "x")?),
-                        (2, buf(w, "norm weight")?),
-                        (4, out.clone()),
-                    ],
+                    bindings: vec![(1, buf(x, "x")?), (2, buf(w, "norm weight")?), (4, out.clone())],
                     groups: [gx, gy, 1],
                 });
             }
@@ -667,11 +613,7 @@ impl Executor {
                 out_elems,
                 act_code(act),
                 0.0,
-                vec![
-                    (1, buf(gate, "gate")?),
-                    (2, buf(up, "up")?),
-                    (3, out.clone()),
-                ],
+                vec![(1, buf(gate, "gate")?), (2, buf(up, "up")?), (3, out.clone())],
                 grid1,
             )),
             Op::Add { a, b } => ds.push(ew(
@@ -720,11 +662,7 @@ impl Executor {
                     kernel: Kernel::Rope,
                     w_f16: false,
                     params,
-                    bindings: vec![
-                        (1, buf(x, "x")?),
-                        (2, buf(cos_sin, "cos_sin")?),
-                        (3, out.clone()),
-                    ],
+                    bindings: vec![(1, buf(x, "x")?), (2, buf(cos_sin, "cos_sin")?), (3, out.clone())],
                     groups: [gx, gy, 1],
                 });
             }
@@ -771,11 +709,7 @@ impl Executor {
                     kernel: Kernel::Scatter,
                     w_f16: false,
                     params,
-                    bindings: vec![
-                        (2, buf(index, "index")?),
-                        (3, buf(src, "src")?),
-                        (4, out.clone()),
-                    ],
+                    bindings: vec![(2, buf(index, "index")?), (3, buf(src, "src")?), (4, out.clone())],
                     groups: [gx, gy, 1],
                 });
             }
@@ -809,11 +743,7 @@ impl Executor {
         plan.dispatches.extend(ds);
         Ok(GpuTensor {
             shape: shape.to_vec(),
-            dtype: if dtype == DType::U32 {
-                DType::U32
-            } else {
-                DType::F32
-            },
+            dtype: if dtype == DType::U32 { DType::U32 } else { DType::F32 },
             chunks: vec![Chunk {
                 buffer: out,
                 row0: 0,
@@ -830,12 +760,7 @@ impl Executor {
             _ => None,
         };
         if let Some(t) = t {
-            if let Some(bad) = t
-                .as_u32()
-                .map_err(core_err)?
-                .iter()
-                .find(|&&x| x as usize >= limit)
-            {
+            if let Some(bad) = t.as_u32().map_err(core_err)?.iter().find(|&&x| x as usize >= limit) {
                 return Err(core_err(CoreError::Invalid(format!(
                     "{what}: {bad} is outside 0..{limit}"
                 ))));
@@ -844,12 +769,7 @@ impl Executor {
         Ok(())
     }
 
-    async fn submit_and_read(
-        &mut self,
-        g: &Graph,
-        plan: Plan,
-        repeats: usize,
-    ) -> Result<Vec<Tensor>> {
+    async fn submit_and_read(&mut self, g: &Graph, plan: Plan, repeats: usize) -> Result<Vec<Tensor>> {
         let gpu = self.gpu.clone();
         let align = gpu.limits.min_uniform_buffer_offset_alignment.max(16) as usize;
         // One uniform buffer for every dispatch's parameters, one write.
@@ -911,11 +831,9 @@ impl Executor {
             groups_list.push((pipeline, bg, d.groups));
         }
 
-        let mut enc = gpu
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                label: Some("pinhole forward"),
-            });
+        let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("pinhole forward"),
+        });
         {
             let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
                 label: Some("pinhole graph"),
@@ -935,9 +853,9 @@ impl Executor {
         let mut reads = Vec::new();
         for o in &g.outputs {
             let v = g.value(*o).map_err(core_err)?;
-            let t = plan.values[o.0].as_ref().ok_or_else(|| {
-                core_err(CoreError::Graph(format!("output #{} not computed", o.0)))
-            })?;
+            let t = plan.values[o.0]
+                .as_ref()
+                .ok_or_else(|| core_err(CoreError::Graph(format!("output #{} not computed", o.0))))?;
             let bytes = (numel(&v.shape) * 4) as u64;
             let src = Self::single(t, &gpu, "output")?;
             let size = bytes.max(4).div_ceil(4) * 4;
@@ -962,10 +880,7 @@ impl Executor {
         gpu.queue.submit(Some(enc.finish()));
         self.stats.submits += 1;
 
-        let futures: Vec<MapFuture> = reads
-            .iter()
-            .map(|(rb, size, _, _)| MapFuture::new(rb, *size))
-            .collect();
+        let futures: Vec<MapFuture> = reads.iter().map(|(rb, size, _, _)| MapFuture::new(rb, *size)).collect();
         gpu.wait_idle()?;
         let mut outs = Vec::with_capacity(reads.len());
         for (fut, (rb, size, shape, dtype)) in futures.into_iter().zip(reads) {
@@ -975,8 +890,8 @@ impl Executor {
                 let view = rb
                     .get_mapped_range(..size)
                     .map_err(|e| GpuError::Readback(e.to_string()))?;
-                let words: &[u32] = bytemuck::try_cast_slice(&view[..n * 4])
-                    .map_err(|e| GpuError::Readback(e.to_string()))?;
+                let words: &[u32] =
+                    bytemuck::try_cast_slice(&view[..n * 4]).map_err(|e| GpuError::Readback(e.to_string()))?;
                 if dtype == DType::U32 {
                     Tensor::u32(&shape, words.to_vec())
                 } else {
@@ -988,9 +903,9 @@ impl Executor {
             outs.push(t.map_err(core_err)?);
         }
         // Everything taken for this run goes back to the pool for the next one.
-        let mut seen: std::collections::HashSet<wgpu::Buffer> = self.free.iter().cloned().collect();
+        // (A buffer can appear twice in `taken` when it was freed and handed out again.)
         for b in plan.taken {
-            if seen.insert(b.clone()) {
+            if !self.free.contains(&b) {
                 self.free.push(b);
             }
         }

@@ -88,9 +88,7 @@ impl Kernel {
             Kernel::Gemm | Kernel::Gemv => Family::Matmul,
             Kernel::Attention => Family::Attention,
             Kernel::LayerNorm | Kernel::RmsNorm => Family::Norm,
-            Kernel::Act | Kernel::Gated | Kernel::Add | Kernel::Scale | Kernel::SoftCap => {
-                Family::Elementwise
-            }
+            Kernel::Act | Kernel::Gated | Kernel::Add | Kernel::Scale | Kernel::SoftCap => Family::Elementwise,
             Kernel::CopyRange | Kernel::Fill | Kernel::CopyVec4 => Family::Copy,
             Kernel::Rope => Family::Rope,
             Kernel::Gather | Kernel::Scatter => Family::Embedding,
@@ -124,10 +122,7 @@ impl Kernel {
 
     /// Kernels whose WGSL declares `override W_F16`.
     pub fn has_weight_dtype(self) -> bool {
-        matches!(
-            self,
-            Kernel::Gemm | Kernel::Gemv | Kernel::Gather | Kernel::PatchEmbed
-        )
+        matches!(self, Kernel::Gemm | Kernel::Gemv | Kernel::Gather | Kernel::PatchEmbed)
     }
 
     pub fn label(self) -> String {

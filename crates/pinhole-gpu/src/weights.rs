@@ -61,22 +61,12 @@ impl GpuTensor {
 
 /// Bytes one chunk of `rows` rows of `cols` values takes (padded to whole 4-byte words).
 pub(crate) fn chunk_bytes(rows: usize, cols: usize, dtype: DType) -> u64 {
-    let elem = if dtype == DType::BF16 {
-        2
-    } else {
-        dtype.size()
-    };
+    let elem = if dtype == DType::BF16 { 2 } else { dtype.size() };
     ((rows * cols * elem) as u64).div_ceil(4) * 4
 }
 
 /// Rows per chunk so that each chunk fits `limit` bytes.
-pub(crate) fn rows_per_chunk(
-    what: &str,
-    rows: usize,
-    cols: usize,
-    dtype: DType,
-    limit: u64,
-) -> Result<usize> {
+pub(crate) fn rows_per_chunk(what: &str, rows: usize, cols: usize, dtype: DType, limit: u64) -> Result<usize> {
     let row_bytes = chunk_bytes(1, cols, dtype);
     if row_bytes > limit {
         return Err(GpuError::TooLarge {
@@ -139,19 +129,13 @@ pub fn upload(gpu: &Gpu, name: &str, t: &Tensor) -> Result<GpuTensor> {
         let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
             label: Some(name),
             size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         if !bytes.is_empty() {
             gpu.queue.write_buffer(&buffer, 0, &bytes);
         }
-        chunks.push(Chunk {
-            buffer,
-            row0,
-            rows: n,
-        });
+        chunks.push(Chunk { buffer, row0, rows: n });
         row0 += n;
     }
     Ok(GpuTensor {

@@ -8,11 +8,7 @@ use common::gpus;
 use pinhole_core::{DType, Graph, Tensor};
 use pinhole_gpu::{Executor, GpuError, WeightStore};
 
-fn run(
-    g: &Graph,
-    store: &WeightStore,
-    inputs: &HashMap<String, Tensor>,
-) -> Result<Vec<Tensor>, GpuError> {
+fn run(g: &Graph, store: &WeightStore, inputs: &HashMap<String, Tensor>) -> Result<Vec<Tensor>, GpuError> {
     let gpu = gpus()[0].clone();
     let mut ex = Executor::new(gpu);
     pollster::block_on(ex.run(g, store, inputs))
@@ -41,10 +37,7 @@ fn wrong_input_shape_and_bad_ids() {
     g.output(x);
     let mut inputs = HashMap::new();
     inputs.insert("x".into(), Tensor::f32(&[3, 2], vec![1.0; 6]).unwrap());
-    assert!(matches!(
-        run(&g, &WeightStore::new(), &inputs),
-        Err(GpuError::Core(_))
-    ));
+    assert!(matches!(run(&g, &WeightStore::new(), &inputs), Err(GpuError::Core(_))));
 
     let mut store = WeightStore::new();
     store
@@ -73,10 +66,7 @@ fn activation_over_binding_limit_is_a_clear_error() {
     g.output(big);
     let store = WeightStore::new();
     let mut inputs = HashMap::new();
-    inputs.insert(
-        "x".into(),
-        Tensor::f32(&[1, 1024], vec![0.1; 1024]).unwrap(),
-    );
+    inputs.insert("x".into(), Tensor::f32(&[1, 1024], vec![0.1; 1024]).unwrap());
     // The weight itself is never uploaded: the planner must fail on the missing weight or the
     // limit, with an error rather than a panic or a driver crash.
     assert!(run(&g, &store, &inputs).is_err());
@@ -85,10 +75,7 @@ fn activation_over_binding_limit_is_a_clear_error() {
     g2.output(s);
     let err = run(&g2, &store, &HashMap::new()).unwrap_err();
     assert!(matches!(err, GpuError::TooLarge { .. }), "{err}");
-    assert!(
-        err.to_string().contains("max_storage_buffer_binding_size"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("max_storage_buffer_binding_size"), "{err}");
 }
 
 #[test]

@@ -86,14 +86,7 @@ fn attn_case(seed: u64, s: usize, t: usize, p: AttnParams) {
     c.check(1e-5, &format!("attention s={s} t={t} {p:?}"));
 }
 
-fn params(
-    h: usize,
-    kv: usize,
-    d: usize,
-    kv_len: usize,
-    q_pos0: usize,
-    mask: AttnMask,
-) -> AttnParams {
+fn params(h: usize, kv: usize, d: usize, kv_len: usize, q_pos0: usize, mask: AttnMask) -> AttnParams {
     AttnParams {
         n_heads: h,
         n_kv_heads: kv,
@@ -215,11 +208,7 @@ fn norms() {
     for (rows, d) in [(1, 1), (3, 7), (5, 257), (2, 1100), (17, 64)] {
         let mut c = Case::new();
         // Offset inputs: a one-pass variance would lose precision here.
-        let xv: Vec<f32> = rng
-            .vec(rows * d, -1.0, 1.0)
-            .iter()
-            .map(|v| v * 3.0 + 5.0)
-            .collect();
+        let xv: Vec<f32> = rng.vec(rows * d, -1.0, 1.0).iter().map(|v| v * 3.0 + 5.0).collect();
         let x = c.input("x", Tensor::f32(&[rows, d], xv).unwrap());
         let w = c.weight("w", randt(&mut rng, &[d], 1.0));
         let b = c.weight("b", randt(&mut rng, &[d], 1.0));
@@ -276,12 +265,7 @@ fn rope_full_and_partial() {
 #[test]
 fn embedding_gather_split_table() {
     let mut rng = Rng::new(90);
-    for (vocab, e, f16) in [
-        (257, 33, false),
-        (257, 33, true),
-        (1, 1, false),
-        (1000, 7, true),
-    ] {
+    for (vocab, e, f16) in [(257, 33, false), (257, 33, true), (1, 1, false), (1000, 7, true)] {
         let mut c = Case::new();
         let ids: Vec<u32> = (0..19)
             .map(|_| rng.below(vocab as u32))
@@ -356,11 +340,7 @@ fn write_rows_state_persists_across_runs() {
             let mut inputs = HashMap::new();
             inputs.insert("src".to_string(), Tensor::f32(&[n, 6], data).unwrap());
             let out = pollster::block_on(ex.run(&g, &store, &inputs)).unwrap();
-            assert_eq!(
-                out[0].as_f32().unwrap(),
-                &all[..(row + n) * 6],
-                "step {step}"
-            );
+            assert_eq!(out[0].as_f32().unwrap(), &all[..(row + n) * 6], "step {step}");
         }
     }
 }
@@ -448,10 +428,7 @@ fn composed_block_reuses_buffers_one_submit() {
             .iter()
             .filter(|v| matches!(v.kind, pinhole_core::ValueKind::Op(_)))
             .count();
-        assert!(
-            created < ops + c.inputs.len() + 1,
-            "{created} buffers for {ops} ops"
-        );
+        assert!(created < ops + c.inputs.len() + 1, "{created} buffers for {ops} ops");
     }
 }
 

@@ -95,7 +95,11 @@ impl Case {
                 assert_eq!(g.shape, w.shape, "{what}: output {i} shape");
                 match (g.as_f32(), w.as_f32()) {
                     (Ok(gv), Ok(wv)) => {
-                        assert!(gv.iter().all(|x| x.is_finite()), "{what}: output {i} has NaN/inf (an element was never written?) limit={}", gpu.weight_binding_limit());
+                        assert!(
+                            gv.iter().all(|x| x.is_finite()),
+                            "{what}: output {i} has NaN/inf (an element was never written?) limit={}",
+                            gpu.weight_binding_limit()
+                        );
                         let e = rel_error(gv, wv);
                         assert!(
                             e <= tol,
