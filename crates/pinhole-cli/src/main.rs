@@ -5,13 +5,20 @@
 
 mod args;
 mod bench;
+mod generate;
 mod info;
+mod st_write;
 
 use std::process::ExitCode;
 
 const USAGE: &str = "pinhole — vision-language models on WebGPU
 
 USAGE:
+  pinhole caption [--model DIR] IMAGE...     one caption line per image
+  pinhole generate --model DIR --image IMG --prompt TEXT [--max-new-tokens N]
+                   [--json] [--stream] [--dump DIR] [--dtype auto|f32|f16]
+                                             run a prompt on an image (prompts: 'caption en',
+                                             'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr')
   pinhole info [--json]                      adapter, backend, features and limits
   pinhole bench kernels [--json] [--quick] [--runs N]
                                              kernel timings vs a copy kernel on this adapter
@@ -25,6 +32,8 @@ fn main() -> ExitCode {
     let result = match argv.first().map(String::as_str) {
         Some("info") => info::run(&argv[1..]),
         Some("bench") => bench::run(&argv[1..]),
+        Some("generate") => generate::run(&argv[1..]),
+        Some("caption") => generate::caption(&argv[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
             print!("{USAGE}");
             Ok(())

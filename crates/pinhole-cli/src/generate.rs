@@ -1,0 +1,167 @@
+//! `pinhole generate` and `pinhole caption`: load a model folder, run an image and a prompt.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+
+use pinhole_gpu::{Executor, Gpu, GpuOptions};
+use pinhole_models::boxes::parse_boxes;
+use pinhole_models::generate::{generate, now_ms};
+use pinhole_models::loader::{load_dir, LoadOptions, LoadedModel, WeightPrecision};
+use pinhole_models::{processor, GenerateOptions, Generation};
+use serde_json::json;
+
+/// A progress bar on stderr, shown only when stderr is a terminal.
+fn progress_bar(label: &str) -> impl FnMut(u64, u64) + '_ {
+    let tty = std::io::stderr().is_terminal();
+    move |done, total| {
+        if !tty || total == 0 {
+            return;
+        }
+        let frac = done as f64 / total as f64;
+        let n = (frac * 30.0) as usize;
+        eprint!("\r{label} [{}{}] {:>3.0}% {:.1}/{:.1} MB", "#".repeat(n), " ".repeat(30 - n.min(30)), frac * 100.0, done as f64 / 1e6, total as f64 / 1e6);
+        if done >= total {
+            eprintln!();
+        }
+        let _ = std::io::stderr().flush();
+    }
+}
+
+fn precision(s: Option<&str>) -> Result<WeightPrecision, String> {
+    match s {
+        None | Some("auto") => Ok(WeightPrecision::Auto),
+        Some("f32") => Ok(WeightPrecision::F32),
+        Some("f16") => Ok(WeightPrecision::F16),
+        Some(o) => Err(format!("--dtype must be auto, f32 or f16 (got '{o}')")),
+    }
+}
+
+fn open_model(dir: &Path, dtype: Option<&str>) -> Result<(std::sync::Arc<Gpu>, LoadedModel, f64), String> {
+    let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;
+    let t0 = now_ms();
+    let opts = LoadOptions { precision: precision(dtype)? };
+    let lm = load_dir(&gpu, dir, &opts, progress_bar("loading")).map_err(|e| e.to_string())?;
+    Ok((gpu, lm, now_ms() - t0))
+}
+
+fn read_image(lm: &LoadedModel, path: &Path) -> Result<pinhole_core::Tensor, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read the image: {e}", path.display()))?;
+    processor::pixels(&lm.model, &bytes, &path.display().to_string()).map_err(|e| e.to_string())
+}
+
+fn default_model() -> Result<PathBuf, String> {
+    let candidates = [PathBuf::from("models/pinhole-shapes"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pinhole-shapes")];
+    candidates
+        .into_iter()
+        .find(|p| p.join("config.json").is_file())
+        .ok_or_else(|| "no --model given and no bundled default model was found; pass --model DIR (a PaliGemma folder in Hugging Face layout)".to_string())
+}
+
+pub fn caption(argv: &[String]) -> Result<(), String> {
+    let args = crate::args::parse(argv, &[], &["model", "max-new-tokens", "dtype", "prompt"])?;
+    if args.positional.is_empty() {
+        return Err("give at least one image: `pinhole caption [--model DIR] IMAGE...`".into());
+    }
+    let dir = match args.opt("model") {
+        Some(d) => PathBuf::from(d),
+        None => default_model()?,
+    };
+    let (gpu, lm, _) = open_model(&dir, args.opt("dtype"))?;
+    let mut ex = Executor::new(gpu);
+    let opts = GenerateOptions { max_new_tokens: args.num("max-new-tokens", 32)?, record_logits: false };
+    let prompt = args.opt("prompt").unwrap_or("caption en");
+    for img in &args.positional {
+        let px = read_image(&lm, Path::new(img))?;
+        let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, _| {})).map_err(|e| e.to_string())?;
+        println!("{}", g.text.trim());
+    }
+    Ok(())
+}
+
+pub fn run(argv: &[String]) -> Result<(), String> {
+    let args = crate::args::parse(argv, &["json", "stream"], &["model", "image", "prompt", "max-new-tokens", "dump", "dtype", "temperature", "top-k", "top-p", "seed"])?;
+    for o in ["temperature", "top-k", "top-p", "seed"] {
+        if args.opt(o).is_some() {
+            return Err(format!("--{o}: sampling is not implemented yet; pinhole generate decodes greedily (as transformers' default)"));
+        }
+    }
+    let dir = match args.opt("model") {
+        Some(d) => PathBuf::from(d),
+        None => default_model()?,
+    };
+    let image = args.opt("image").ok_or("--image IMG is required")?;
+    let prompt = args.opt("prompt").unwrap_or("caption en");
+    let dump = args.opt("dump").map(PathBuf::from);
+    let (gpu, lm, load_ms) = open_model(&dir, args.opt("dtype"))?;
+    let px = read_image(&lm, Path::new(image))?;
+    let mut ex = Executor::new(gpu.clone());
+    let opts = GenerateOptions { max_new_tokens: args.num("max-new-tokens", 32)?, record_logits: dump.is_some() };
+    let json_out = args.flag("json");
+    let stream = args.flag("stream") && !json_out;
+    let mut shown = 0usize;
+    let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, text| {
+        if stream && text.len() > shown && text.is_char_boundary(shown) {
+            print!("{}", &text[shown..]);
+            let _ = std::io::stdout().flush();
+            shown = text.len();
+        }
+    }))
+    .map_err(|e| e.to_string())?;
+    if let Some(d) = &dump {
+        write_dump(d, &px, &g)?;
+    }
+    if json_out {
+        let boxes: Vec<_> = parse_boxes(&processor::decode_with_special(&lm.tokenizer, &g.token_ids).unwrap_or_default())
+            .into_iter()
+            .map(|b| json!({"label": b.label, "x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max}))
+            .collect();
+        let v = json!({
+            "token_ids": g.token_ids,
+            "text": g.text,
+            "prompt_ids": g.prompt_ids,
+            "stopped_on_eos": g.stopped_on_eos,
+            "boxes": boxes,
+            "timings": {
+                "load_ms": load_ms,
+                "image_encode_ms": g.timings.image_encode_ms,
+                "prefill_ms": g.timings.prefill_ms,
+                "decode_ms": g.timings.decode_ms,
+                "tokens_per_s": g.timings.tokens_per_s,
+            },
+            "adapter": crate::info::adapter_json(&gpu.adapter),
+            "gpu_bytes": {
+                "weights": lm.weights.bytes(),
+                "kv_cache_and_state": ex.state_bytes(),
+                "activations": ex.stats.pooled_bytes,
+            },
+        });
+        println!("{v}");
+    } else if stream {
+        println!();
+    } else {
+        println!("{}", g.text.trim());
+    }
+    Ok(())
+}
+
+/// `--dump DIR`: pixels, vision and projector outputs, prefill logits as safetensors. Written
+/// to a temporary name and renamed, so a failure leaves nothing half-written.
+fn write_dump(dir: &Path, px: &pinhole_core::Tensor, g: &Generation) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let mut tensors: Vec<(&str, &pinhole_core::Tensor)> = vec![("pixel_values", px)];
+    if let Some(t) = &g.vision_out {
+        tensors.push(("vision_out", t));
+    }
+    if let Some(t) = &g.projector_out {
+        tensors.push(("projector_out", t));
+    }
+    if let Some(t) = g.logits.first() {
+        tensors.push(("prefill_logits", t));
+    }
+    let bytes = crate::st_write::serialize(&tensors)?;
+    let tmp = dir.join(".dump.safetensors.tmp");
+    let fin = dir.join("dump.safetensors");
+    std::fs::write(&tmp, bytes).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &fin).map_err(|e| format!("{}: {e}", fin.display()))?;
+    Ok(())
+}
