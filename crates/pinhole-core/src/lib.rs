@@ -9,6 +9,7 @@
 
 pub mod error;
 pub mod graph;
+pub mod hf;
 pub mod reference;
 pub mod rng;
 pub mod tensor;

@@ -1,0 +1,722 @@
+//! `config.json` of a Hugging Face model folder, parsed into typed structs with the defaults
+//! transformers (5.x, and the older keys of 4.x files) applies when a key is missing.
+//!
+//! [`ModelConfig`] has one variant per architecture; today only [`PaliGemmaConfig`]
+//! (PaliGemma with a Gemma text model, PaliGemma 2 with Gemma 2). Other `model_type`s answer
+//! [`Error::Unsupported`]; a new architecture (e.g. BLIP-2 with a Phi text model) becomes a new
+//! variant. The processor and generation configs are in [`crate::hf::processor`].
+//!
+//! The defaults follow transformers' config classes: a sub-config missing from `config.json`
+//! gets PaliGemma's own defaults (PaliGemma-3B's shapes), a sub-config that is present gets the
+//! Gemma / Gemma 2 / SigLIP class defaults for its missing keys, exactly as `PaliGemmaConfig`
+//! does. Derived values are derived the same way (`num_image_tokens` =
+//! `(image_size / patch_size)²`, Gemma 2's alternating `layer_types`, RoPE θ from
+//! `rope_parameters` or the older `rope_theta`/`rope_scaling`).
+//!
+//! Everything parses from bytes; `load` helpers read files and are not compiled for wasm32.
+
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::hf::json::read_file;
+use crate::hf::json::{parse_object, Obj};
+use crate::tensor::DType;
+
+/// An MLP / vision activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu_pytorch_tanh` (also `gelu_new`): the tanh approximation of GELU.
+    GeluTanh,
+    /// `gelu`: the exact (erf) GELU. (A Gemma 1 config saying `gelu` means the tanh form;
+    /// transformers rewrites it, and so does this parser.)
+    GeluErf,
+}
+
+/// The text decoder family.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TextModelType {
+    Gemma,
+    Gemma2,
+}
+
+/// The attention kind of one decoder layer.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LayerType {
+    Full,
+    /// Attends to the last `sliding_window` positions only (outside the prefix block).
+    Sliding,
+}
+
+/// `text_config` of a PaliGemma model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TextConfig {
+    pub model_type: TextModelType,
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub head_dim: usize,
+    pub max_position_embeddings: usize,
+    pub rms_norm_eps: f64,
+    /// Gemma reads `hidden_act`, Gemma 2 `hidden_activation`.
+    pub hidden_activation: Activation,
+    pub rope_theta: f64,
+    /// Gemma 2: `cap·tanh(score/cap)` on attention scores. Always `None` for Gemma.
+    pub attn_logit_softcapping: Option<f64>,
+    /// Soft-capping of the final logits (PaliGemma applies it whenever the text config has it).
+    pub final_logit_softcapping: Option<f64>,
+    /// Gemma 2: attention scale is `query_pre_attn_scalar^-0.5`. `None` for Gemma.
+    pub query_pre_attn_scalar: Option<f64>,
+    /// Window of the [`LayerType::Sliding`] layers. `None` for Gemma.
+    pub sliding_window: Option<usize>,
+    /// One entry per layer.
+    pub layer_types: Vec<LayerType>,
+    /// PaliGemma sets it to `true` when the file leaves it unset.
+    pub use_bidirectional_attention: bool,
+    pub tie_word_embeddings: bool,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+    pub dtype: Option<DType>,
+}
+
+impl TextConfig {
+    /// The factor that multiplies q·k: `query_pre_attn_scalar^-0.5` for Gemma 2,
+    /// `head_dim^-0.5` for Gemma (computed in f64 as Python does).
+    pub fn attn_scale(&self) -> f64 {
+        match (self.model_type, self.query_pre_attn_scalar) {
+            (TextModelType::Gemma2, Some(s)) => s.powf(-0.5),
+            _ => (self.head_dim as f64).powf(-0.5),
+        }
+    }
+}
+
+/// `vision_config` of a PaliGemma model (a SigLIP vision tower).
+#[derive(Clone, Debug, PartialEq)]
+pub struct SiglipVisionConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_channels: usize,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub layer_norm_eps: f64,
+    pub hidden_act: Activation,
+    pub vision_use_head: bool,
+    /// Copied from the top-level `projection_dim`, as PaliGemma does.
+    pub projection_dim: usize,
+}
+
+impl SiglipVisionConfig {
+    /// Patches per image: `(image_size / patch_size)²`.
+    pub fn num_patches(&self) -> usize {
+        let side = self.image_size / self.patch_size.max(1);
+        side * side
+    }
+}
+
+/// `config.json` of a PaliGemma or PaliGemma 2 model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaliGemmaConfig {
+    /// `image_token_index` (or its alias `image_token_id`).
+    pub image_token_index: u32,
+    pub vocab_size: usize,
+    pub projection_dim: usize,
+    pub hidden_size: usize,
+    pub tie_word_embeddings: bool,
+    /// Always `(image_size / patch_size)²`, as transformers derives it (a stored value is
+    /// overwritten there too).
+    pub num_image_tokens: usize,
+    /// `dtype` (new) or `torch_dtype` (old): the dtype the weights were saved in.
+    pub dtype: Option<DType>,
+    pub bos_token_id: Option<u32>,
+    pub eos_token_ids: Vec<u32>,
+    pub pad_token_id: Option<u32>,
+    pub text: TextConfig,
+    pub vision: SiglipVisionConfig,
+}
+
+/// A parsed `config.json`, by architecture.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ModelConfig {
+    PaliGemma(PaliGemmaConfig),
+}
+
+impl ModelConfig {
+    /// Parses `config.json` bytes; `file` names it in errors.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<ModelConfig> {
+        let root = parse_object(bytes, file)?;
+        let obj = Obj::new(file, "", &root);
+        let model_type = obj.string("model_type", None)?.ok_or_else(|| {
+            Error::Invalid(format!(
+                "{file} has no `model_type`; it is not a transformers config.json"
+            ))
+        })?;
+        match model_type.as_str() {
+            "paligemma" => Ok(ModelConfig::PaliGemma(PaliGemmaConfig::from_obj(&obj)?)),
+            other => Err(Error::Unsupported(format!(
+                "{file}: model_type `{other}` is not supported; pinhole runs `paligemma` \
+                 (PaliGemma and PaliGemma 2) models"
+            ))),
+        }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<ModelConfig> {
+        let (bytes, shown) = read_file(path.as_ref())?;
+        ModelConfig::parse(&bytes, &shown)
+    }
+}
+
+impl PaliGemmaConfig {
+    /// Parses `config.json` bytes, which must be a `paligemma` config.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<PaliGemmaConfig> {
+        match ModelConfig::parse(bytes, file)? {
+            ModelConfig::PaliGemma(c) => Ok(c),
+        }
+    }
+
+    fn from_obj(obj: &Obj) -> Result<PaliGemmaConfig> {
+        let file = obj.file;
+        let projection_dim = obj.usize("projection_dim", 2048)?;
+        let idx = obj.opt_u32("image_token_index")?;
+        let id = obj.opt_u32("image_token_id")?;
+        let image_token_index = match (idx, id) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(Error::Invalid(format!(
+                    "{file}: `image_token_index` ({a}) and `image_token_id` ({b}) disagree; \
+                     they are the same setting: fix the config"
+                )))
+            }
+            (Some(a), _) | (None, Some(a)) => a,
+            (None, None) => 256000,
+        };
+        let vision = match obj.sub("vision_config")? {
+            Some(v) => SiglipVisionConfig::from_obj(&v, VISION_CLASS_DEFAULTS, projection_dim)?,
+            None => SiglipVisionConfig::from_obj(
+                &Obj::empty(file, "vision_config."),
+                VISION_PALIGEMMA_DEFAULTS,
+                projection_dim,
+            )?,
+        };
+        let text = match obj.sub("text_config")? {
+            Some(t) => TextConfig::from_obj(&t, false)?,
+            None => TextConfig::from_obj(&Obj::empty(file, "text_config."), true)?,
+        };
+        if vision.patch_size == 0 || !vision.image_size.is_multiple_of(vision.patch_size) {
+            return Err(Error::Unsupported(format!(
+                "{file}: vision_config.image_size {} is not a multiple of patch_size {}",
+                vision.image_size, vision.patch_size
+            )));
+        }
+        Ok(PaliGemmaConfig {
+            image_token_index,
+            vocab_size: obj.usize("vocab_size", 257152)?,
+            projection_dim,
+            hidden_size: obj.usize("hidden_size", 2048)?,
+            tie_word_embeddings: obj.bool("tie_word_embeddings", true)?,
+            num_image_tokens: vision.num_patches(),
+            dtype: obj.dtype()?,
+            bos_token_id: obj.opt_u32("bos_token_id")?,
+            eos_token_ids: obj.token_ids("eos_token_id", &[])?,
+            pad_token_id: obj.opt_u32("pad_token_id")?,
+            text,
+            vision,
+        })
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<PaliGemmaConfig> {
+        let (bytes, shown) = read_file(path.as_ref())?;
+        PaliGemmaConfig::parse(&bytes, &shown)
+    }
+}
+
+struct VisionDefaults {
+    hidden_size: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+    num_attention_heads: usize,
+    patch_size: usize,
+    image_size: usize,
+    vision_use_head: bool,
+}
+
+/// `SiglipVisionConfig`'s class defaults (a `vision_config` that is present).
+const VISION_CLASS_DEFAULTS: VisionDefaults = VisionDefaults {
+    hidden_size: 768,
+    intermediate_size: 3072,
+    num_hidden_layers: 12,
+    num_attention_heads: 12,
+    patch_size: 16,
+    image_size: 224,
+    vision_use_head: true,
+};
+
+/// `PaliGemmaConfig`'s defaults for a missing `vision_config`.
+const VISION_PALIGEMMA_DEFAULTS: VisionDefaults = VisionDefaults {
+    hidden_size: 1152,
+    intermediate_size: 4096,
+    num_hidden_layers: 27,
+    num_attention_heads: 16,
+    patch_size: 14,
+    image_size: 224,
+    vision_use_head: false,
+};
+
+impl SiglipVisionConfig {
+    fn from_obj(obj: &Obj, d: VisionDefaults, projection_dim: usize) -> Result<Self> {
+        if let Some(mt) = obj.string("model_type", None)? {
+            if mt != "siglip_vision_model" {
+                return Err(Error::Unsupported(format!(
+                    "{}: vision_config.model_type `{mt}` is not supported; pinhole's PaliGemma \
+                     vision tower is `siglip_vision_model`",
+                    obj.file
+                )));
+            }
+        }
+        Ok(SiglipVisionConfig {
+            hidden_size: obj.usize("hidden_size", d.hidden_size)?,
+            intermediate_size: obj.usize("intermediate_size", d.intermediate_size)?,
+            num_hidden_layers: obj.usize("num_hidden_layers", d.num_hidden_layers)?,
+            num_attention_heads: obj.usize("num_attention_heads", d.num_attention_heads)?,
+            num_channels: obj.usize("num_channels", 3)?,
+            image_size: obj.square("image_size", d.image_size)?,
+            patch_size: obj.square("patch_size", d.patch_size)?,
+            layer_norm_eps: obj.f64("layer_norm_eps", 1e-6)?,
+            hidden_act: obj.activation("hidden_act", false)?,
+            vision_use_head: obj.bool("vision_use_head", d.vision_use_head)?,
+            projection_dim,
+        })
+    }
+}
+
+impl TextConfig {
+    fn from_obj(obj: &Obj, paligemma_defaults: bool) -> Result<Self> {
+        let file = obj.file;
+        let model_type = match obj.string("model_type", Some("gemma"))?.as_deref() {
+            Some("gemma2") => TextModelType::Gemma2,
+            Some("gemma") | None => TextModelType::Gemma,
+            Some(other) => {
+                return Err(Error::Unsupported(format!(
+                    "{file}: text_config.model_type `{other}` is not supported; pinhole's \
+                     PaliGemma text models are `gemma` and `gemma2`"
+                )))
+            }
+        };
+        let gemma2 = model_type == TextModelType::Gemma2;
+        // (hidden, intermediate, layers, heads, kv_heads, vocab)
+        let (h, i, l, nh, kv, v) = match (paligemma_defaults, gemma2) {
+            (true, _) => (2048, 16384, 18, 8, 1, 257152),
+            (false, false) => (3072, 24576, 28, 16, 16, 256000),
+            (false, true) => (2304, 9216, 26, 8, 4, 256000),
+        };
+        let num_hidden_layers = obj.usize("num_hidden_layers", l)?;
+        let hidden_activation = if gemma2 {
+            obj.activation("hidden_activation", false)?
+        } else {
+            obj.activation("hidden_act", true)?
+        };
+        let sliding_window = if gemma2 {
+            obj.opt_usize_or("sliding_window", Some(4096))?
+        } else {
+            None
+        };
+        let layer_types = if gemma2 {
+            obj.layer_types(num_hidden_layers)?
+        } else {
+            vec![LayerType::Full; num_hidden_layers]
+        };
+        let (attn_cap, final_cap, qpas) = if gemma2 {
+            (
+                obj.opt_f64_or("attn_logit_softcapping", Some(50.0))?,
+                obj.opt_f64_or("final_logit_softcapping", Some(30.0))?,
+                Some(obj.f64("query_pre_attn_scalar", 256.0)?),
+            )
+        } else {
+            (None, obj.opt_f64_or("final_logit_softcapping", None)?, None)
+        };
+        let rope_theta = obj.rope_theta()?;
+        let cfg = TextConfig {
+            model_type,
+            vocab_size: obj.usize("vocab_size", v)?,
+            hidden_size: obj.usize("hidden_size", h)?,
+            intermediate_size: obj.usize("intermediate_size", i)?,
+            num_hidden_layers,
+            num_attention_heads: obj.usize("num_attention_heads", nh)?,
+            num_key_value_heads: obj.usize("num_key_value_heads", kv)?,
+            head_dim: obj.usize("head_dim", 256)?,
+            max_position_embeddings: obj.usize("max_position_embeddings", 8192)?,
+            rms_norm_eps: obj.f64("rms_norm_eps", 1e-6)?,
+            hidden_activation,
+            rope_theta,
+            attn_logit_softcapping: attn_cap,
+            final_logit_softcapping: final_cap,
+            query_pre_attn_scalar: qpas,
+            sliding_window,
+            layer_types,
+            use_bidirectional_attention: obj
+                .opt_bool("use_bidirectional_attention")?
+                .unwrap_or(true),
+            tie_word_embeddings: obj.bool("tie_word_embeddings", true)?,
+            bos_token_id: obj.opt_u32_or("bos_token_id", Some(2))?,
+            eos_token_ids: obj.token_ids("eos_token_id", &[1])?,
+            pad_token_id: obj.opt_u32_or("pad_token_id", Some(0))?,
+            dtype: obj.dtype()?,
+        };
+        if cfg.num_attention_heads == 0
+            || cfg.num_key_value_heads == 0
+            || !cfg
+                .num_attention_heads
+                .is_multiple_of(cfg.num_key_value_heads)
+        {
+            return Err(Error::Unsupported(format!(
+                "{file}: text_config has {} attention heads and {} key/value heads; the first \
+                 must be a non-zero multiple of the second",
+                cfg.num_attention_heads, cfg.num_key_value_heads
+            )));
+        }
+        Ok(cfg)
+    }
+}
+
+/// Config-specific readers on top of the generic ones of [`crate::hf::json`].
+impl Obj<'_> {
+    /// `gemma_rewrite`: Gemma 1 configs say `gelu` for the tanh form and transformers
+    /// rewrites it.
+    pub(crate) fn activation(&self, key: &str, gemma_rewrite: bool) -> Result<Activation> {
+        let s = self.string(key, Some("gelu_pytorch_tanh"))?;
+        match s.as_deref() {
+            Some("gelu_pytorch_tanh") | Some("gelu_new") | None => Ok(Activation::GeluTanh),
+            Some("gelu") if gemma_rewrite => Ok(Activation::GeluTanh),
+            Some("gelu") => Ok(Activation::GeluErf),
+            Some(other) => Err(Error::Unsupported(format!(
+                "{}: `{}{key}` is `{other}`; pinhole supports gelu_pytorch_tanh, gelu_new and \
+                 gelu",
+                self.file, self.path
+            ))),
+        }
+    }
+
+    /// RoPE θ: `rope_parameters.rope_theta` (transformers 5), else `rope_scaling.rope_theta`,
+    /// else `rope_theta` (4.x), else 10000. Only the `default` rope type is supported.
+    pub(crate) fn rope_theta(&self) -> Result<f64> {
+        let params = match self.sub("rope_parameters")? {
+            Some(p) => Some(p),
+            None => self.sub("rope_scaling")?,
+        };
+        let outer = self.f64("rope_theta", 10_000.0)?;
+        let Some(p) = params else {
+            return Ok(outer);
+        };
+        let rope_type = match p.string("rope_type", None)? {
+            Some(t) => Some(t),
+            None => p.string("type", None)?,
+        };
+        if let Some(t) = rope_type.filter(|t| t != "default") {
+            return Err(Error::Unsupported(format!(
+                "{}: {}rope_type `{t}` is not supported; pinhole implements the `default` RoPE",
+                self.file, p.path
+            )));
+        }
+        p.f64("rope_theta", outer)
+    }
+
+    /// Gemma 2 `layer_types`, or its default: sliding on even layers (0, 2, ...), full on odd.
+    pub(crate) fn layer_types(&self, n: usize) -> Result<Vec<LayerType>> {
+        match self.get("layer_types") {
+            None => Ok((0..n)
+                .map(|i| {
+                    if (i + 1) % 2 == 1 {
+                        LayerType::Sliding
+                    } else {
+                        LayerType::Full
+                    }
+                })
+                .collect()),
+            Some(Value::Array(a)) => {
+                if a.len() != n {
+                    return Err(Error::Invalid(format!(
+                        "{}: `{}layer_types` has {} entries for {n} layers; fix the config",
+                        self.file,
+                        self.path,
+                        a.len()
+                    )));
+                }
+                a.iter()
+                    .map(|v| match v.as_str() {
+                        Some("full_attention") => Ok(LayerType::Full),
+                        Some("sliding_attention") => Ok(LayerType::Sliding),
+                        _ => Err(Error::Unsupported(format!(
+                            "{}: `{}layer_types` holds {v}; pinhole supports \
+                             \"full_attention\" and \"sliding_attention\"",
+                            self.file, self.path
+                        ))),
+                    })
+                    .collect()
+            }
+            Some(v) => Err(self.err("layer_types", "a list of layer types", v)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pali(json: &str) -> PaliGemmaConfig {
+        PaliGemmaConfig::parse(json.as_bytes(), "config.json").unwrap()
+    }
+
+    fn err(json: &str) -> String {
+        ModelConfig::parse(json.as_bytes(), "config.json")
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn missing_sub_configs_get_paligemma_defaults() {
+        // Checked against transformers 5.23: PaliGemmaConfig().
+        let c = pali(r#"{"model_type": "paligemma"}"#);
+        assert_eq!(c.image_token_index, 256000);
+        assert_eq!(c.vocab_size, 257152);
+        assert_eq!((c.projection_dim, c.hidden_size), (2048, 2048));
+        assert_eq!(c.num_image_tokens, 256);
+        let t = &c.text;
+        assert_eq!(t.model_type, TextModelType::Gemma);
+        assert_eq!(
+            (t.hidden_size, t.intermediate_size, t.num_hidden_layers),
+            (2048, 16384, 18)
+        );
+        assert_eq!(
+            (t.num_attention_heads, t.num_key_value_heads, t.head_dim),
+            (8, 1, 256)
+        );
+        assert_eq!(t.vocab_size, 257152);
+        assert_eq!(t.rope_theta, 10000.0);
+        assert_eq!(t.final_logit_softcapping, None);
+        assert_eq!(t.sliding_window, None);
+        assert!(t.use_bidirectional_attention);
+        assert_eq!(t.layer_types, vec![LayerType::Full; 18]);
+        assert_eq!(
+            (t.bos_token_id, t.eos_token_ids.clone(), t.pad_token_id),
+            (Some(2), vec![1], Some(0))
+        );
+        assert_eq!(t.attn_scale(), 1.0 / 16.0);
+        let v = &c.vision;
+        assert_eq!(
+            (v.hidden_size, v.intermediate_size, v.num_hidden_layers),
+            (1152, 4096, 27)
+        );
+        assert_eq!(
+            (v.num_attention_heads, v.patch_size, v.image_size),
+            (16, 14, 224)
+        );
+        assert!(!v.vision_use_head);
+        assert_eq!(v.projection_dim, 2048);
+    }
+
+    #[test]
+    fn present_sub_configs_get_class_defaults() {
+        // transformers 5.23: PaliGemmaConfig(text_config={"model_type": "gemma2"},
+        // vision_config={}) gives Gemma2Config / SiglipVisionConfig class defaults.
+        let c = pali(
+            r#"{"model_type": "paligemma", "text_config": {"model_type": "gemma2"},
+                "vision_config": {}}"#,
+        );
+        let t = &c.text;
+        assert_eq!(t.model_type, TextModelType::Gemma2);
+        assert_eq!(
+            (t.hidden_size, t.intermediate_size, t.num_hidden_layers),
+            (2304, 9216, 26)
+        );
+        assert_eq!((t.num_attention_heads, t.num_key_value_heads), (8, 4));
+        assert_eq!(t.vocab_size, 256000);
+        assert_eq!(t.attn_logit_softcapping, Some(50.0));
+        assert_eq!(t.final_logit_softcapping, Some(30.0));
+        assert_eq!(t.query_pre_attn_scalar, Some(256.0));
+        assert_eq!(t.sliding_window, Some(4096));
+        assert_eq!(t.layer_types.len(), 26);
+        assert_eq!(t.layer_types[0], LayerType::Sliding);
+        assert_eq!(t.layer_types[1], LayerType::Full);
+        let v = &c.vision;
+        assert_eq!(
+            (v.hidden_size, v.intermediate_size, v.num_hidden_layers),
+            (768, 3072, 12)
+        );
+        assert_eq!((v.patch_size, v.image_size), (16, 224));
+        assert_eq!(c.num_image_tokens, 196);
+        // An empty text_config is Gemma with GemmaConfig's class defaults.
+        let c = pali(r#"{"model_type": "paligemma", "text_config": {}}"#);
+        assert_eq!(
+            (
+                c.text.model_type,
+                c.text.hidden_size,
+                c.text.num_key_value_heads
+            ),
+            (TextModelType::Gemma, 3072, 16)
+        );
+    }
+
+    /// A PaliGemma-3B-style file as transformers 4.x wrote it.
+    const OLD_STYLE: &str = r#"{
+      "_name_or_path": "google/paligemma-3b-pt-224",
+      "architectures": ["PaliGemmaForConditionalGeneration"],
+      "bos_token_id": 2, "eos_token_id": 1, "pad_token_id": 0,
+      "hidden_size": 2048, "ignore_index": -100, "image_token_index": 257152,
+      "model_type": "paligemma", "projection_dim": 2048,
+      "text_config": {
+        "hidden_size": 2048, "intermediate_size": 16384, "model_type": "gemma",
+        "num_attention_heads": 8, "num_hidden_layers": 18, "num_image_tokens": 256,
+        "num_key_value_heads": 1, "torch_dtype": "float32", "vocab_size": 257216,
+        "hidden_act": "gelu", "rope_theta": 10000.0
+      },
+      "torch_dtype": "float32", "transformers_version": "4.41.0.dev0",
+      "vision_config": {
+        "hidden_size": 1152, "intermediate_size": 4304, "model_type": "siglip_vision_model",
+        "num_attention_heads": 16, "num_hidden_layers": 27, "num_image_tokens": 256,
+        "patch_size": 14, "projection_dim": 2048
+      },
+      "vocab_size": 257216
+    }"#;
+
+    #[test]
+    fn old_style_paligemma() {
+        let c = pali(OLD_STYLE);
+        assert_eq!(c.image_token_index, 257152);
+        assert_eq!(c.vocab_size, 257216);
+        assert_eq!(c.dtype, Some(DType::F32));
+        assert_eq!(c.eos_token_ids, vec![1]);
+        assert_eq!(c.text.vocab_size, 257216);
+        assert_eq!(
+            c.text.hidden_activation,
+            Activation::GeluTanh,
+            "gemma `gelu` means tanh"
+        );
+        assert_eq!(c.text.max_position_embeddings, 8192);
+        assert_eq!(c.vision.intermediate_size, 4304);
+        assert_eq!(c.vision.image_size, 224);
+        assert_eq!(c.num_image_tokens, 256);
+    }
+
+    /// A PaliGemma-2-style file as transformers 5 writes it (`dtype`, `rope_parameters`,
+    /// `layer_types`, `image_token_id`).
+    const NEW_STYLE: &str = r#"{
+      "model_type": "paligemma", "dtype": "bfloat16", "image_token_id": 257152,
+      "projection_dim": 2304, "hidden_size": 2048, "vocab_size": 257216,
+      "text_config": {
+        "model_type": "gemma2", "hidden_size": 2304, "intermediate_size": 9216,
+        "num_attention_heads": 8, "num_hidden_layers": 4, "num_key_value_heads": 4,
+        "head_dim": 256, "vocab_size": 257216, "hidden_activation": "gelu_pytorch_tanh",
+        "query_pre_attn_scalar": 256, "sliding_window": 4096,
+        "final_logit_softcapping": null, "attn_logit_softcapping": 50.0,
+        "rope_parameters": {"rope_theta": 20000.0, "rope_type": "default"},
+        "layer_types": ["full_attention", "sliding_attention", "sliding_attention", "full_attention"],
+        "use_bidirectional_attention": false, "eos_token_id": [1, 107], "dtype": "bfloat16"
+      },
+      "vision_config": {
+        "model_type": "siglip_vision_model", "hidden_size": 1152, "intermediate_size": 4304,
+        "num_attention_heads": 16, "num_hidden_layers": 27, "patch_size": 14,
+        "image_size": [448, 448], "layer_norm_eps": 1e-5, "hidden_act": "gelu_pytorch_tanh"
+      }
+    }"#;
+
+    #[test]
+    fn new_style_paligemma2() {
+        let c = pali(NEW_STYLE);
+        assert_eq!(c.image_token_index, 257152);
+        assert_eq!(c.dtype, Some(DType::BF16));
+        let t = &c.text;
+        assert_eq!(t.rope_theta, 20000.0);
+        assert_eq!(t.final_logit_softcapping, None, "explicit null disables");
+        assert_eq!(t.attn_logit_softcapping, Some(50.0));
+        assert_eq!(
+            t.layer_types,
+            vec![
+                LayerType::Full,
+                LayerType::Sliding,
+                LayerType::Sliding,
+                LayerType::Full
+            ]
+        );
+        assert!(!t.use_bidirectional_attention);
+        assert_eq!(t.eos_token_ids, vec![1, 107]);
+        assert_eq!(t.dtype, Some(DType::BF16));
+        assert_eq!(t.attn_scale(), 1.0 / 16.0);
+        assert_eq!(c.vision.image_size, 448);
+        assert_eq!(c.vision.layer_norm_eps, 1e-5);
+        assert_eq!(c.num_image_tokens, 1024);
+    }
+
+    #[test]
+    fn rope_theta_sources() {
+        let theta = |text: &str| {
+            pali(&format!(
+                r#"{{"model_type":"paligemma","text_config":{text}}}"#
+            ))
+            .text
+            .rope_theta
+        };
+        assert_eq!(theta("{}"), 10000.0);
+        assert_eq!(theta(r#"{"rope_theta": 5000}"#), 5000.0);
+        // rope_parameters wins over rope_theta; a rope_parameters without θ takes rope_theta.
+        assert_eq!(
+            theta(r#"{"rope_theta": 5000, "rope_parameters": {"rope_theta": 7.0}}"#),
+            7.0
+        );
+        assert_eq!(
+            theta(r#"{"rope_theta": 5000, "rope_parameters": {"rope_type": "default"}}"#),
+            5000.0
+        );
+        assert_eq!(
+            theta(r#"{"rope_scaling": {"type": "default", "rope_theta": 3.0}}"#),
+            3.0
+        );
+        let e = err(
+            r#"{"model_type":"paligemma","text_config":{"rope_parameters":{"rope_type":"yarn"}}}"#,
+        );
+        assert!(e.contains("yarn") && e.contains("config.json"), "{e}");
+    }
+
+    #[test]
+    fn bad_configs_name_file_and_key() {
+        let e = err(r#"{"model_type": "blip-2"}"#);
+        assert!(
+            e.starts_with("unsupported") && e.contains("blip-2") && e.contains("config.json"),
+            "{e}"
+        );
+        assert!(err(r#"{"hidden_size": 3}"#).contains("no `model_type`"));
+        assert!(err("[1]").contains("JSON object"));
+        assert!(err("{").contains("not valid JSON"));
+        let e = err(r#"{"model_type":"paligemma","text_config":{"hidden_size":"big"}}"#);
+        assert!(
+            e.contains("`text_config.hidden_size`") && e.contains("\"big\""),
+            "{e}"
+        );
+        let e = err(r#"{"model_type":"paligemma","text_config":{"model_type":"llama"}}"#);
+        assert!(e.contains("llama"), "{e}");
+        let e = err(r#"{"model_type":"paligemma","vision_config":{"hidden_act":"relu"}}"#);
+        assert!(
+            e.contains("vision_config.hidden_act") && e.contains("relu"),
+            "{e}"
+        );
+        let e = err(
+            r#"{"model_type":"paligemma","text_config":{"model_type":"gemma2","num_hidden_layers":3,"layer_types":["full_attention"]}}"#,
+        );
+        assert!(e.contains("layer_types"), "{e}");
+        let e = err(r#"{"model_type":"paligemma","image_token_index":5,"image_token_id":6}"#);
+        assert!(e.contains("disagree"), "{e}");
+        let e = err(r#"{"model_type":"paligemma","torch_dtype":"float64"}"#);
+        assert!(e.contains("float64"), "{e}");
+        let e = err(
+            r#"{"model_type":"paligemma","text_config":{"num_attention_heads":8,"num_key_value_heads":3}}"#,
+        );
+        assert!(e.contains("key/value heads"), "{e}");
+        let e = err(r#"{"model_type":"paligemma","vision_config":{"image_size":[224,448]}}"#);
+        assert!(e.contains("square"), "{e}");
+    }
+}

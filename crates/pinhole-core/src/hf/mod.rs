@@ -1,0 +1,31 @@
+//! Reading Hugging Face model repositories: everything between a downloaded (or fetched) model
+//! folder and the tensors and numbers the model code needs.
+//!
+//! * [`safetensors`]: a streaming safetensors reader. Only headers are kept in memory; tensors
+//!   are read one at a time, so a loader can upload each to the GPU and drop it before reading
+//!   the next.
+//! * [`checkpoint`]: one name → tensor lookup over a whole checkpoint, single file or sharded
+//!   (`model.safetensors.index.json`).
+//! * [`config`]: `config.json`, parsed into typed structs with transformers' defaults.
+//! * [`processor`]: `preprocessor_config.json` / `processor_config.json` and
+//!   `generation_config.json`.
+//! * [`image`]: image decoding and the exact PIL bicubic resize + normalisation SigLIP uses.
+//!
+//! Everything parses from bytes, so it works in the browser (wasm32); the few helpers that read
+//! files from disk are only compiled for other targets.
+
+pub mod checkpoint;
+pub mod config;
+pub mod image;
+mod json;
+pub mod processor;
+pub mod safetensors;
+
+pub use checkpoint::{CheckpointReader, ShardIndex};
+pub use config::{
+    Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig,
+    TextModelType,
+};
+pub use image::{decode_image, preprocess_image, resize_bicubic, PassOrder, Rgb8Image};
+pub use processor::{GenerationConfig, ImageProcessorConfig};
+pub use safetensors::{ByteSource, SafetensorsFile, StDType, TensorInfo};
