@@ -527,11 +527,16 @@ def make_resize_fixture() -> None:
             assert np.array_equal(manual.transpose(2, 0, 1), pv.numpy()), "processor != PIL bicubic recipe"
             tensors[f"{key}.resized{size}_u8"] = torch.from_numpy(resized.copy())
             tensors[f"{key}.pixel_values{size}"] = pv.contiguous()
+            w, h = img.size
             cases.append(
                 {
                     "image": img_name,
-                    "input_size_wh": list(img.size),
+                    "input_size_wh": [w, h],
                     "target": size,
+                    # Pillow >= 13 (PR #9549); Pillow <= 12 always does horizontal first
+                    "pass_order": "vertical_first"
+                    if (h - size) > 0 and (h - size) > 2 * (w - size)
+                    else "horizontal_first",
                     "decoded_u8": f"{key}.decoded_u8",
                     "resized_u8": f"{key}.resized{size}_u8",
                     "pixel_values": f"{key}.pixel_values{size}",
@@ -548,7 +553,8 @@ def make_resize_fixture() -> None:
             "pillow_version": PIL.__version__,
             "image_processor_class": PilProc.__name__,
             "recipe": "PIL Image.resize((W,H), BICUBIC) on the uint8 RGB image (no reducing_gap), "
-            "then float32(u8 as f64 * (1/255)), then (x - 0.5) / 0.5 in float32, HWC -> CHW",
+            "then float32(u8 as f64 * (1/255)), then (x - 0.5) / 0.5 in float32, HWC -> CHW. "
+            "Bit-exact NumPy spec of the resize: tools/pil_resize_reference.py",
             "cases": cases,
             "shapes": {k: list(t.shape) for k, t in tensors.items()},
             "dtypes": {k: str(t.dtype).replace("torch.", "") for k, t in tensors.items()},
