@@ -19,7 +19,14 @@ fn progress_bar(label: &str) -> impl FnMut(u64, u64) + '_ {
         }
         let frac = done as f64 / total as f64;
         let n = (frac * 30.0) as usize;
-        eprint!("\r{label} [{}{}] {:>3.0}% {:.1}/{:.1} MB", "#".repeat(n), " ".repeat(30 - n.min(30)), frac * 100.0, done as f64 / 1e6, total as f64 / 1e6);
+        eprint!(
+            "\r{label} [{}{}] {:>3.0}% {:.1}/{:.1} MB",
+            "#".repeat(n),
+            " ".repeat(30 - n.min(30)),
+            frac * 100.0,
+            done as f64 / 1e6,
+            total as f64 / 1e6
+        );
         if done >= total {
             eprintln!();
         }
@@ -39,7 +46,9 @@ fn precision(s: Option<&str>) -> Result<WeightPrecision, String> {
 fn open_model(dir: &Path, dtype: Option<&str>) -> Result<(std::sync::Arc<Gpu>, LoadedModel, f64), String> {
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;
     let t0 = now_ms();
-    let opts = LoadOptions { precision: precision(dtype)? };
+    let opts = LoadOptions {
+        precision: precision(dtype)?,
+    };
     let lm = load_dir(&gpu, dir, &opts, progress_bar("loading")).map_err(|e| e.to_string())?;
     Ok((gpu, lm, now_ms() - t0))
 }
@@ -50,7 +59,10 @@ fn read_image(lm: &LoadedModel, path: &Path) -> Result<pinhole_core::Tensor, Str
 }
 
 fn default_model() -> Result<PathBuf, String> {
-    let candidates = [PathBuf::from("models/pinhole-shapes"), PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pinhole-shapes")];
+    let candidates = [
+        PathBuf::from("models/pinhole-shapes"),
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pinhole-shapes"),
+    ];
     candidates
         .into_iter()
         .find(|p| p.join("config.json").is_file())
@@ -68,7 +80,10 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
     };
     let (gpu, lm, _) = open_model(&dir, args.opt("dtype"))?;
     let mut ex = Executor::new(gpu);
-    let opts = GenerateOptions { max_new_tokens: args.num("max-new-tokens", 32)?, record_logits: false };
+    let opts = GenerateOptions {
+        max_new_tokens: args.num("max-new-tokens", 32)?,
+        record_logits: false,
+    };
     let prompt = args.opt("prompt").unwrap_or("caption en");
     for img in &args.positional {
         let px = read_image(&lm, Path::new(img))?;
@@ -79,10 +94,27 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
 }
 
 pub fn run(argv: &[String]) -> Result<(), String> {
-    let args = crate::args::parse(argv, &["json", "stream"], &["model", "image", "prompt", "max-new-tokens", "dump", "dtype", "temperature", "top-k", "top-p", "seed"])?;
+    let args = crate::args::parse(
+        argv,
+        &["json", "stream"],
+        &[
+            "model",
+            "image",
+            "prompt",
+            "max-new-tokens",
+            "dump",
+            "dtype",
+            "temperature",
+            "top-k",
+            "top-p",
+            "seed",
+        ],
+    )?;
     for o in ["temperature", "top-k", "top-p", "seed"] {
         if args.opt(o).is_some() {
-            return Err(format!("--{o}: sampling is not implemented yet; pinhole generate decodes greedily (as transformers' default)"));
+            return Err(format!(
+                "--{o}: sampling is not implemented yet; pinhole generate decodes greedily (as transformers' default)"
+            ));
         }
     }
     let dir = match args.opt("model") {
@@ -95,7 +127,10 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let (gpu, lm, load_ms) = open_model(&dir, args.opt("dtype"))?;
     let px = read_image(&lm, Path::new(image))?;
     let mut ex = Executor::new(gpu.clone());
-    let opts = GenerateOptions { max_new_tokens: args.num("max-new-tokens", 32)?, record_logits: dump.is_some() };
+    let opts = GenerateOptions {
+        max_new_tokens: args.num("max-new-tokens", 32)?,
+        record_logits: dump.is_some(),
+    };
     let json_out = args.flag("json");
     let stream = args.flag("stream") && !json_out;
     let mut shown = 0usize;
@@ -111,10 +146,12 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         write_dump(d, &px, &g)?;
     }
     if json_out {
-        let boxes: Vec<_> = parse_boxes(&processor::decode_with_special(&lm.tokenizer, &g.token_ids).unwrap_or_default())
-            .into_iter()
-            .map(|b| json!({"label": b.label, "x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max}))
-            .collect();
+        let boxes: Vec<_> = parse_boxes(
+            &processor::decode_with_special(&lm.tokenizer, &g.token_ids).unwrap_or_default(),
+        )
+        .into_iter()
+        .map(|b| json!({"label": b.label, "x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max}))
+        .collect();
         let v = json!({
             "token_ids": g.token_ids,
             "text": g.text,

@@ -13,7 +13,10 @@ pub fn serialize(tensors: &[(&str, &Tensor)]) -> Result<Vec<u8>, String> {
         };
         let start = data.len();
         data.extend_from_slice(&bytes);
-        header.insert(name.to_string(), serde_json::json!({"dtype": dtype, "shape": t.shape, "data_offsets": [start, data.len()]}));
+        header.insert(
+            name.to_string(),
+            serde_json::json!({"dtype": dtype, "shape": t.shape, "data_offsets": [start, data.len()]}),
+        );
     }
     let mut h = serde_json::Value::Object(header).to_string().into_bytes();
     while h.len() % 8 != 0 {

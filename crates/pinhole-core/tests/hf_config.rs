@@ -22,10 +22,8 @@ fn configs_match_transformers() {
             continue;
         }
         let c = PaliGemmaConfig::load(&path).unwrap();
-        let e: Value = serde_json::from_slice(
-            &std::fs::read(dir.join(name.replace(".json", ".expected.json"))).unwrap(),
-        )
-        .unwrap();
+        let e: Value =
+            serde_json::from_slice(&std::fs::read(dir.join(name.replace(".json", ".expected.json"))).unwrap()).unwrap();
         let u = |v: &Value| v.as_u64().unwrap() as usize;
         assert_eq!(
             c.image_token_index as u64,
@@ -63,11 +61,7 @@ fn configs_match_transformers() {
         ] {
             assert_eq!(got, u(&et[key]), "{name}: text.{key}");
         }
-        assert_eq!(
-            t.rms_norm_eps,
-            et["rms_norm_eps"].as_f64().unwrap(),
-            "{name}"
-        );
+        assert_eq!(t.rms_norm_eps, et["rms_norm_eps"].as_f64().unwrap(), "{name}");
         assert_eq!(t.rope_theta, et["rope_theta"].as_f64().unwrap(), "{name}");
         assert_eq!(et["rope_type"], "default");
         assert_eq!(
@@ -80,11 +74,7 @@ fn configs_match_transformers() {
             opt_f64(&et["final_logit_softcapping"]),
             "{name}"
         );
-        assert_eq!(
-            t.query_pre_attn_scalar,
-            opt_f64(&et["query_pre_attn_scalar"]),
-            "{name}"
-        );
+        assert_eq!(t.query_pre_attn_scalar, opt_f64(&et["query_pre_attn_scalar"]), "{name}");
         assert_eq!(
             t.sliding_window,
             et["sliding_window"].as_u64().map(|v| v as usize),
@@ -130,11 +120,7 @@ fn configs_match_transformers() {
         ] {
             assert_eq!(got, u(&ev[key]), "{name}: vision.{key}");
         }
-        assert_eq!(
-            v.layer_norm_eps,
-            ev["layer_norm_eps"].as_f64().unwrap(),
-            "{name}"
-        );
+        assert_eq!(v.layer_norm_eps, ev["layer_norm_eps"].as_f64().unwrap(), "{name}");
         assert_eq!(v.vision_use_head, ev["vision_use_head"], "{name}");
         assert_eq!(ev["activation"], "gelu_pytorch_tanh");
         assert_eq!(v.hidden_act, Activation::GeluTanh, "{name}");

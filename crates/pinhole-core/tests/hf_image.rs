@@ -5,8 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use pinhole_core::hf::image::{
-    decode_image, load_image, preprocess_rgb, resize_bicubic, resize_bicubic_ordered, PassOrder,
-    Rgb8Image,
+    decode_image, load_image, preprocess_rgb, resize_bicubic, resize_bicubic_ordered, PassOrder, Rgb8Image,
 };
 use pinhole_core::hf::processor::ImageProcessorConfig;
 
@@ -33,10 +32,7 @@ fn pattern(kind: &str, h: usize, w: usize) -> Vec<u8> {
             for y in 0..h {
                 for xx in 0..w {
                     for c in 0..3 {
-                        let v = (y * 255 / (h - 1).max(1) * (c + 1)
-                            + xx * 255 / (w - 1).max(1) * (3 - c))
-                            / 4
-                            % 256;
+                        let v = (y * 255 / (h - 1).max(1) * (c + 1) + xx * 255 / (w - 1).max(1) * (3 - c)) / 4 % 256;
                         out[(y * w + xx) * 3 + c] = v as u8;
                     }
                 }
@@ -45,11 +41,7 @@ fn pattern(kind: &str, h: usize, w: usize) -> Vec<u8> {
         "edges" => {
             for y in 0..h {
                 for xx in 0..w {
-                    let v = if ((xx / 3) + (y / 5)).is_multiple_of(2) {
-                        255
-                    } else {
-                        0
-                    };
+                    let v = if ((xx / 3) + (y / 5)).is_multiple_of(2) { 255 } else { 0 };
                     out[(y * w + xx) * 3] = v;
                     out[(y * w + xx) * 3 + 1] = 255 - v;
                     out[(y * w + xx) * 3 + 2] = ((xx * 7 + y * 13) % 256) as u8;
@@ -81,12 +73,7 @@ fn resize_matches_pil_exactly() {
         assert_eq!((out.height, out.width), (oh, ow));
         let want = read(&path);
         let diffs = out.data.iter().zip(&want).filter(|(a, b)| a != b).count();
-        assert_eq!(
-            diffs,
-            0,
-            "{name}: {diffs} of {} bytes differ from PIL",
-            want.len()
-        );
+        assert_eq!(diffs, 0, "{name}: {diffs} of {} bytes differ from PIL", want.len());
         cases += 1;
     }
     assert!(cases >= 17, "expected the resize fixtures, found {cases}");
@@ -129,10 +116,7 @@ fn decoding_matches_pil() {
         .filter(|n| !n.ends_with(".rgb"))
         .collect();
     names.sort();
-    assert!(
-        names.len() >= 18,
-        "expected the decode fixtures, found {names:?}"
-    );
+    assert!(names.len() >= 18, "expected the decode fixtures, found {names:?}");
     let mut failures = Vec::new();
     for name in names {
         let img = load_image(dir.join(&name)).unwrap();
@@ -153,9 +137,7 @@ fn decoding_matches_pil() {
         };
         eprintln!("{name}: max diff {max}, {n} of {} bytes differ", want.len());
         if max > bound {
-            failures.push(format!(
-                "{name}: max diff {max} > {bound} ({n} bytes differ)"
-            ));
+            failures.push(format!("{name}: max diff {max} > {bound} ({n} bytes differ)"));
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
@@ -217,9 +199,7 @@ fn unreadable_images_name_the_file() {
     assert!(e.contains("does-not-exist.png"), "{e}");
     // A truncated PNG.
     let png = read(&fx.join("decode/rgb.png"));
-    let e = decode_image(&png[..png.len() / 2], "half.png")
-        .unwrap_err()
-        .to_string();
+    let e = decode_image(&png[..png.len() / 2], "half.png").unwrap_err().to_string();
     assert!(e.contains("half.png"), "{e}");
     let jpg = read(&fx.join("decode/q90.jpg"));
     let e = decode_image(&jpg[..40], "cut.jpg").unwrap_err().to_string();

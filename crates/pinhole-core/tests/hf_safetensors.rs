@@ -47,13 +47,9 @@ fn parse_value(v: &serde_json::Value) -> f64 {
 #[test]
 fn reads_python_written_file_exactly() {
     let expected: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(fixtures().join("mixed.expected.json")).unwrap())
-            .unwrap();
+        serde_json::from_slice(&std::fs::read(fixtures().join("mixed.expected.json")).unwrap()).unwrap();
     let mut f = SafetensorsFile::open_path(fixtures().join("mixed.safetensors")).unwrap();
-    assert_eq!(
-        f.header().metadata.get("format").map(String::as_str),
-        Some("pt")
-    );
+    assert_eq!(f.header().metadata.get("format").map(String::as_str), Some("pt"));
     assert_eq!(f.tensors().len(), expected.as_object().unwrap().len());
     for (name, e) in expected.as_object().unwrap() {
         let info = f.info(name).unwrap().clone();
@@ -64,12 +60,7 @@ fn reads_python_written_file_exactly() {
             .map(|d| d.as_u64().unwrap() as usize)
             .collect();
         assert_eq!(info.shape, shape, "{name}");
-        let want: Vec<f64> = e["values"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(parse_value)
-            .collect();
+        let want: Vec<f64> = e["values"].as_array().unwrap().iter().map(parse_value).collect();
         let t = f.read(name).unwrap();
         assert_eq!(t.shape, shape, "{name}");
         match info.dtype {
@@ -118,20 +109,14 @@ fn sharded_checkpoint_from_python() {
         &(0..12).map(|i| i as f32).collect::<Vec<_>>()[..]
     );
     let w = ck.read_as("model.layers.0.w", DType::F16).unwrap();
-    assert_eq!(
-        (w.dtype, w.as_f32().unwrap()),
-        (DType::F16, &[0.5f32; 4][..])
-    );
+    assert_eq!((w.dtype, w.as_f32().unwrap()), (DType::F16, &[0.5f32; 4][..]));
     let w = ck.read("model.layers.1.w").unwrap();
     assert_eq!(w.as_f32().unwrap(), &[-1.25f32; 4]);
     // The index file itself can be given.
     let ck2 = CheckpointReader::open(dir.join("model.safetensors.index.json")).unwrap();
     assert_eq!(ck2.len(), 4);
     let e = ck.read("model.layers.2.w").unwrap_err().to_string();
-    assert!(
-        e.contains("model.layers.2.w") && e.contains("model.layers.1.w"),
-        "{e}"
-    );
+    assert!(e.contains("model.layers.2.w") && e.contains("model.layers.1.w"), "{e}");
 }
 
 fn write_st(path: &Path, tensors: &[(&str, safetensors::Dtype, Vec<usize>, Vec<u8>)]) {
@@ -152,9 +137,7 @@ fn f32_bytes(v: &[f32]) -> Vec<u8> {
 }
 
 fn bf16_bytes(v: &[f32]) -> Vec<u8> {
-    v.iter()
-        .flat_map(|&x| half::bf16::from_f32(x).to_le_bytes())
-        .collect()
+    v.iter().flat_map(|&x| half::bf16::from_f32(x).to_le_bytes()).collect()
 }
 
 #[test]
@@ -188,17 +171,11 @@ fn rust_written_checkpoints_and_damage() {
     let cut = tmp.0.join("cut.safetensors");
     std::fs::write(&cut, &full[..full.len() - 3]).unwrap();
     let e = SafetensorsFile::open_path(&cut).unwrap_err().to_string();
-    assert!(
-        e.contains("cut.safetensors") && e.contains("truncated"),
-        "{e}"
-    );
+    assert!(e.contains("cut.safetensors") && e.contains("truncated"), "{e}");
     // Cut inside the header.
     std::fs::write(&cut, &full[..20]).unwrap();
     let e = SafetensorsFile::open_path(&cut).unwrap_err().to_string();
-    assert!(
-        e.contains("cut.safetensors") && e.contains("truncated"),
-        "{e}"
-    );
+    assert!(e.contains("cut.safetensors") && e.contains("truncated"), "{e}");
     // Corrupt header bytes.
     let mut bad = full.clone();
     bad[9] = b'#';
@@ -220,9 +197,7 @@ fn rust_written_checkpoints_and_damage() {
     std::fs::create_dir_all(&empty).unwrap();
     let e = CheckpointReader::open(&empty).unwrap_err().to_string();
     assert!(e.contains("no model.safetensors"), "{e}");
-    let e = CheckpointReader::open(tmp.0.join("absent"))
-        .unwrap_err()
-        .to_string();
+    let e = CheckpointReader::open(tmp.0.join("absent")).unwrap_err().to_string();
     assert!(e.contains("does not exist"), "{e}");
     let two = tmp.0.join("two");
     std::fs::create_dir_all(&two).unwrap();

@@ -35,7 +35,13 @@ pub fn parse_boxes(text: &str) -> Vec<DetBox> {
             let next_loc = s.find("<loc").unwrap_or(s.len());
             let cut = end.min(next_loc);
             let label = s[..cut].trim().to_string();
-            out.push(DetBox { y_min: locs[0], x_min: locs[1], y_max: locs[2], x_max: locs[3], label });
+            out.push(DetBox {
+                y_min: locs[0],
+                x_min: locs[1],
+                y_max: locs[2],
+                x_max: locs[3],
+                label,
+            });
             rest = s[cut..].trim_start_matches(';');
         } else {
             // Skip to the next possible box start.
@@ -54,7 +60,9 @@ mod tests {
 
     #[test]
     fn parses_two_boxes_and_skips_junk() {
-        let b = parse_boxes("<loc0100><loc0200><loc0300><loc0400> red circle ; <loc0000><loc0000><loc1023><loc1023> square");
+        let b = parse_boxes(
+            "<loc0100><loc0200><loc0300><loc0400> red circle ; <loc0000><loc0000><loc1023><loc1023> square",
+        );
         assert_eq!(b.len(), 2);
         assert_eq!(b[0].label, "red circle");
         assert!((b[0].y_min - 100.0 / 1024.0).abs() < 1e-6 && (b[0].x_max - 400.0 / 1024.0).abs() < 1e-6);

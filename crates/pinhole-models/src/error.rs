@@ -9,13 +9,25 @@ pub enum Error {
     Core(pinhole_core::Error),
     Gpu(pinhole_gpu::GpuError),
     /// A file of the model folder is missing or unreadable.
-    File { path: String, message: String },
+    File {
+        path: String,
+        message: String,
+    },
     /// `tokenizer.json` could not be loaded or used.
-    Tokenizer { file: String, message: String },
+    Tokenizer {
+        file: String,
+        message: String,
+    },
     /// A checkpoint tensor is missing or has the wrong shape.
-    Tensor { name: String, message: String },
+    Tensor {
+        name: String,
+        message: String,
+    },
     /// The prompt plus image tokens plus new tokens exceed the model's context.
-    TooLong { needed: usize, limit: usize },
+    TooLong {
+        needed: usize,
+        limit: usize,
+    },
     /// Bad request (empty prompt, zero tokens, …).
     Request(String),
 }

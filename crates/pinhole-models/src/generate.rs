@@ -21,7 +21,10 @@ pub struct GenerateOptions {
 
 impl Default for GenerateOptions {
     fn default() -> Self {
-        GenerateOptions { max_new_tokens: 32, record_logits: false }
+        GenerateOptions {
+            max_new_tokens: 32,
+            record_logits: false,
+        }
     }
 }
 
@@ -84,7 +87,11 @@ fn token_of(out: &[Tensor]) -> Result<u32> {
 fn image_graph(m: &PaliGemma, debug: bool) -> Result<Graph> {
     let mut g = Graph::new();
     let v = &m.cfg.vision;
-    let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], pinhole_core::DType::F32);
+    let px = g.input(
+        "pixels",
+        &[v.num_channels, v.image_size, v.image_size],
+        pinhole_core::DType::F32,
+    );
     let vis = m.vision_tower(&mut g, px)?;
     let proj = m.projector(&mut g, vis)?;
     let scaled = g.scale(proj, 1.0 / (m.cfg.text.hidden_size as f64).sqrt() as f32)?;
@@ -123,10 +130,17 @@ pub async fn generate(
     let max_len = max_len.min(limit.max(needed));
     let rows = processor::image_rows(m, &ids);
     if rows.len() != m.num_image_tokens() {
-        return Err(Error::Request(format!("the prompt has {} image tokens, the model expects {}", rows.len(), m.num_image_tokens())));
+        return Err(Error::Request(format!(
+            "the prompt has {} image tokens, the model expects {}",
+            rows.len(),
+            m.num_image_tokens()
+        )));
     }
     let eos = eos_ids(m);
-    let mut gen = Generation { prompt_ids: ids.clone(), ..Default::default() };
+    let mut gen = Generation {
+        prompt_ids: ids.clone(),
+        ..Default::default()
+    };
 
     let mut inputs = HashMap::new();
     inputs.insert("pixels".to_string(), pixels.clone());
@@ -171,7 +185,11 @@ pub async fn generate(
     let t3 = now_ms();
     gen.timings.decode_ms = t3 - t2;
     let decoded = gen.token_ids.len().saturating_sub(1);
-    gen.timings.tokens_per_s = if t3 > t2 && decoded > 0 { decoded as f64 / ((t3 - t2) / 1e3) } else { 0.0 };
+    gen.timings.tokens_per_s = if t3 > t2 && decoded > 0 {
+        decoded as f64 / ((t3 - t2) / 1e3)
+    } else {
+        0.0
+    };
     gen.text = processor::decode(&lm.tokenizer, &gen.token_ids)?;
     Ok(gen)
 }

@@ -33,7 +33,9 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { precision: WeightPrecision::Auto }
+        LoadOptions {
+            precision: WeightPrecision::Auto,
+        }
     }
 }
 
@@ -62,12 +64,16 @@ pub fn canonical_name(name: &str) -> Option<String> {
         ("lm_head.", "lm_head."),
         ("language_model.", "text."),
     ];
-    MAP.iter().find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+    MAP.iter()
+        .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
 }
 
 fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
     let p = dir.join(name);
-    std::fs::read(&p).map_err(|e| Error::File { path: p.display().to_string(), message: format!("{e}") })
+    std::fs::read(&p).map_err(|e| Error::File {
+        path: p.display().to_string(),
+        message: format!("{e}"),
+    })
 }
 
 /// Loads a model folder onto the GPU. `progress(done_bytes, total_bytes)` is called after
@@ -81,27 +87,47 @@ pub fn load_dir(
     let dir = dir.as_ref();
     let shown = dir.display().to_string();
     if !dir.is_dir() {
-        return Err(Error::File { path: shown, message: "not a folder; pass a model folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)".into() });
+        return Err(Error::File {
+            path: shown,
+            message:
+                "not a folder; pass a model folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"
+                    .into(),
+        });
     }
     let cfg_bytes = read_file(dir, "config.json")?;
     let cfg = match ModelConfig::parse(&cfg_bytes, &dir.join("config.json").display().to_string())? {
         ModelConfig::PaliGemma(c) => c,
     };
     let proc_cfg = if dir.join("preprocessor_config.json").is_file() {
-        ImageProcessorConfig::parse(&read_file(dir, "preprocessor_config.json")?, &dir.join("preprocessor_config.json").display().to_string())?
+        ImageProcessorConfig::parse(
+            &read_file(dir, "preprocessor_config.json")?,
+            &dir.join("preprocessor_config.json").display().to_string(),
+        )?
     } else if dir.join("processor_config.json").is_file() {
-        ImageProcessorConfig::parse(&read_file(dir, "processor_config.json")?, &dir.join("processor_config.json").display().to_string())?
+        ImageProcessorConfig::parse(
+            &read_file(dir, "processor_config.json")?,
+            &dir.join("processor_config.json").display().to_string(),
+        )?
     } else {
-        return Err(Error::File { path: dir.join("preprocessor_config.json").display().to_string(), message: "missing (neither preprocessor_config.json nor processor_config.json is in the folder)".into() });
+        return Err(Error::File {
+            path: dir.join("preprocessor_config.json").display().to_string(),
+            message: "missing (neither preprocessor_config.json nor processor_config.json is in the folder)".into(),
+        });
     };
     let gen_cfg = if dir.join("generation_config.json").is_file() {
-        GenerationConfig::parse(&read_file(dir, "generation_config.json")?, &dir.join("generation_config.json").display().to_string())?
+        GenerationConfig::parse(
+            &read_file(dir, "generation_config.json")?,
+            &dir.join("generation_config.json").display().to_string(),
+        )?
     } else {
         GenerationConfig::default()
     };
     let tok_path = dir.join("tokenizer.json");
     let tok_bytes = read_file(dir, "tokenizer.json")?;
-    let tokenizer = tokenizers::Tokenizer::from_bytes(&tok_bytes).map_err(|e| Error::Tokenizer { file: tok_path.display().to_string(), message: e.to_string() })?;
+    let tokenizer = tokenizers::Tokenizer::from_bytes(&tok_bytes).map_err(|e| Error::Tokenizer {
+        file: tok_path.display().to_string(),
+        message: e.to_string(),
+    })?;
 
     let mut reader = CheckpointReader::open(dir)?;
     let matrix_dtype = match opts.precision {
@@ -127,12 +153,18 @@ pub fn load_dir(
         let Some(src) = source.get(&w.name) else {
             return Err(Error::Tensor {
                 name: w.name.clone(),
-                message: format!("missing from the checkpoint in {shown} (looked for it under the known name layouts, e.g. '{}')", w.example_source()),
+                message: format!(
+                    "missing from the checkpoint in {shown} (looked for it under the known name layouts, e.g. '{}')",
+                    w.example_source()
+                ),
             });
         };
         let info = reader.info(src)?;
         if info.shape != w.shape {
-            return Err(Error::Tensor { name: src.clone(), message: format!("has shape {:?} but config.json implies {:?}", info.shape, w.shape) });
+            return Err(Error::Tensor {
+                name: src.clone(),
+                message: format!("has shape {:?} but config.json implies {:?}", info.shape, w.shape),
+            });
         }
         total += info.len;
     }
@@ -147,5 +179,10 @@ pub fn load_dir(
         done += reader.info(src)?.len;
         progress(done, total);
     }
-    Ok(LoadedModel { model, tokenizer, weights, dir: shown })
+    Ok(LoadedModel {
+        model,
+        tokenizer,
+        weights,
+        dir: shown,
+    })
 }

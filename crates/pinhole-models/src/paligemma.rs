@@ -65,8 +65,18 @@ fn act(a: HfAct) -> Activation {
 }
 
 impl PaliGemma {
-    pub fn new(cfg: PaliGemmaConfig, processor: ImageProcessorConfig, generation: GenerationConfig, matrix_dtype: DType) -> Self {
-        PaliGemma { cfg, processor, generation, matrix_dtype }
+    pub fn new(
+        cfg: PaliGemmaConfig,
+        processor: ImageProcessorConfig,
+        generation: GenerationConfig,
+        matrix_dtype: DType,
+    ) -> Self {
+        PaliGemma {
+            cfg,
+            processor,
+            generation,
+            matrix_dtype,
+        }
     }
 
     pub fn num_image_tokens(&self) -> usize {
@@ -80,9 +90,17 @@ impl PaliGemma {
         let mut w = Vec::new();
         let mut add = |name: String, shape: Vec<usize>, matrix: bool| w.push(ExpectedWeight { name, shape, matrix });
         let (e, p, c) = (v.hidden_size, v.patch_size, v.num_channels);
-        add("vision.embeddings.patch_embedding.weight".into(), vec![e, c, p, p], false);
+        add(
+            "vision.embeddings.patch_embedding.weight".into(),
+            vec![e, c, p, p],
+            false,
+        );
         add("vision.embeddings.patch_embedding.bias".into(), vec![e], false);
-        add("vision.embeddings.position_embedding.weight".into(), vec![v.num_patches(), e], false);
+        add(
+            "vision.embeddings.position_embedding.weight".into(),
+            vec![v.num_patches(), e],
+            false,
+        );
         for l in 0..v.num_hidden_layers {
             let pre = format!("vision.encoder.layers.{l}");
             for n in ["layer_norm1", "layer_norm2"] {
@@ -107,13 +125,37 @@ impl PaliGemma {
         add("text.embed_tokens.weight".into(), vec![t.vocab_size, h], true);
         for l in 0..t.num_hidden_layers {
             let pre = format!("text.layers.{l}");
-            add(format!("{pre}.self_attn.q_proj.weight"), vec![t.num_attention_heads * d, h], true);
-            add(format!("{pre}.self_attn.k_proj.weight"), vec![t.num_key_value_heads * d, h], true);
-            add(format!("{pre}.self_attn.v_proj.weight"), vec![t.num_key_value_heads * d, h], true);
-            add(format!("{pre}.self_attn.o_proj.weight"), vec![h, t.num_attention_heads * d], true);
-            add(format!("{pre}.mlp.gate_proj.weight"), vec![t.intermediate_size, h], true);
+            add(
+                format!("{pre}.self_attn.q_proj.weight"),
+                vec![t.num_attention_heads * d, h],
+                true,
+            );
+            add(
+                format!("{pre}.self_attn.k_proj.weight"),
+                vec![t.num_key_value_heads * d, h],
+                true,
+            );
+            add(
+                format!("{pre}.self_attn.v_proj.weight"),
+                vec![t.num_key_value_heads * d, h],
+                true,
+            );
+            add(
+                format!("{pre}.self_attn.o_proj.weight"),
+                vec![h, t.num_attention_heads * d],
+                true,
+            );
+            add(
+                format!("{pre}.mlp.gate_proj.weight"),
+                vec![t.intermediate_size, h],
+                true,
+            );
             add(format!("{pre}.mlp.up_proj.weight"), vec![t.intermediate_size, h], true);
-            add(format!("{pre}.mlp.down_proj.weight"), vec![h, t.intermediate_size], true);
+            add(
+                format!("{pre}.mlp.down_proj.weight"),
+                vec![h, t.intermediate_size],
+                true,
+            );
             let mut norms = vec!["input_layernorm", "post_attention_layernorm"];
             if t.model_type == TextModelType::Gemma2 {
                 norms.extend(["pre_feedforward_layernorm", "post_feedforward_layernorm"]);
@@ -196,7 +238,15 @@ impl PaliGemma {
     /// The Gemma decoder over `x [S, hidden]` (already embedded and scaled) whose rows are
     /// sequence positions `row0 ..`; writes K/V into the caches and returns the hidden states
     /// after the final norm.
-    fn decoder(&self, g: &mut Graph, mut x: TensorId, s: usize, row0: usize, prefix_len: usize, max_len: usize) -> Result<TensorId> {
+    fn decoder(
+        &self,
+        g: &mut Graph,
+        mut x: TensorId,
+        s: usize,
+        row0: usize,
+        prefix_len: usize,
+        max_len: usize,
+    ) -> Result<TensorId> {
         let t = &self.cfg.text;
         let (h, d, nh, nkv) = (t.hidden_size, t.head_dim, t.num_attention_heads, t.num_key_value_heads);
         let eps = t.rms_norm_eps as f32;
@@ -237,7 +287,11 @@ impl PaliGemma {
                 q_pos0: row0,
                 scale: t.attn_scale() as f32,
                 softcap: t.attn_logit_softcapping.unwrap_or(0.0) as f32,
-                mask: AttnMask { causal: true, prefix_len, window },
+                mask: AttnMask {
+                    causal: true,
+                    prefix_len,
+                    window,
+                },
             };
             let a = g.attention(q, kc, vc, params)?;
             let mut o = lin(g, a, "self_attn.o_proj", h, nh * d)?;
@@ -283,7 +337,13 @@ impl PaliGemma {
     /// features come from the executor state "image_features", written by the image-encode
     /// graph (see `generate`). Outputs the greedy next token, and with `all_logits` the logits
     /// of every position (for checks against transformers).
-    pub fn prefill_graph_from_state(&self, ids: &[u32], image_rows: &[u32], max_len: usize, all_logits: bool) -> Result<(Graph, StepOutputs)> {
+    pub fn prefill_graph_from_state(
+        &self,
+        ids: &[u32],
+        image_rows: &[u32],
+        max_len: usize,
+        all_logits: bool,
+    ) -> Result<(Graph, StepOutputs)> {
         let t = &self.cfg.text;
         let s = ids.len();
         let mut g = Graph::new();
@@ -299,7 +359,10 @@ impl PaliGemma {
         let last_logits = self.lm_head(&mut g, last)?;
         let tok = g.argmax(last_logits)?;
         g.output(tok);
-        let mut out = StepOutputs { token: Some(tok), ..Default::default() };
+        let mut out = StepOutputs {
+            token: Some(tok),
+            ..Default::default()
+        };
         if all_logits {
             let l = self.lm_head(&mut g, hidden)?;
             g.output(l);
@@ -310,7 +373,14 @@ impl PaliGemma {
 
     /// One decode step: the token at sequence position `row` (ids input is a constant) → next
     /// greedy token; with `logits` also the step's logits.
-    pub fn decode_graph(&self, token: u32, row: usize, prefix_len: usize, max_len: usize, logits: bool) -> Result<(Graph, StepOutputs)> {
+    pub fn decode_graph(
+        &self,
+        token: u32,
+        row: usize,
+        prefix_len: usize,
+        max_len: usize,
+        logits: bool,
+    ) -> Result<(Graph, StepOutputs)> {
         let t = &self.cfg.text;
         let mut g = Graph::new();
         let idt = g.constant(pinhole_core::Tensor::u32(&[1], vec![token])?);
@@ -320,7 +390,10 @@ impl PaliGemma {
         let l = self.lm_head(&mut g, hidden)?;
         let tok = g.argmax(l)?;
         g.output(tok);
-        let mut out = StepOutputs { token: Some(tok), ..Default::default() };
+        let mut out = StepOutputs {
+            token: Some(tok),
+            ..Default::default()
+        };
         if logits {
             g.output(l);
             out.logits = Some(l);

@@ -15,21 +15,37 @@ pub fn prompt_ids(model: &PaliGemma, tok: &tokenizers::Tokenizer, prompt: &str) 
         .bos_token_id
         .or(cfg.text.bos_token_id)
         .or_else(|| tok.token_to_id("<bos>"))
-        .ok_or_else(|| Error::Tokenizer { file: "tokenizer.json".into(), message: "no <bos> token and no bos_token_id in config.json".into() })?;
+        .ok_or_else(|| Error::Tokenizer {
+            file: "tokenizer.json".into(),
+            message: "no <bos> token and no bos_token_id in config.json".into(),
+        })?;
     let text = format!("{prompt}\n");
-    let enc = tok.encode(text.as_str(), false).map_err(|e| Error::Tokenizer { file: "tokenizer.json".into(), message: e.to_string() })?;
+    let enc = tok.encode(text.as_str(), false).map_err(|e| Error::Tokenizer {
+        file: "tokenizer.json".into(),
+        message: e.to_string(),
+    })?;
     let mut ids = vec![cfg.image_token_index; model.num_image_tokens()];
     ids.push(bos);
     ids.extend_from_slice(enc.get_ids());
     if let Some(bad) = ids.iter().find(|&&i| i as usize >= cfg.text.vocab_size) {
-        return Err(Error::Tokenizer { file: "tokenizer.json".into(), message: format!("token id {bad} is outside the model's vocabulary of {}", cfg.text.vocab_size) });
+        return Err(Error::Tokenizer {
+            file: "tokenizer.json".into(),
+            message: format!(
+                "token id {bad} is outside the model's vocabulary of {}",
+                cfg.text.vocab_size
+            ),
+        });
     }
     Ok(ids)
 }
 
 /// Positions of the image tokens in `ids`, in order (where image features go).
 pub fn image_rows(model: &PaliGemma, ids: &[u32]) -> Vec<u32> {
-    ids.iter().enumerate().filter(|(_, &t)| t == model.cfg.image_token_index).map(|(i, _)| i as u32).collect()
+    ids.iter()
+        .enumerate()
+        .filter(|(_, &t)| t == model.cfg.image_token_index)
+        .map(|(i, _)| i as u32)
+        .collect()
 }
 
 /// Decoded, resized and normalised pixels `[3, size, size]` for the model.
@@ -48,10 +64,16 @@ pub fn pixels(model: &PaliGemma, bytes: &[u8], name: &str) -> Result<Tensor> {
 
 /// Decodes generated ids to text, skipping special tokens.
 pub fn decode(tok: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, true).map_err(|e| Error::Tokenizer { file: "tokenizer.json".into(), message: e.to_string() })
+    tok.decode(ids, true).map_err(|e| Error::Tokenizer {
+        file: "tokenizer.json".into(),
+        message: e.to_string(),
+    })
 }
 
 /// Decodes generated ids keeping special tokens (so `<locYYYY>` boxes can be parsed).
 pub fn decode_with_special(tok: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, false).map_err(|e| Error::Tokenizer { file: "tokenizer.json".into(), message: e.to_string() })
+    tok.decode(ids, false).map_err(|e| Error::Tokenizer {
+        file: "tokenizer.json".into(),
+        message: e.to_string(),
+    })
 }

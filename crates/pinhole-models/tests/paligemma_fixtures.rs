@@ -18,35 +18,78 @@ fn fixtures() -> PathBuf {
 
 fn expected_tensor(dir: &Path, name: &str) -> Tensor {
     let mut f = SafetensorsFile::open_path(dir.join("expected.safetensors")).expect("expected.safetensors");
-    f.read_as(name, pinhole_core::DType::F32).unwrap_or_else(|e| panic!("{name}: {e}"))
+    f.read_as(name, pinhole_core::DType::F32)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
 }
 
 fn ids(v: &serde_json::Value, key: &str) -> Vec<u32> {
-    v[key].as_array().unwrap_or_else(|| panic!("{key} missing")).iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} missing"))
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 fn check_fixture(name: &str) {
     let dir = fixtures().join(name);
     let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter (llvmpipe in CI)");
-    let lm = load_dir(&gpu, dir.join("model"), &LoadOptions { precision: WeightPrecision::F32 }, |_, _| {}).expect("load");
+    let lm = load_dir(
+        &gpu,
+        dir.join("model"),
+        &LoadOptions {
+            precision: WeightPrecision::F32,
+        },
+        |_, _| {},
+    )
+    .expect("load");
 
     // Processor: ids exactly, pixels close (PIL-exact resize is tested in pinhole-core).
     let prompt = exp["prompt"].as_str().unwrap();
     let want_ids = ids(&exp, "input_ids");
-    assert_eq!(processor::prompt_ids(&lm.model, &lm.tokenizer, prompt).unwrap(), want_ids, "{name}: input ids");
+    assert_eq!(
+        processor::prompt_ids(&lm.model, &lm.tokenizer, prompt).unwrap(),
+        want_ids,
+        "{name}: input ids"
+    );
     let img = std::fs::read(fixtures().join("images").join(exp["image"].as_str().unwrap())).unwrap();
     let px = processor::pixels(&lm.model, &img, "fixture image").unwrap();
     let want_px = expected_tensor(&dir, "pixel_values");
-    let px_err = px.as_f32().unwrap().iter().zip(want_px.as_f32().unwrap()).map(|(a, b)| (a - b).abs()).fold(0.0f32, f32::max);
-    assert!(px_err <= 1e-5, "{name}: pixel values differ by up to {px_err}");
+    let px_err = px
+        .as_f32()
+        .unwrap()
+        .iter()
+        .zip(want_px.as_f32().unwrap())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    // PNG/GIF/WebP decode bit-exactly like Pillow and the resize is PIL-exact, so pixels match
+    // to float rounding. JPEG decoders differ (zune-jpeg here, libjpeg-turbo in Pillow) by a
+    // few 8-bit levels on smooth images: 3 levels = 3/255/0.5 after normalisation.
+    let image_name = exp["image"].as_str().unwrap();
+    let bound = if image_name.ends_with(".jpg") {
+        3.0 * 2.0 / 255.0 + 1e-6
+    } else {
+        1e-5
+    };
+    assert!(
+        px_err <= bound,
+        "{name}: pixel values differ by up to {px_err} (bound {bound})"
+    );
 
     // Model: run on transformers' own pixel values so model error is measured alone.
     let mut ex = Executor::new(gpu.clone());
     let want_gen = ids(&exp, "generated_ids");
-    let opts = GenerateOptions { max_new_tokens: want_gen.len(), record_logits: true };
+    let opts = GenerateOptions {
+        max_new_tokens: want_gen.len(),
+        record_logits: true,
+    };
     let g = pollster::block_on(generate(&lm, &mut ex, &want_px, prompt, &opts, |_, _| {})).expect("generate");
-    for (key, got) in [("vision_out", g.vision_out.as_ref()), ("projector_out", g.projector_out.as_ref()), ("prefill_logits", g.logits.first())] {
+    for (key, got) in [
+        ("vision_out", g.vision_out.as_ref()),
+        ("projector_out", g.projector_out.as_ref()),
+        ("prefill_logits", g.logits.first()),
+    ] {
         let want = expected_tensor(&dir, key);
         let got = got.unwrap_or_else(|| panic!("{key} not recorded"));
         assert_eq!(got.shape, want.shape, "{name}: {key} shape");

@@ -44,9 +44,9 @@ impl ShardIndex {
         let mut files = Vec::new();
         let mut seen = HashSet::new();
         for (name, shard) in map {
-            let shard = shard.as_str().ok_or_else(|| {
-                bad_index(format!("the shard of `{name}` is not a string: {shard}"))
-            })?;
+            let shard = shard
+                .as_str()
+                .ok_or_else(|| bad_index(format!("the shard of `{name}` is not a string: {shard}")))?;
             if shard.is_empty() || shard.contains(['/', '\\']) || shard == ".." || shard == "." {
                 return Err(bad_index(format!(
                     "the shard of `{name}` is `{shard}`, not a file name in the index's folder"
@@ -157,8 +157,8 @@ impl CheckpointReader<FileSource> {
 
     fn open_index_file(index: &std::path::Path) -> Result<Self> {
         let shown = index.display().to_string();
-        let bytes = std::fs::read(index)
-            .map_err(|e| Error::Invalid(format!("cannot read shard index {shown}: {e}")))?;
+        let bytes =
+            std::fs::read(index).map_err(|e| Error::Invalid(format!("cannot read shard index {shown}: {e}")))?;
         let dir = index.parent().unwrap_or(std::path::Path::new("."));
         CheckpointReader::from_index(&bytes, &shown, |shard| {
             let p = dir.join(shard);
@@ -191,11 +191,7 @@ impl<S: ByteSource> CheckpointReader<S> {
                 }
             }
         }
-        Ok(CheckpointReader {
-            place,
-            shards,
-            names,
-        })
+        Ok(CheckpointReader { place, shards, names })
     }
 
     /// A sharded checkpoint from its index bytes; `open_shard(file_name)` returns the shard's

@@ -359,9 +359,7 @@ impl TextConfig {
             query_pre_attn_scalar: qpas,
             sliding_window,
             layer_types,
-            use_bidirectional_attention: obj
-                .opt_bool("use_bidirectional_attention")?
-                .unwrap_or(true),
+            use_bidirectional_attention: obj.opt_bool("use_bidirectional_attention")?.unwrap_or(true),
             tie_word_embeddings: obj.bool("tie_word_embeddings", true)?,
             bos_token_id: obj.opt_u32_or("bos_token_id", Some(2))?,
             eos_token_ids: obj.token_ids("eos_token_id", &[1])?,
@@ -370,9 +368,7 @@ impl TextConfig {
         };
         if cfg.num_attention_heads == 0
             || cfg.num_key_value_heads == 0
-            || !cfg
-                .num_attention_heads
-                .is_multiple_of(cfg.num_key_value_heads)
+            || !cfg.num_attention_heads.is_multiple_of(cfg.num_key_value_heads)
         {
             return Err(Error::Unsupported(format!(
                 "{file}: text_config has {} attention heads and {} key/value heads; the first \
@@ -492,10 +488,7 @@ mod tests {
             (t.hidden_size, t.intermediate_size, t.num_hidden_layers),
             (2048, 16384, 18)
         );
-        assert_eq!(
-            (t.num_attention_heads, t.num_key_value_heads, t.head_dim),
-            (8, 1, 256)
-        );
+        assert_eq!((t.num_attention_heads, t.num_key_value_heads, t.head_dim), (8, 1, 256));
         assert_eq!(t.vocab_size, 257152);
         assert_eq!(t.rope_theta, 10000.0);
         assert_eq!(t.final_logit_softcapping, None);
@@ -512,10 +505,7 @@ mod tests {
             (v.hidden_size, v.intermediate_size, v.num_hidden_layers),
             (1152, 4096, 27)
         );
-        assert_eq!(
-            (v.num_attention_heads, v.patch_size, v.image_size),
-            (16, 14, 224)
-        );
+        assert_eq!((v.num_attention_heads, v.patch_size, v.image_size), (16, 14, 224));
         assert!(!v.vision_use_head);
         assert_eq!(v.projection_dim, 2048);
     }
@@ -553,11 +543,7 @@ mod tests {
         // An empty text_config is Gemma with GemmaConfig's class defaults.
         let c = pali(r#"{"model_type": "paligemma", "text_config": {}}"#);
         assert_eq!(
-            (
-                c.text.model_type,
-                c.text.hidden_size,
-                c.text.num_key_value_heads
-            ),
+            (c.text.model_type, c.text.hidden_size, c.text.num_key_value_heads),
             (TextModelType::Gemma, 3072, 16)
         );
     }
@@ -636,12 +622,7 @@ mod tests {
         assert_eq!(t.attn_logit_softcapping, Some(50.0));
         assert_eq!(
             t.layer_types,
-            vec![
-                LayerType::Full,
-                LayerType::Sliding,
-                LayerType::Sliding,
-                LayerType::Full
-            ]
+            vec![LayerType::Full, LayerType::Sliding, LayerType::Sliding, LayerType::Full]
         );
         assert!(!t.use_bidirectional_attention);
         assert_eq!(t.eos_token_ids, vec![1, 107]);
@@ -655,11 +636,9 @@ mod tests {
     #[test]
     fn rope_theta_sources() {
         let theta = |text: &str| {
-            pali(&format!(
-                r#"{{"model_type":"paligemma","text_config":{text}}}"#
-            ))
-            .text
-            .rope_theta
+            pali(&format!(r#"{{"model_type":"paligemma","text_config":{text}}}"#))
+                .text
+                .rope_theta
         };
         assert_eq!(theta("{}"), 10000.0);
         assert_eq!(theta(r#"{"rope_theta": 5000}"#), 5000.0);
@@ -676,9 +655,7 @@ mod tests {
             theta(r#"{"rope_scaling": {"type": "default", "rope_theta": 3.0}}"#),
             3.0
         );
-        let e = err(
-            r#"{"model_type":"paligemma","text_config":{"rope_parameters":{"rope_type":"yarn"}}}"#,
-        );
+        let e = err(r#"{"model_type":"paligemma","text_config":{"rope_parameters":{"rope_type":"yarn"}}}"#);
         assert!(e.contains("yarn") && e.contains("config.json"), "{e}");
     }
 
@@ -693,17 +670,11 @@ mod tests {
         assert!(err("[1]").contains("JSON object"));
         assert!(err("{").contains("not valid JSON"));
         let e = err(r#"{"model_type":"paligemma","text_config":{"hidden_size":"big"}}"#);
-        assert!(
-            e.contains("`text_config.hidden_size`") && e.contains("\"big\""),
-            "{e}"
-        );
+        assert!(e.contains("`text_config.hidden_size`") && e.contains("\"big\""), "{e}");
         let e = err(r#"{"model_type":"paligemma","text_config":{"model_type":"llama"}}"#);
         assert!(e.contains("llama"), "{e}");
         let e = err(r#"{"model_type":"paligemma","vision_config":{"hidden_act":"relu"}}"#);
-        assert!(
-            e.contains("vision_config.hidden_act") && e.contains("relu"),
-            "{e}"
-        );
+        assert!(e.contains("vision_config.hidden_act") && e.contains("relu"), "{e}");
         let e = err(
             r#"{"model_type":"paligemma","text_config":{"model_type":"gemma2","num_hidden_layers":3,"layer_types":["full_attention"]}}"#,
         );
@@ -712,9 +683,7 @@ mod tests {
         assert!(e.contains("disagree"), "{e}");
         let e = err(r#"{"model_type":"paligemma","torch_dtype":"float64"}"#);
         assert!(e.contains("float64"), "{e}");
-        let e = err(
-            r#"{"model_type":"paligemma","text_config":{"num_attention_heads":8,"num_key_value_heads":3}}"#,
-        );
+        let e = err(r#"{"model_type":"paligemma","text_config":{"num_attention_heads":8,"num_key_value_heads":3}}"#);
         assert!(e.contains("key/value heads"), "{e}");
         let e = err(r#"{"model_type":"paligemma","vision_config":{"image_size":[224,448]}}"#);
         assert!(e.contains("square"), "{e}");

@@ -47,11 +47,7 @@ impl Rgb8Image {
                 data.len()
             )));
         }
-        Ok(Rgb8Image {
-            width,
-            height,
-            data,
-        })
+        Ok(Rgb8Image { width, height, data })
     }
 }
 
@@ -71,10 +67,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb8Image> {
     })?;
     if !matches!(
         format,
-        image::ImageFormat::Png
-            | image::ImageFormat::Jpeg
-            | image::ImageFormat::WebP
-            | image::ImageFormat::Gif
+        image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::WebP | image::ImageFormat::Gif
     ) {
         return Err(Error::Unsupported(format!(
             "image {name} is {format:?}; pinhole reads PNG, JPEG, WebP and GIF: convert it"
@@ -87,9 +80,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb8Image> {
     })?;
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
-        return Err(Error::Invalid(format!(
-            "image {name} is {w}x{h}: it has no pixels"
-        )));
+        return Err(Error::Invalid(format!("image {name} is {w}x{h}: it has no pixels")));
     }
     let n = w * h;
     let mut rgb = Vec::with_capacity(n * 3);
@@ -101,10 +92,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb8Image> {
                 rgb.extend_from_slice(&[l, l, l]);
             }
         }
-        D::ImageLumaA8(b) => push_rgba(
-            &mut rgb,
-            b.as_raw().chunks_exact(2).map(|c| [c[0], c[0], c[0], c[1]]),
-        ),
+        D::ImageLumaA8(b) => push_rgba(&mut rgb, b.as_raw().chunks_exact(2).map(|c| [c[0], c[0], c[0], c[1]])),
         // Pillow reads 16-bit RGB(A)/LA PNGs by keeping the high byte ("RGB;16B")...
         D::ImageRgb16(b) => rgb.extend(b.as_raw().iter().map(|&v| (v >> 8) as u8)),
         D::ImageRgba16(b) => push_rgba(
@@ -174,8 +162,8 @@ pub fn composite_on_white(p: [u8; 4]) -> [u8; 3] {
 pub fn load_image(path: impl AsRef<std::path::Path>) -> Result<Rgb8Image> {
     let path = path.as_ref();
     let shown = path.display().to_string();
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Invalid(format!("cannot read image {shown}: {e}; check the path")))?;
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read image {shown}: {e}; check the path")))?;
     decode_image(&bytes, &shown)
 }
 
@@ -240,11 +228,7 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
         }
         bounds.push((xmin as usize, xmax));
     }
-    Coeffs {
-        bounds,
-        ksize,
-        weights,
-    }
+    Coeffs { bounds, ksize, weights }
 }
 
 fn clip8(v: i64) -> u8 {
@@ -275,9 +259,7 @@ impl PassOrder {
     fn vertical_first(self, in_h: usize, in_w: usize, out_h: usize, out_w: usize) -> bool {
         match self {
             PassOrder::HorizontalFirst => false,
-            PassOrder::Pillow13 => {
-                out_h < in_h && (in_h - out_h) as i64 > 2 * (in_w as i64 - out_w as i64)
-            }
+            PassOrder::Pillow13 => out_h < in_h && (in_h - out_h) as i64 > 2 * (in_w as i64 - out_w as i64),
         }
     }
 }
@@ -289,12 +271,7 @@ pub fn resize_bicubic(img: &Rgb8Image, height: usize, width: usize) -> Result<Rg
 }
 
 /// [`resize_bicubic`] with the pass order of a given Pillow version.
-pub fn resize_bicubic_ordered(
-    img: &Rgb8Image,
-    height: usize,
-    width: usize,
-    order: PassOrder,
-) -> Result<Rgb8Image> {
+pub fn resize_bicubic_ordered(img: &Rgb8Image, height: usize, width: usize, order: PassOrder) -> Result<Rgb8Image> {
     if height == 0 || width == 0 {
         return Err(Error::Invalid(format!(
             "cannot resize an image to {width}x{height}; the size must be positive"
@@ -378,9 +355,7 @@ fn vertical_pass(src: &[u8], w: usize, src_h: usize, row0: usize, k: &Coeffs) ->
         let ymin = ymin
             .checked_sub(row0)
             .filter(|&m| m + n <= src_h)
-            .ok_or_else(|| {
-                Error::Invalid("internal resize bounds error; please report this image size".into())
-            })?;
+            .ok_or_else(|| Error::Invalid("internal resize bounds error; please report this image size".into()))?;
         let out_row = &mut out[yy * w * C..(yy + 1) * w * C];
         for (i, o) in out_row.iter_mut().enumerate() {
             let mut ss = half;
@@ -416,11 +391,7 @@ pub fn normalize(img: &Rgb8Image, cfg: &ImageProcessorConfig) -> Result<Tensor> 
             } else {
                 v as f32
             };
-            *o = if cfg.do_normalize {
-                (x - mean) / std
-            } else {
-                x
-            };
+            *o = if cfg.do_normalize { (x - mean) / std } else { x };
         }
     }
     Tensor::f32(&[3, h, w], out)
@@ -464,10 +435,7 @@ mod tests {
                     .iter()
                     .map(|&w| w as i64)
                     .sum();
-                assert!(
-                    (s - (1 << PRECISION_BITS)).abs() <= n as i64,
-                    "{i}->{o} at {xx}: {s}"
-                );
+                assert!((s - (1 << PRECISION_BITS)).abs() <= n as i64, "{i}->{o} at {xx}: {s}");
             }
         }
     }
@@ -487,10 +455,7 @@ mod tests {
     #[test]
     fn opaque_composite_is_identity() {
         for v in 0..=255u8 {
-            assert_eq!(
-                composite_on_white([v, 255 - v, v / 2, 255]),
-                [v, 255 - v, v / 2]
-            );
+            assert_eq!(composite_on_white([v, 255 - v, v / 2, 255]), [v, 255 - v, v / 2]);
         }
         assert_eq!(composite_on_white([0, 0, 0, 0]), [255, 255, 255]);
     }

@@ -80,11 +80,7 @@ impl<'a> Obj<'a> {
     pub(crate) fn sub(&self, key: &str) -> Result<Option<Obj<'a>>> {
         match self.get(key) {
             None => Ok(None),
-            Some(Value::Object(m)) => Ok(Some(Obj::new(
-                self.file,
-                &format!("{}{key}.", self.path),
-                m,
-            ))),
+            Some(Value::Object(m)) => Ok(Some(Obj::new(self.file, &format!("{}{key}.", self.path), m))),
             Some(v) => Err(self.err(key, "an object", v)),
         }
     }

@@ -22,10 +22,7 @@ pub mod processor;
 pub mod safetensors;
 
 pub use checkpoint::{CheckpointReader, ShardIndex};
-pub use config::{
-    Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig,
-    TextModelType,
-};
+pub use config::{Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig, TextModelType};
 pub use image::{decode_image, preprocess_image, resize_bicubic, PassOrder, Rgb8Image};
 pub use processor::{GenerationConfig, ImageProcessorConfig};
 pub use safetensors::{ByteSource, SafetensorsFile, StDType, TensorInfo};

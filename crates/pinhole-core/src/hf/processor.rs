@@ -58,10 +58,7 @@ impl ImageProcessorConfig {
         let d = ImageProcessorConfig::default();
         let size = match obj.sub("size")? {
             None => d.size,
-            Some(s) => match (
-                s.opt_usize_or("height", None)?,
-                s.opt_usize_or("width", None)?,
-            ) {
+            Some(s) => match (s.opt_usize_or("height", None)?, s.opt_usize_or("width", None)?) {
                 (Some(h), Some(w)) if h > 0 && w > 0 => (h, w),
                 _ => {
                     return Err(Error::Unsupported(format!(
@@ -193,8 +190,7 @@ mod tests {
         assert_eq!(c.image_std, [1.0, 2.0, 3.0]);
         let e = ImageProcessorConfig::parse(br#"{"resample": 2}"#, "p.json").unwrap_err();
         assert!(matches!(e, Error::Unsupported(_)) && e.to_string().contains("p.json"));
-        let e = ImageProcessorConfig::parse(br#"{"size": {"shortest_edge": 224}}"#, "p.json")
-            .unwrap_err();
+        let e = ImageProcessorConfig::parse(br#"{"size": {"shortest_edge": 224}}"#, "p.json").unwrap_err();
         assert!(e.to_string().contains("height"), "{e}");
         let e = ImageProcessorConfig::parse(br#"{"image_std": [1, 0, 1]}"#, "p.json").unwrap_err();
         assert!(e.to_string().contains("zero"), "{e}");

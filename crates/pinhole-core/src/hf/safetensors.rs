@@ -119,10 +119,7 @@ impl StDType {
 
     /// True for the integer dtypes [`SafetensorsFile::read`] converts to u32 (U8, U32, I32, I64).
     pub fn is_supported_int(&self) -> bool {
-        matches!(
-            self,
-            StDType::U8 | StDType::U32 | StDType::I32 | StDType::I64
-        )
+        matches!(self, StDType::U8 | StDType::U32 | StDType::I32 | StDType::I64)
     }
 }
 
@@ -223,18 +220,15 @@ impl Header {
     /// `file_len` bytes in total.
     pub fn parse(json: &[u8], file_len: u64, file: &str) -> Result<Header> {
         let n = json.len() as u64;
-        let data_start = 8u64
-            .checked_add(n)
-            .filter(|&s| s <= file_len)
-            .ok_or_else(|| {
-                bad(
-                    file,
-                    format!("a {n}-byte header does not fit in a {file_len}-byte file"),
-                )
-            })?;
+        let data_start = 8u64.checked_add(n).filter(|&s| s <= file_len).ok_or_else(|| {
+            bad(
+                file,
+                format!("a {n}-byte header does not fit in a {file_len}-byte file"),
+            )
+        })?;
         let data_len = file_len - data_start;
-        let raw: RawHeader = serde_json::from_slice(json)
-            .map_err(|e| bad(file, format!("the header is not valid JSON: {e}")))?;
+        let raw: RawHeader =
+            serde_json::from_slice(json).map_err(|e| bad(file, format!("the header is not valid JSON: {e}")))?;
 
         let mut seen = HashSet::new();
         let mut tensors = Vec::new();
@@ -244,12 +238,9 @@ impl Header {
                 return Err(bad(file, format!("the header lists `{name}` twice")));
             }
             if name == "__metadata__" {
-                let obj = value.as_object().ok_or_else(|| {
-                    bad(
-                        file,
-                        "`__metadata__` must be an object of strings".to_string(),
-                    )
-                })?;
+                let obj = value
+                    .as_object()
+                    .ok_or_else(|| bad(file, "`__metadata__` must be an object of strings".to_string()))?;
                 for (k, v) in obj {
                     if let Some(s) = v.as_str() {
                         metadata.insert(k.clone(), s.to_string());
@@ -281,11 +272,7 @@ impl Header {
             }
             prev = Some(t);
         }
-        let index = tensors
-            .iter()
-            .enumerate()
-            .map(|(i, t)| (t.name.clone(), i))
-            .collect();
+        let index = tensors.iter().enumerate().map(|(i, t)| (t.name.clone(), i)).collect();
         Ok(Header {
             file: file.to_string(),
             data_start,
@@ -317,12 +304,9 @@ fn parse_entry(
     data_start: u64,
     data_len: u64,
 ) -> Result<TensorInfo> {
-    let obj = value.as_object().ok_or_else(|| {
-        bad(
-            file,
-            format!("the entry of tensor `{name}` is not an object: {value}"),
-        )
-    })?;
+    let obj = value
+        .as_object()
+        .ok_or_else(|| bad(file, format!("the entry of tensor `{name}` is not an object: {value}")))?;
     let dtype = obj
         .get("dtype")
         .and_then(|d| d.as_str())
@@ -334,22 +318,15 @@ fn parse_entry(
         .ok_or_else(|| bad(file, format!("tensor `{name}` has no `shape` array")))?;
     let mut shape = Vec::with_capacity(shape_v.len());
     for d in shape_v {
-        let d = d
-            .as_u64()
-            .and_then(|d| usize::try_from(d).ok())
-            .ok_or_else(|| {
-                bad(
-                    file,
-                    format!("tensor `{name}` has a shape entry that is not a size: {d}"),
-                )
-            })?;
+        let d = d.as_u64().and_then(|d| usize::try_from(d).ok()).ok_or_else(|| {
+            bad(
+                file,
+                format!("tensor `{name}` has a shape entry that is not a size: {d}"),
+            )
+        })?;
         shape.push(d);
     }
-    if shape
-        .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .is_none()
-    {
+    if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none() {
         return Err(Error::Unsupported(format!(
             "safetensors file {file}: tensor `{name}` has shape {shape:?}, more elements than \
              this platform can address"
@@ -383,9 +360,7 @@ fn parse_entry(
         ));
     }
     if let Some(size) = dtype.size() {
-        let expect = shape
-            .iter()
-            .try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64));
+        let expect = shape.iter().try_fold(size as u64, |acc, &d| acc.checked_mul(d as u64));
         if expect != Some(end - begin) {
             return Err(bad(
                 file,
@@ -419,10 +394,7 @@ impl<'de> Deserialize<'de> for RawHeader {
             fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
                 f.write_str("a JSON object of tensor entries")
             }
-            fn visit_map<A: MapAccess<'de>>(
-                self,
-                mut m: A,
-            ) -> std::result::Result<RawHeader, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut m: A) -> std::result::Result<RawHeader, A::Error> {
                 let mut v = Vec::new();
                 while let Some(e) = m.next_entry::<String, serde_json::Value>()? {
                     v.push(e);
@@ -546,9 +518,7 @@ impl SafetensorsFile<FileSource> {
 impl<S: ByteSource> SafetensorsFile<S> {
     /// Reads and validates the header of `source`; `file` names it in errors.
     pub fn open(mut source: S, file: &str) -> Result<Self> {
-        let file_len = source
-            .byte_len()
-            .map_err(|e| io_err(file, "the file size", e))?;
+        let file_len = source.byte_len().map_err(|e| io_err(file, "the file size", e))?;
         let mut prefix = [0u8; 8];
         if file_len >= 8 {
             source
@@ -722,13 +692,7 @@ fn decode_floats(dtype: &StDType, bytes: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-fn decode_ints(
-    dtype: &StDType,
-    bytes: &[u8],
-    out: &mut Vec<u32>,
-    name: &str,
-    file: &str,
-) -> Result<()> {
+fn decode_ints(dtype: &StDType, bytes: &[u8], out: &mut Vec<u32>, name: &str, file: &str) -> Result<()> {
     let range_err = |v: i128| {
         Error::Unsupported(format!(
             "tensor `{name}` in {file} ({dtype}) holds {v}, which does not fit in u32; read it \
@@ -762,10 +726,7 @@ fn decode_ints(
 }
 
 fn check_f16_range(values: &[f32], name: &str, file: &str) -> Result<()> {
-    if let Some(&v) = values
-        .iter()
-        .find(|v| v.is_finite() && round_f16(**v).is_infinite())
-    {
+    if let Some(&v) = values.iter().find(|v| v.is_finite() && round_f16(**v).is_infinite()) {
         return Err(Error::Unsupported(format!(
             "tensor `{name}` in {file} holds {v}, outside the f16 range (±65504); load it as F32"
         )));
@@ -773,20 +734,11 @@ fn check_f16_range(values: &[f32], name: &str, file: &str) -> Result<()> {
     Ok(())
 }
 
-pub(crate) fn missing_tensor<'a>(
-    name: &str,
-    place: &str,
-    all: impl Iterator<Item = &'a TensorInfo>,
-) -> Error {
+pub(crate) fn missing_tensor<'a>(name: &str, place: &str, all: impl Iterator<Item = &'a TensorInfo>) -> Error {
     // Suggest the names sharing the longest prefix with the one asked for.
     let mut best: Vec<(usize, &str)> = all
         .map(|t| {
-            let common = t
-                .name
-                .bytes()
-                .zip(name.bytes())
-                .take_while(|(a, b)| a == b)
-                .count();
+            let common = t.name.bytes().zip(name.bytes()).take_while(|(a, b)| a == b).count();
             (common, t.name.as_str())
         })
         .collect();
@@ -826,8 +778,8 @@ mod tests {
     #[test]
     fn dtype_names_round_trip() {
         for s in [
-            "BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", "U16", "I16", "F16", "BF16", "U32", "I32",
-            "F32", "U64", "I64", "F64",
+            "BOOL", "U8", "I8", "F8_E4M3", "F8_E5M2", "U16", "I16", "F16", "BF16", "U32", "I32", "F32", "U64", "I64",
+            "F64",
         ] {
             let d = StDType::parse(s);
             assert_eq!(d.name(), s);
@@ -848,10 +800,7 @@ mod tests {
         }
         let json = r#"{"__metadata__":{"format":"pt"},"b":{"dtype":"BF16","shape":[2],"data_offsets":[8,12]},"a":{"dtype":"F32","shape":[2,1],"data_offsets":[0,8]}}  "#;
         let mut f = open(file(json, &data)).unwrap();
-        assert_eq!(
-            f.header().metadata.get("format").map(|s| s.as_str()),
-            Some("pt")
-        );
+        assert_eq!(f.header().metadata.get("format").map(|s| s.as_str()), Some("pt"));
         let names: Vec<&str> = f.tensors().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["a", "b"], "tensors are listed in data order");
         let a = f.read("a").unwrap();
