@@ -25,8 +25,16 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinhole")).args(args).env("XDG_RUNTIME_DIR", "/tmp").output().unwrap();
-    (out.status.code().unwrap_or(-1), String::from_utf8_lossy(&out.stdout).into(), String::from_utf8_lossy(&out.stderr).into())
+    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
 }
 
 fn expect_error(args: &[&str], needles: &[&str]) {
@@ -40,7 +48,18 @@ fn expect_error(args: &[&str], needles: &[&str]) {
 }
 
 fn gen_args<'a>(model: &'a str, img: &'a str) -> Vec<&'a str> {
-    vec!["generate", "--model", model, "--image", img, "--prompt", "caption en", "--max-new-tokens", "3", "--json"]
+    vec![
+        "generate",
+        "--model",
+        model,
+        "--image",
+        img,
+        "--prompt",
+        "caption en",
+        "--max-new-tokens",
+        "3",
+        "--json",
+    ]
 }
 
 #[test]
@@ -68,7 +87,10 @@ fn missing_folder_and_files() {
         std::fs::remove_file(d.join(file)).unwrap();
         expect_error(&gen_args(d.to_str().unwrap(), i), &[]);
         let (_, _, stderr) = run(&gen_args(d.to_str().unwrap(), i));
-        assert!(stderr.contains(file) || stderr.contains("safetensors"), "{file}: {stderr}");
+        assert!(
+            stderr.contains(file) || stderr.contains("safetensors"),
+            "{file}: {stderr}"
+        );
     }
 }
 
@@ -105,7 +127,11 @@ fn corrupt_checkpoint_and_unsupported_model_type() {
 
     let d = scratch("llava");
     let cfg = std::fs::read_to_string(d.join("config.json")).unwrap();
-    std::fs::write(d.join("config.json"), cfg.replace("\"model_type\": \"paligemma\"", "\"model_type\": \"llava\"")).unwrap();
+    std::fs::write(
+        d.join("config.json"),
+        cfg.replace("\"model_type\": \"paligemma\"", "\"model_type\": \"llava\""),
+    )
+    .unwrap();
     expect_error(&gen_args(d.to_str().unwrap(), i), &["llava"]);
 }
 

@@ -95,9 +95,8 @@ pub fn load_dir(
         });
     }
     let cfg_bytes = read_file(dir, "config.json")?;
-    let cfg = match ModelConfig::parse(&cfg_bytes, &dir.join("config.json").display().to_string())? {
-        ModelConfig::PaliGemma(c) => c,
-    };
+    // One architecture today; TinyGPT-V-class configs become a second variant here.
+    let ModelConfig::PaliGemma(cfg) = ModelConfig::parse(&cfg_bytes, &dir.join("config.json").display().to_string())?;
     let proc_cfg = if dir.join("preprocessor_config.json").is_file() {
         ImageProcessorConfig::parse(
             &read_file(dir, "preprocessor_config.json")?,
