@@ -738,7 +738,11 @@ impl Executor {
                     groups: [gx, gy, 1],
                 });
             }
-            Op::WriteRows { .. } => unreachable!("handled above"),
+            Op::WriteRows { .. } => {
+                return Err(core_err(CoreError::Graph(
+                    "write_rows is planned before outputs are allocated".into(),
+                )))
+            }
         }
         plan.dispatches.extend(ds);
         Ok(GpuTensor {
