@@ -7,7 +7,7 @@ use pinhole_gpu::{Executor, Gpu, GpuOptions};
 use pinhole_models::boxes::parse_boxes;
 use pinhole_models::generate::{generate, now_ms};
 use pinhole_models::loader::{load_dir, LoadOptions, LoadedModel, WeightPrecision};
-use pinhole_models::{processor, GenerateOptions, Generation};
+use pinhole_models::{processor, GenerateOptions, Generation, Sampling};
 use serde_json::json;
 
 /// A progress bar on stderr, shown only when stderr is a terminal.
@@ -83,6 +83,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
     let opts = GenerateOptions {
         max_new_tokens: args.num("max-new-tokens", 32)?,
         record_logits: false,
+        sampling: None,
     };
     let prompt = args.opt("prompt").unwrap_or("caption en");
     for img in &args.positional {
@@ -107,16 +108,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             "temperature",
             "top-k",
             "top-p",
+            "repetition-penalty",
             "seed",
         ],
     )?;
-    for o in ["temperature", "top-k", "top-p", "seed"] {
-        if args.opt(o).is_some() {
-            return Err(format!(
-                "--{o}: sampling is not implemented yet; pinhole generate decodes greedily (as transformers' default)"
-            ));
-        }
-    }
+    let sampling = sampling_args(&args)?;
     let dir = match args.opt("model") {
         Some(d) => PathBuf::from(d),
         None => default_model()?,
@@ -130,6 +126,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let opts = GenerateOptions {
         max_new_tokens: args.num("max-new-tokens", 32)?,
         record_logits: dump.is_some(),
+        sampling,
     };
     let json_out = args.flag("json");
     let stream = args.flag("stream") && !json_out;
@@ -179,6 +176,37 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         println!("{}", g.text.trim());
     }
     Ok(())
+}
+
+/// Any of `--temperature`, `--top-k`, `--top-p`, `--repetition-penalty`, `--seed` turns
+/// sampling on (the others default to off, the seed to 0); without them decoding is greedy.
+fn sampling_args(args: &crate::args::Args) -> Result<Option<Sampling>, String> {
+    let names = ["temperature", "top-k", "top-p", "repetition-penalty", "seed"];
+    if names.iter().all(|o| args.opt(o).is_none()) {
+        return Ok(None);
+    }
+    let d = Sampling::default();
+    let s = Sampling {
+        temperature: args.num("temperature", d.temperature)?,
+        top_k: args.num("top-k", d.top_k)?,
+        top_p: args.num("top-p", d.top_p)?,
+        repetition_penalty: args.num("repetition-penalty", d.repetition_penalty)?,
+        seed: args.num("seed", d.seed)?,
+    };
+    if s.temperature.is_nan() || s.temperature <= 0.0 {
+        return Err(format!("--temperature must be > 0 (got {})", s.temperature));
+    }
+    if !(s.top_p > 0.0 && s.top_p <= 1.0) {
+        return Err(format!("--top-p must be in (0, 1] (got {})", s.top_p));
+    }
+    if s.repetition_penalty.is_nan() || s.repetition_penalty <= 0.0 {
+        return Err(format!(
+            "--repetition-penalty must be > 0 (got {})",
+            s.repetition_penalty
+        ));
+    }
+    s.validate().map_err(|e| e.to_string())?;
+    Ok(Some(s))
 }
 
 /// `--dump DIR`: pixels, vision and projector outputs, prefill logits as safetensors. Written

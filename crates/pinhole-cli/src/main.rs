@@ -17,8 +17,11 @@ USAGE:
   pinhole caption [--model DIR] IMAGE...     one caption line per image
   pinhole generate --model DIR --image IMG --prompt TEXT [--max-new-tokens N]
                    [--json] [--stream] [--dump DIR] [--dtype auto|f32|f16]
+                   [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S]
                                              run a prompt on an image (prompts: 'caption en',
-                                             'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr')
+                                             'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr');
+                                             greedy unless a sampling option is given (seed 0 by default;
+                                             on the GPU, one token id read back per step)
   pinhole info [--json]                      adapter, backend, features and limits
   pinhole bench kernels [--json] [--quick] [--runs N]
                                              kernel timings vs a copy kernel on this adapter

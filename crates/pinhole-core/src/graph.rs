@@ -68,6 +68,76 @@ impl AttnMask {
     }
 }
 
+/// Parameters of [`Op::Sample`]. The steps follow transformers' logits processors and warpers,
+/// in their order (a repetition penalty, when wanted, is the separate [`Op::RepetitionPenalty`]
+/// before this op):
+///
+/// 1. `z = logit / temperature`;
+/// 2. top-k (`top_k > 0` and below the vocabulary): keep the tokens whose logit is ≥ the k-th
+///    largest logit. Every token equal to that threshold value is kept, so ties can keep more
+///    than k (as transformers' `TopKLogitsWarper`, which removes `score < kth`);
+/// 3. top-p (`top_p < 1`): with `w = exp(z - max z)` over the tokens kept so far, keep the
+///    tokens whose logit is ≥ the largest threshold `t` such that the mass of the kept tokens
+///    with logit ≥ `t` is ≥ `top_p` × their total mass. That is the smallest "all logits ≥ t"
+///    set holding at least `top_p` of the probability; it always holds the largest logit, and
+///    all tokens equal to the threshold are kept;
+/// 4. softmax over the kept tokens, and the pick: walk the kept tokens in **ascending index
+///    order** accumulating `w`, and choose the first token where the running sum exceeds
+///    `uniform · Σ w` (the last kept token if rounding leaves none). Walking in index order
+///    instead of descending probability changes only which `uniform` maps to which token, not
+///    the distribution: each kept token is chosen with probability `w / Σ w` for a uniform
+///    `uniform`. Given `uniform` the op is deterministic.
+///
+/// Weights with `z - max z < -80` count as exactly 0 (e^-80 ≈ 1.8e-35, far below any
+/// probability that matters), so an f32 kernel and the f64 reference agree where f32 would
+/// underflow. Every row of the op uses the same `uniform`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SampleParams {
+    /// > 0; 1 leaves the logits as they are.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: u32,
+    /// In (0, 1]; 1 = off.
+    pub top_p: f32,
+    /// A random number in [0, 1), drawn on the host (from a seeded generator) for each step.
+    pub uniform: f32,
+}
+
+impl SampleParams {
+    /// Plain sampling from the softmax (temperature 1, no top-k, no top-p).
+    pub fn new(uniform: f32) -> Self {
+        SampleParams {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            uniform,
+        }
+    }
+
+    /// Typed errors for parameters outside their domain.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "sampling temperature must be > 0, got {}",
+                self.temperature
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Invalid(format!("top_p must be in (0, 1], got {}", self.top_p)));
+        }
+        if !(0.0..1.0).contains(&self.uniform) {
+            return Err(Error::Invalid(format!(
+                "the sampling uniform must be in [0, 1), got {}",
+                self.uniform
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Weights `exp(z - max z)` below this exponent count as 0 (see [`SampleParams`]).
+pub const SAMPLE_MIN_EXPONENT: f32 = -80.0;
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
     /// GELU with the tanh approximation (`gelu_pytorch_tanh`, `gelu_new`).
@@ -167,6 +237,21 @@ pub enum Op {
     /// Index of the largest value in each row (first one on ties) → u32 `[rows]`.
     Argmax {
         x: TensorId,
+    },
+    /// One token id per row drawn from the row's logits as [`SampleParams`] defines → u32
+    /// `[rows]`.
+    Sample {
+        x: TensorId,
+        p: SampleParams,
+    },
+    /// transformers' `RepetitionPenaltyLogitsProcessor`: in every row, the logit of each token
+    /// id in `ids` (u32 `[n]`, duplicates allowed) becomes `l · penalty` when `l < 0` and
+    /// `l · (1 / penalty)` otherwise (the reciprocal is taken once in f32, so kernel and
+    /// reference multiply the same numbers); other logits pass through.
+    RepetitionPenalty {
+        x: TensorId,
+        ids: TensorId,
+        penalty: f32,
     },
     /// Writes `src` into rows `row .. row + src.rows` of persistent `state`; the result is the
     /// state itself (so later ops depend on the write).
@@ -533,6 +618,28 @@ impl Graph {
         Ok(self.op(Op::Argmax { x }, vec![rows_of(&xs)], DType::U32))
     }
 
+    /// Samples one token id per row; see [`SampleParams`].
+    pub fn sample(&mut self, x: TensorId, p: SampleParams) -> Result<TensorId> {
+        let xs = self.float_act("sample", x)?.to_vec();
+        p.validate()?;
+        if xs.last().copied().unwrap_or(0) == 0 {
+            return Err(shape_err("sample", format!("cannot sample from an empty row {xs:?}")));
+        }
+        Ok(self.op(Op::Sample { x, p }, vec![rows_of(&xs)], DType::U32))
+    }
+
+    /// Applies a repetition penalty for the token ids `ids`; see [`Op::RepetitionPenalty`].
+    pub fn repetition_penalty(&mut self, x: TensorId, ids: TensorId, penalty: f32) -> Result<TensorId> {
+        let xs = self.float_act("repetition_penalty", x)?.to_vec();
+        self.u32_vec("repetition_penalty ids", ids)?;
+        if !(penalty > 0.0 && penalty.is_finite()) {
+            return Err(Error::Invalid(format!(
+                "the repetition penalty must be > 0, got {penalty}"
+            )));
+        }
+        Ok(self.op(Op::RepetitionPenalty { x, ids, penalty }, xs, DType::F32))
+    }
+
     pub fn write_rows(&mut self, state: TensorId, src: TensorId, row: usize) -> Result<TensorId> {
         let v = self.value(state)?;
         if !matches!(v.kind, ValueKind::State(_)) {
@@ -567,6 +674,8 @@ impl Op {
             Op::Act { x, .. } | Op::Scale { x, .. } | Op::SoftCap { x, .. } | Op::Rows { x, .. } | Op::Argmax { x } => {
                 vec![x]
             }
+            Op::Sample { x, .. } => vec![x],
+            Op::RepetitionPenalty { x, ids, .. } => vec![x, ids],
             Op::Gated { gate, up, .. } => vec![gate, up],
             Op::Rope { x, cos_sin, .. } => vec![x, cos_sin],
             Op::Embedding { table, ids } => vec![table, ids],
@@ -593,6 +702,8 @@ impl Op {
             Op::ScatterRows { .. } => "scatter_rows",
             Op::Rows { .. } => "rows",
             Op::Argmax { .. } => "argmax",
+            Op::Sample { .. } => "sample",
+            Op::RepetitionPenalty { .. } => "repetition_penalty",
             Op::WriteRows { .. } => "write_rows",
         }
     }

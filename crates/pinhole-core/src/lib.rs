@@ -15,5 +15,5 @@ pub mod rng;
 pub mod tensor;
 
 pub use error::{Error, Result};
-pub use graph::{AttnMask, AttnParams, Graph, Op, TensorId, ValueKind};
+pub use graph::{AttnMask, AttnParams, Graph, Op, SampleParams, TensorId, ValueKind};
 pub use tensor::{DType, Tensor};

@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
-use crate::graph::{Activation, AttnParams, Graph, Op, TensorId, ValueKind};
+use crate::graph::{Activation, AttnParams, Graph, Op, SampleParams, TensorId, ValueKind, SAMPLE_MIN_EXPONENT};
 use crate::tensor::{rows_of, DType, Data, Tensor};
 
 pub fn matmul(x: &[f32], w: &[f32], bias: Option<&[f32]>, m: usize, n: usize, k: usize) -> Vec<f32> {
@@ -242,6 +242,130 @@ pub fn argmax(x: &[f32], n: usize) -> Vec<u32> {
         .collect()
 }
 
+/// `-0.0` counts as `+0.0` wherever sampling compares logits (the kernel compares order-preserving
+/// integer keys of the f32 bits, where the two zeros would otherwise differ).
+fn norm_zero(v: f32) -> f32 {
+    if v == 0.0 {
+        0.0
+    } else {
+        v
+    }
+}
+
+/// The unnormalised probability `exp((v - max) / temperature)` of [`SampleParams`], 0 below
+/// [`SAMPLE_MIN_EXPONENT`].
+fn sample_weight(v: f32, max: f32, temperature: f32) -> f64 {
+    let e = (v as f64 - max as f64) / temperature as f64;
+    if e < SAMPLE_MIN_EXPONENT as f64 {
+        0.0
+    } else {
+        e.exp()
+    }
+}
+
+/// The lowest logit a row keeps after top-k and top-p (every logit ≥ it is kept), exactly as
+/// [`SampleParams`] defines it; `-inf` when both are off.
+pub fn sample_threshold(r: &[f32], p: &SampleParams) -> f32 {
+    let n = r.len();
+    let max = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let mut sorted: Vec<f32> = r.iter().map(|&v| norm_zero(v)).collect();
+    sorted.sort_by(|a, b| b.total_cmp(a));
+    let k = p.top_k as usize;
+    let mut thr = f32::NEG_INFINITY;
+    if k > 0 && k < n {
+        thr = sorted[k - 1];
+    }
+    if p.top_p < 1.0 {
+        let kept: Vec<f32> = sorted.iter().copied().filter(|&v| v >= thr).collect();
+        let total: f64 = kept.iter().map(|&v| sample_weight(v, max, p.temperature)).sum();
+        let target = p.top_p as f64 * total;
+        let mut cum = 0.0f64;
+        let mut i = 0;
+        while i < kept.len() {
+            // A group of equal values enters (or stays out of) the kept set together.
+            let v = kept[i];
+            while i < kept.len() && kept[i] == v {
+                cum += sample_weight(kept[i], max, p.temperature);
+                i += 1;
+            }
+            if cum >= target {
+                thr = v;
+                break;
+            }
+        }
+    }
+    thr
+}
+
+/// One sampled token per row of `x [rows, n]`; see [`SampleParams`] for the exact definition.
+pub fn sample(x: &[f32], n: usize, p: &SampleParams) -> Vec<u32> {
+    x.chunks(n)
+        .map(|r| {
+            let max = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+            let thr = sample_threshold(r, p);
+            let w: Vec<f64> = r
+                .iter()
+                .map(|&v| {
+                    if norm_zero(v) >= thr {
+                        sample_weight(v, max, p.temperature)
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let total: f64 = w.iter().sum();
+            let target = p.uniform as f64 * total;
+            let mut run = 0.0f64;
+            let mut last = 0usize;
+            for (i, &wi) in w.iter().enumerate() {
+                if wi > 0.0 {
+                    run += wi;
+                    if run > target {
+                        return i as u32;
+                    }
+                    last = i;
+                }
+            }
+            // Rounding left the running sum at or below the target: the last kept token.
+            last as u32
+        })
+        .collect()
+}
+
+/// The kept-token probabilities of one row (0 for removed tokens), for statistical checks.
+pub fn sample_probs(r: &[f32], p: &SampleParams) -> Vec<f64> {
+    let max = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let thr = sample_threshold(r, p);
+    let w: Vec<f64> = r
+        .iter()
+        .map(|&v| {
+            if norm_zero(v) >= thr {
+                sample_weight(v, max, p.temperature)
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let total: f64 = w.iter().sum();
+    w.iter().map(|&v| v / total).collect()
+}
+
+/// transformers' repetition penalty over `x [rows, n]`; see [`Op::RepetitionPenalty`].
+pub fn repetition_penalty(x: &[f32], n: usize, ids: &[u32], penalty: f32) -> Result<Vec<f32>> {
+    let inv = 1.0 / penalty;
+    let mut out = x.to_vec();
+    for (xr, or) in x.chunks(n).zip(out.chunks_mut(n)) {
+        for &id in ids {
+            let id = id as usize;
+            let v = *xr
+                .get(id)
+                .ok_or_else(|| Error::Invalid(format!("repetition penalty id {id} outside the vocabulary of {n}")))?;
+            or[id] = if v < 0.0 { v * penalty } else { v * inv };
+        }
+    }
+    Ok(out)
+}
+
 /// Weights, inputs and persistent state for [`run_graph`].
 pub struct CpuEnv<'a> {
     pub weights: &'a dyn Fn(&str) -> Option<Tensor>,
@@ -401,6 +525,13 @@ fn run_op(
         Op::Argmax { x } => {
             let t = Tensor::u32(shape, argmax(f(vals, x)?, last(x)?))?;
             return Ok(t);
+        }
+        Op::Sample { x, p } => {
+            let t = Tensor::u32(shape, sample(f(vals, x)?, last(x)?, &p))?;
+            return Ok(t);
+        }
+        Op::RepetitionPenalty { x, ids, penalty } => {
+            repetition_penalty(f(vals, x)?, last(x)?, get(vals, ids)?.as_u32()?, penalty)?
         }
         Op::WriteRows { state, src, row } => {
             let name = match &g.value(state)?.kind {

@@ -738,6 +738,45 @@ impl Executor {
                     groups: [gx, gy, 1],
                 });
             }
+            Op::Sample { x, p } => {
+                let xs = g.shape(x).map_err(core_err)?;
+                let rows = rows_of(xs);
+                let nn = *xs.last().unwrap_or(&1);
+                let (gx, gy) = grid(rows as u64, gpu.limits.max_compute_workgroups_per_dimension);
+                ds.push(Dispatch {
+                    kernel: Kernel::Sample,
+                    w_f16: false,
+                    params: sample_params(rows, nn, gx, &p, 0, 1.0),
+                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
+                    groups: [gx, gy, 1],
+                });
+            }
+            Op::RepetitionPenalty { x, ids, penalty } => {
+                let xs = g.shape(x).map_err(core_err)?;
+                let rows = rows_of(xs);
+                let nn = *xs.last().unwrap_or(&1);
+                self.check_ids(g, ids, nn, "repetition penalty ids")?;
+                let (gx, gy) = grid1(out_elems);
+                ds.push(Dispatch {
+                    kernel: Kernel::CopyRange,
+                    w_f16: false,
+                    params: words(&[out_elems as u32, 0, 0, 0, gx, 0, 0, 0]),
+                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
+                    groups: [gx, gy, 1],
+                });
+                let n_ids = g.numel(ids).map_err(core_err)?;
+                if n_ids > 0 {
+                    let (gx, gy) = grid1(rows * n_ids);
+                    let sp = pinhole_core::SampleParams::new(0.0);
+                    ds.push(Dispatch {
+                        kernel: Kernel::RepetitionPenalty,
+                        w_f16: false,
+                        params: sample_params(rows, nn, gx, &sp, n_ids, penalty),
+                        bindings: vec![(1, buf(x, "x")?), (3, buf(ids, "ids")?), (4, out.clone())],
+                        groups: [gx, gy, 1],
+                    });
+                }
+            }
             Op::WriteRows { .. } => {
                 return Err(core_err(CoreError::Graph(
                     "write_rows is planned before outputs are allocated".into(),
@@ -915,6 +954,31 @@ impl Executor {
         }
         Ok(outs)
     }
+}
+
+/// The `Params` block of sample.wgsl (shared by its two entry points).
+fn sample_params(
+    rows: usize,
+    n: usize,
+    gx: u32,
+    p: &pinhole_core::SampleParams,
+    n_ids: usize,
+    penalty: f32,
+) -> Vec<u8> {
+    words(&[
+        rows as u32,
+        n as u32,
+        gx,
+        p.top_k,
+        f2u(p.temperature),
+        f2u(p.top_p),
+        f2u(p.uniform),
+        n_ids as u32,
+        f2u(penalty),
+        f2u(1.0 / penalty),
+        0,
+        0,
+    ])
 }
 
 fn act_code(a: Activation) -> u32 {

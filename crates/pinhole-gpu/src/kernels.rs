@@ -15,6 +15,7 @@ pub enum Family {
     Rope,
     Embedding,
     Argmax,
+    Sample,
     PatchEmbed,
 }
 
@@ -29,6 +30,7 @@ impl Family {
             Family::Rope => "rope.wgsl",
             Family::Embedding => "embedding.wgsl",
             Family::Argmax => "argmax.wgsl",
+            Family::Sample => "sample.wgsl",
             Family::PatchEmbed => "patch_embed.wgsl",
         }
     }
@@ -43,11 +45,12 @@ impl Family {
             Family::Rope => include_str!("../../../shaders/rope.wgsl"),
             Family::Embedding => include_str!("../../../shaders/embedding.wgsl"),
             Family::Argmax => include_str!("../../../shaders/argmax.wgsl"),
+            Family::Sample => include_str!("../../../shaders/sample.wgsl"),
             Family::PatchEmbed => include_str!("../../../shaders/patch_embed.wgsl"),
         }
     }
 
-    pub const ALL: [Family; 9] = [
+    pub const ALL: [Family; 10] = [
         Family::Matmul,
         Family::Attention,
         Family::Norm,
@@ -56,6 +59,7 @@ impl Family {
         Family::Rope,
         Family::Embedding,
         Family::Argmax,
+        Family::Sample,
         Family::PatchEmbed,
     ];
 }
@@ -79,6 +83,8 @@ pub enum Kernel {
     Gather,
     Scatter,
     Argmax,
+    Sample,
+    RepetitionPenalty,
     PatchEmbed,
 }
 
@@ -93,6 +99,7 @@ impl Kernel {
             Kernel::Rope => Family::Rope,
             Kernel::Gather | Kernel::Scatter => Family::Embedding,
             Kernel::Argmax => Family::Argmax,
+            Kernel::Sample | Kernel::RepetitionPenalty => Family::Sample,
             Kernel::PatchEmbed => Family::PatchEmbed,
         }
     }
@@ -116,6 +123,8 @@ impl Kernel {
             Kernel::Gather => "gather",
             Kernel::Scatter => "scatter",
             Kernel::Argmax => "argmax",
+            Kernel::Sample => "sample",
+            Kernel::RepetitionPenalty => "repetition_penalty",
             Kernel::PatchEmbed => "patch_embed",
         }
     }

@@ -30,6 +30,9 @@ pub enum Error {
     },
     /// Bad request (empty prompt, zero tokens, …).
     Request(String),
+    /// A sampling parameter outside its domain (temperature ≤ 0, top_p outside (0, 1],
+    /// repetition penalty ≤ 0).
+    Sampling(String),
 }
 
 impl fmt::Display for Error {
@@ -46,6 +49,7 @@ impl fmt::Display for Error {
                  shorten the prompt or lower --max-new-tokens"
             ),
             Error::Request(m) => write!(f, "{m}"),
+            Error::Sampling(m) => write!(f, "invalid sampling parameters: {m}"),
         }
     }
 }

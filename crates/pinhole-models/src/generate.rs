@@ -1,10 +1,12 @@
 //! Generation: encode the image (one submit), prefill the prefix (one submit), then one submit
 //! per new token. The KV cache and the image features stay on the GPU as executor state; each
-//! step reads back one u32, the token id chosen by the argmax kernel.
+//! step reads back one u32, the token id chosen on the GPU by the argmax kernel (greedy) or the
+//! sample kernel (with [`Sampling`]).
 
 use std::collections::HashMap;
 
-use pinhole_core::{Graph, Tensor};
+use pinhole_core::rng::Rng;
+use pinhole_core::{Graph, SampleParams, Tensor, TensorId};
 use pinhole_gpu::Executor;
 
 use crate::error::{Error, Result};
@@ -17,6 +19,8 @@ pub struct GenerateOptions {
     pub max_new_tokens: usize,
     /// Also read back the logits of every step (tests and `--dump`; slower).
     pub record_logits: bool,
+    /// `None`: greedy decoding (argmax), as transformers' default.
+    pub sampling: Option<Sampling>,
 }
 
 impl Default for GenerateOptions {
@@ -24,6 +28,119 @@ impl Default for GenerateOptions {
         GenerateOptions {
             max_new_tokens: 32,
             record_logits: false,
+            sampling: None,
+        }
+    }
+}
+
+/// Sampling, as transformers' `do_sample=True` with its logits processors in their order:
+/// repetition penalty, temperature, top-k, top-p (see [`SampleParams`] for the exact rules).
+/// Each step draws its uniform from `Rng::new(seed)`, so the same seed gives the same output.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Sampling {
+    /// > 0.
+    pub temperature: f32,
+    /// 0 = off.
+    pub top_k: u32,
+    /// In (0, 1]; 1 = off.
+    pub top_p: f32,
+    /// Greater than 0; 1 = off. Penalises every id of the prompt (image tokens included, as transformers
+    /// sees `input_ids`) and every generated id.
+    pub repetition_penalty: f32,
+    pub seed: u64,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 1.0,
+            top_k: 0,
+            top_p: 1.0,
+            repetition_penalty: 1.0,
+            seed: 0,
+        }
+    }
+}
+
+impl Sampling {
+    pub fn validate(&self) -> Result<()> {
+        if !(self.temperature > 0.0 && self.temperature.is_finite()) {
+            return Err(Error::Sampling(format!(
+                "temperature must be > 0, got {}",
+                self.temperature
+            )));
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            return Err(Error::Sampling(format!("top_p must be in (0, 1], got {}", self.top_p)));
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return Err(Error::Sampling(format!(
+                "the repetition penalty must be > 0, got {}",
+                self.repetition_penalty
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// How a step graph turns its logits into the next token id (always one u32 read back).
+#[derive(Clone, Debug, PartialEq)]
+pub enum TokenChoice {
+    /// `argmax` (first index on ties).
+    Greedy,
+    /// The sample kernel with this step's parameters, after a repetition penalty on `seen`
+    /// (skipped when the penalty is 1 or `seen` is empty).
+    Sample {
+        params: SampleParams,
+        repetition_penalty: f32,
+        seen: Vec<u32>,
+    },
+}
+
+impl TokenChoice {
+    /// Appends the token choice to `g` over `logits [rows, V]` → u32 `[rows]`.
+    pub fn apply(&self, g: &mut Graph, logits: TensorId) -> pinhole_core::Result<TensorId> {
+        match self {
+            TokenChoice::Greedy => g.argmax(logits),
+            TokenChoice::Sample {
+                params,
+                repetition_penalty,
+                seen,
+            } => {
+                let mut l = logits;
+                if *repetition_penalty != 1.0 && !seen.is_empty() {
+                    let ids = g.constant(Tensor::u32(&[seen.len()], seen.clone())?);
+                    l = g.repetition_penalty(l, ids, *repetition_penalty)?;
+                }
+                g.sample(l, *params)
+            }
+        }
+    }
+}
+
+/// The choice for the next step: greedy, or sampling with the next uniform of `rng`.
+fn step_choice(sampling: Option<&Sampling>, rng: &mut Rng, prompt: &[u32], generated: &[u32]) -> TokenChoice {
+    match sampling {
+        None => TokenChoice::Greedy,
+        Some(s) => {
+            let seen = if s.repetition_penalty != 1.0 {
+                let mut v: Vec<u32> = prompt.iter().chain(generated).copied().collect();
+                v.sort_unstable();
+                v.dedup();
+                v
+            } else {
+                Vec::new()
+            };
+            TokenChoice::Sample {
+                params: SampleParams {
+                    temperature: s.temperature,
+                    top_k: s.top_k,
+                    top_p: s.top_p,
+                    uniform: rng.next_f32(),
+                },
+                repetition_penalty: s.repetition_penalty,
+                seen,
+            }
         }
     }
 }
@@ -118,6 +235,10 @@ pub async fn generate(
     if opts.max_new_tokens == 0 {
         return Err(Error::Request("max_new_tokens must be at least 1".into()));
     }
+    if let Some(s) = &opts.sampling {
+        s.validate()?;
+    }
+    let mut rng = Rng::new(opts.sampling.map_or(0, |s| s.seed));
     let ids = processor::prompt_ids(m, &lm.tokenizer, prompt)?;
     let s = ids.len();
     let needed = s + opts.max_new_tokens;
@@ -154,7 +275,8 @@ pub async fn generate(
     let t1 = now_ms();
     gen.timings.image_encode_ms = t1 - t0;
 
-    let (g, out) = m.prefill_graph_from_state(&ids, &rows, max_len, opts.record_logits)?;
+    let choice = step_choice(opts.sampling.as_ref(), &mut rng, &ids, &[]);
+    let (g, out) = m.prefill_graph_from_state(&ids, &rows, max_len, opts.record_logits, &choice)?;
     let res = ex.run(&g, &lm.weights, &HashMap::new()).await?;
     if let Some(i) = out.logits.and_then(|id| g.outputs.iter().position(|o| *o == id)) {
         gen.logits.push(res[i].clone());
@@ -175,7 +297,8 @@ pub async fn generate(
             break;
         }
         let row = s + gen.token_ids.len() - 1;
-        let (g, out) = m.decode_graph(token, row, s, max_len, opts.record_logits)?;
+        let choice = step_choice(opts.sampling.as_ref(), &mut rng, &ids, &gen.token_ids);
+        let (g, out) = m.decode_graph(token, row, s, max_len, opts.record_logits, &choice)?;
         let res = ex.run(&g, &lm.weights, &HashMap::new()).await?;
         if let Some(i) = out.logits.and_then(|id| g.outputs.iter().position(|o| *o == id)) {
             gen.logits.push(res[i].clone());

@@ -18,5 +18,5 @@ pub mod paligemma;
 pub mod processor;
 
 pub use error::{Error, Result};
-pub use generate::{GenerateOptions, Generation, Timings};
+pub use generate::{GenerateOptions, Generation, Sampling, Timings, TokenChoice};
 pub use loader::{LoadOptions, LoadedModel, WeightPrecision};

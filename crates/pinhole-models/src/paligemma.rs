@@ -19,6 +19,8 @@ use pinhole_core::hf::{
 };
 use pinhole_core::{DType, Result};
 
+use crate::generate::TokenChoice;
+
 pub struct PaliGemma {
     pub cfg: PaliGemmaConfig,
     pub processor: ImageProcessorConfig,
@@ -335,14 +337,16 @@ impl PaliGemma {
 
     /// The prefill graph over the prefix `ids` (image tokens at `image_rows`). The image
     /// features come from the executor state "image_features", written by the image-encode
-    /// graph (see `generate`). Outputs the greedy next token, and with `all_logits` the logits
-    /// of every position (for checks against transformers).
+    /// graph (see `generate`). Outputs the next token as `choice` picks it (greedy argmax or
+    /// sampled on the GPU), and with `all_logits` the logits of every position (for checks
+    /// against transformers).
     pub fn prefill_graph_from_state(
         &self,
         ids: &[u32],
         image_rows: &[u32],
         max_len: usize,
         all_logits: bool,
+        choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
         let t = &self.cfg.text;
         let s = ids.len();
@@ -357,7 +361,7 @@ impl PaliGemma {
         let hidden = self.decoder(&mut g, x, s, 0, s, max_len)?;
         let last = g.rows(hidden, s - 1, 1)?;
         let last_logits = self.lm_head(&mut g, last)?;
-        let tok = g.argmax(last_logits)?;
+        let tok = choice.apply(&mut g, last_logits)?;
         g.output(tok);
         let mut out = StepOutputs {
             token: Some(tok),
@@ -372,7 +376,8 @@ impl PaliGemma {
     }
 
     /// One decode step: the token at sequence position `row` (ids input is a constant) → next
-    /// greedy token; with `logits` also the step's logits.
+    /// token as `choice` picks it; with `logits` also the step's logits (before any
+    /// repetition penalty or temperature).
     pub fn decode_graph(
         &self,
         token: u32,
@@ -380,6 +385,7 @@ impl PaliGemma {
         prefix_len: usize,
         max_len: usize,
         logits: bool,
+        choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
         let t = &self.cfg.text;
         let mut g = Graph::new();
@@ -388,7 +394,7 @@ impl PaliGemma {
         let x = g.scale(emb, (t.hidden_size as f64).sqrt() as f32)?;
         let hidden = self.decoder(&mut g, x, 1, row, prefix_len, max_len)?;
         let l = self.lm_head(&mut g, hidden)?;
-        let tok = g.argmax(l)?;
+        let tok = choice.apply(&mut g, l)?;
         g.output(tok);
         let mut out = StepOutputs {
             token: Some(tok),

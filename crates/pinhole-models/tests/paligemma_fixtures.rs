@@ -83,6 +83,7 @@ fn check_fixture(name: &str) {
     let opts = GenerateOptions {
         max_new_tokens: want_gen.len(),
         record_logits: true,
+        sampling: None,
     };
     let g = pollster::block_on(generate(&lm, &mut ex, &want_px, prompt, &opts, |_, _| {})).expect("generate");
     for (key, got) in [
