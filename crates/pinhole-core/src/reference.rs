@@ -297,22 +297,27 @@ pub fn sample_threshold(r: &[f32], p: &SampleParams) -> f32 {
     thr
 }
 
+/// Unnormalised softmax weights of one row after temperature, top-k and top-p (0 for removed
+/// tokens): the distribution both `sample` and `sample_probs` are defined by.
+fn kept_weights(r: &[f32], p: &SampleParams) -> Vec<f64> {
+    let max = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
+    let thr = sample_threshold(r, p);
+    r.iter()
+        .map(|&v| {
+            if norm_zero(v) >= thr {
+                sample_weight(v, max, p.temperature)
+            } else {
+                0.0
+            }
+        })
+        .collect()
+}
+
 /// One sampled token per row of `x [rows, n]`; see [`SampleParams`] for the exact definition.
 pub fn sample(x: &[f32], n: usize, p: &SampleParams) -> Vec<u32> {
     x.chunks(n)
         .map(|r| {
-            let max = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-            let thr = sample_threshold(r, p);
-            let w: Vec<f64> = r
-                .iter()
-                .map(|&v| {
-                    if norm_zero(v) >= thr {
-                        sample_weight(v, max, p.temperature)
-                    } else {
-                        0.0
-                    }
-                })
-                .collect();
+            let w = kept_weights(r, p);
             let total: f64 = w.iter().sum();
             let target = p.uniform as f64 * total;
             let mut run = 0.0f64;
@@ -334,18 +339,7 @@ pub fn sample(x: &[f32], n: usize, p: &SampleParams) -> Vec<u32> {
 
 /// The kept-token probabilities of one row (0 for removed tokens), for statistical checks.
 pub fn sample_probs(r: &[f32], p: &SampleParams) -> Vec<f64> {
-    let max = r.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b));
-    let thr = sample_threshold(r, p);
-    let w: Vec<f64> = r
-        .iter()
-        .map(|&v| {
-            if norm_zero(v) >= thr {
-                sample_weight(v, max, p.temperature)
-            } else {
-                0.0
-            }
-        })
-        .collect();
+    let w = kept_weights(r, p);
     let total: f64 = w.iter().sum();
     w.iter().map(|&v| v / total).collect()
 }

@@ -447,47 +447,33 @@ impl Executor {
                         (4, out.clone()),
                     ];
                     let f16 = wt.dtype == DType::F16;
-                    if m <= GEMV_MAX_ROWS {
+                    // Same parameters for both kernels; only the kernel and its grid differ.
+                    let (kernel, gx, gy, gz) = if m <= GEMV_MAX_ROWS {
                         let (gx, gy) = grid(
                             (c.rows as u64).div_ceil(4),
                             gpu.limits.max_compute_workgroups_per_dimension,
                         );
-                        ds.push(Dispatch {
-                            kernel: Kernel::Gemv,
-                            w_f16: f16,
-                            params: words(&[
-                                m as u32,
-                                nn as u32,
-                                k as u32,
-                                c.row0 as u32,
-                                c.rows as u32,
-                                bias.is_some() as u32,
-                                gx,
-                                0,
-                            ]),
-                            bindings,
-                            groups: [gx, gy, m as u32],
-                        });
+                        (Kernel::Gemv, gx, gy, m as u32)
                     } else {
-                        let gx = c.rows.div_ceil(64) as u32;
-                        let gy = m.div_ceil(64) as u32;
-                        ds.push(Dispatch {
-                            kernel: Kernel::Gemm,
-                            w_f16: f16,
-                            params: words(&[
-                                m as u32,
-                                nn as u32,
-                                k as u32,
-                                c.row0 as u32,
-                                c.rows as u32,
-                                bias.is_some() as u32,
-                                gx,
-                                0,
-                            ]),
-                            bindings,
-                            groups: [gx, gy, 1],
-                        });
-                    }
+                        (Kernel::Gemm, c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32, 1)
+                    };
+                    let params = words(&[
+                        m as u32,
+                        nn as u32,
+                        k as u32,
+                        c.row0 as u32,
+                        c.rows as u32,
+                        bias.is_some() as u32,
+                        gx,
+                        0,
+                    ]);
+                    ds.push(Dispatch {
+                        kernel,
+                        w_f16: f16,
+                        params,
+                        bindings,
+                        groups: [gx, gy, gz],
+                    });
                 }
             }
             Op::Attention { q, k, v, p } => {
