@@ -25,7 +25,8 @@
 //! Canonical weight names: `vision.*` (`vision_model.*`), `qformer.*` (`qformer.*`, and
 //! `query_tokens` as `qformer.query_tokens`), `proj.*` / `proj2.*`
 //! (`language_projection(_2).*`), `text.*` / `lm_head.*` (`language_model.model.*` /
-//! `language_model.lm_head.*`). The fused vision `qkv` weight is split into `q`, `k`, `v` on load.
+//! `language_model.lm_head.*`). The fused vision `qkv` weight and bias are split into `q`, `k`,
+//! `v` on load (the older `q_bias` / `v_bias` layout is read too; its k bias is zero).
 
 use pinhole_core::graph::{AttnMask, AttnParams, Graph, TensorId};
 use pinhole_core::hf::{Blip2PhiConfig, GenerationConfig, ImageProcessorConfig};
@@ -78,6 +79,15 @@ impl Blip2Phi {
         if name == "query_tokens" {
             return Some("qformer.query_tokens".into());
         }
+        // The older layout's separate q / v biases of the vision attention.
+        for (old, new) in [
+            (".self_attn.q_bias", ".self_attn.q.bias"),
+            (".self_attn.v_bias", ".self_attn.v.bias"),
+        ] {
+            if let Some(head) = name.strip_suffix(old) {
+                return Self::canonical_name(&format!("{head}{new}"));
+            }
+        }
         const MAP: &[(&str, &str)] = &[
             ("vision_model.", "vision."),
             ("qformer.", "qformer."),
@@ -108,21 +118,34 @@ impl Blip2Phi {
             .unwrap_or_else(|| canonical.to_string())
     }
 
-    /// For the q/k/v pieces of the fused vision qkv weight: where their rows come from.
+    /// For the q/k/v pieces of the fused vision `qkv` weight and bias (transformers 5 stores
+    /// one `qkv.bias` of `3·E`): where their rows come from. A checkpoint in the older layout
+    /// (`q_bias` / `v_bias`, as BLIP-2's original code and transformers 4.x) provides
+    /// `q.bias` / `v.bias` directly and has no k bias ([`Blip2Phi::zero_if_missing`]).
     pub fn row_slice(&self, canonical: &str) -> Option<RowSlice> {
         let e = self.cfg.vision.hidden_size;
         let rest = canonical.strip_prefix("vision.encoder.layers.")?;
         let (layer, piece) = rest.split_once(".self_attn.")?;
-        let first = match piece {
-            "q.weight" => 0,
-            "k.weight" => e,
-            "v.weight" => 2 * e,
+        let (part, kind) = piece.split_once('.')?;
+        let first = match part {
+            "q" => 0,
+            "k" => e,
+            "v" => 2 * e,
             _ => return None,
         };
+        if kind != "weight" && kind != "bias" {
+            return None;
+        }
         Some(RowSlice {
-            source: format!("vision.encoder.layers.{layer}.self_attn.qkv.weight"),
+            source: format!("vision.encoder.layers.{layer}.self_attn.qkv.{kind}"),
             first,
         })
+    }
+
+    /// Weights that are zeros when the checkpoint has neither them nor their fused source: the
+    /// k bias of the older `q_bias` / `v_bias` layout (BLIP-2's k projection has no bias).
+    pub fn zero_if_missing(canonical: &str) -> bool {
+        canonical.starts_with("vision.encoder.layers.") && canonical.ends_with(".self_attn.k.bias")
     }
 
     /// Every weight the graphs read, with the shape config.json implies. Weights that
@@ -133,7 +156,7 @@ impl Blip2Phi {
         let q = &self.cfg.qformer;
         let mut out = Vec::new();
         let (e, p, c) = (v.hidden_size, v.patch_size, v.num_channels);
-        let mut plain = |out: &mut Vec<ExpectedWeight>, name: &str, shape: Vec<usize>, matrix: bool| {
+        let plain = |out: &mut Vec<ExpectedWeight>, name: &str, shape: Vec<usize>, matrix: bool| {
             out.push(ExpectedWeight {
                 name: name.to_string(),
                 shape,
@@ -161,8 +184,9 @@ impl Blip2Phi {
                 plain(&mut out, &format!("{pre}.self_attn.{piece}.weight"), vec![e, e], true);
             }
             if v.qkv_bias {
-                plain(&mut out, &format!("{pre}.self_attn.q_bias"), vec![e], false);
-                plain(&mut out, &format!("{pre}.self_attn.v_bias"), vec![e], false);
+                for piece in ["q", "k", "v"] {
+                    plain(&mut out, &format!("{pre}.self_attn.{piece}.bias"), vec![e], false);
+                }
             }
             add_linear(&mut out, &format!("{pre}.self_attn.projection"), e, e);
             add_norm(&mut out, &format!("{pre}.layer_norm2"), e, true);
@@ -238,19 +262,15 @@ impl Blip2Phi {
         for l in 0..v.num_hidden_layers {
             let pre = format!("vision.encoder.layers.{l}");
             let h = layer_norm(g, x, &format!("{pre}.layer_norm1"), e, v.layer_norm_eps)?;
-            let piece = |g: &mut Graph, name: &str, bias: Option<&str>| -> Result<TensorId> {
+            // The rows of the fused qkv projection, each with its part of the bias.
+            let piece = |g: &mut Graph, name: &str| -> Result<TensorId> {
                 let wt = w(g, &format!("{pre}.self_attn.{name}.weight"), &[e, e]);
-                let b = bias.map(|b| w(g, &format!("{pre}.self_attn.{b}"), &[e]));
+                let b = v.qkv_bias.then(|| w(g, &format!("{pre}.self_attn.{name}.bias"), &[e]));
                 g.matmul(h, wt, b)
             };
-            let (qb, vb) = if v.qkv_bias {
-                (Some("q_bias"), Some("v_bias"))
-            } else {
-                (None, None)
-            };
-            let q = piece(g, "q", qb)?;
-            let k = piece(g, "k", None)?;
-            let vv = piece(g, "v", vb)?;
+            let q = piece(g, "q")?;
+            let k = piece(g, "k")?;
+            let vv = piece(g, "v")?;
             let params = AttnParams {
                 n_heads: heads,
                 n_kv_heads: heads,

@@ -185,10 +185,20 @@ pub fn load_dir(
     }
     // Check every tensor (name and shape) before reading any data.
     let mut total = 0u64;
-    let mut plan: Vec<(String, Option<usize>)> = Vec::with_capacity(expected.len());
+    // `None` as the source: zeros (a bias the checkpoint layout does not have).
+    let mut plan: Vec<(Option<String>, Option<usize>)> = Vec::with_capacity(expected.len());
     for w in &expected {
-        let slice = model.row_slice(&w.name);
+        // A tensor of its own wins over a slice of a fused one.
+        let slice = if source.contains_key(&w.name) {
+            None
+        } else {
+            model.row_slice(&w.name)
+        };
         let wanted = slice.as_ref().map_or(&w.name, |s| &s.source);
+        if !source.contains_key(wanted) && model.zero_if_missing(&w.name) {
+            plan.push((None, None));
+            continue;
+        }
         let Some(src) = source.get(wanted) else {
             let example = match &slice {
                 Some(s) => model.example_source(&ExpectedWeight {
@@ -217,7 +227,7 @@ pub fn load_dir(
                 total += info.len;
             }
             Some(s) => {
-                // A fused tensor: 3 pieces of `w.shape[0]` rows each.
+                // A fused tensor (qkv weight or bias): 3 pieces of `w.shape[0]` rows each.
                 let want = [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat();
                 if info.shape != want || s.first + w.shape[0] > want[0] {
                     return Err(Error::Tensor {
@@ -228,12 +238,18 @@ pub fn load_dir(
                 total += info.len / 3;
             }
         }
-        plan.push((src.clone(), slice.map(|s| s.first)));
+        plan.push((Some(src.clone()), slice.map(|s| s.first)));
     }
     let mut weights = WeightStore::new();
     let mut done = 0u64;
     for (w, (src, first)) in expected.iter().zip(plan) {
         let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
+        let Some(src) = src else {
+            weights
+                .upload(gpu, &w.name, &Tensor::zeros(&w.shape))
+                .map_err(Error::Gpu)?;
+            continue;
+        };
         // One tensor in host memory at a time: read, upload, drop.
         let mut t = reader.read_as(&src, dtype)?;
         let len = reader.info(&src)?.len;

@@ -56,6 +56,15 @@ impl Model {
         }
     }
 
+    /// Weights that load as zeros when the checkpoint lacks them (see
+    /// [`Blip2Phi::zero_if_missing`]).
+    pub fn zero_if_missing(&self, canonical: &str) -> bool {
+        match self {
+            Model::PaliGemma(_) => false,
+            Model::Blip2Phi(_) => Blip2Phi::zero_if_missing(canonical),
+        }
+    }
+
     /// Rows of image features written into the prompt.
     pub fn num_image_tokens(&self) -> usize {
         match self {

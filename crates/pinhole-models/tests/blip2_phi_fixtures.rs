@@ -161,7 +161,8 @@ fn bad_checkpoints_name_the_tensor() {
         e.contains("language_model.model.layers.0.self_attn.q_layernorm.weight"),
         "{e}"
     );
-    // A second projection layer that the checkpoint lacks.
+    // A second projection layer (TinyGPT-V) that this checkpoint lacks: the first projection
+    // then has the wrong output width.
     let d = scratch_with_config("blip2-phi", "proj2", |c| {
         c.replacen(
             "\"model_type\": \"blip-2\"",
@@ -170,7 +171,10 @@ fn bad_checkpoints_name_the_tensor() {
         )
     });
     let e = load(&d);
-    assert!(e.contains("language_projection_2.weight"), "{e}");
+    assert!(
+        e.contains("language_projection.weight") && e.contains("config.json implies [40, 32]"),
+        "{e}"
+    );
     // Shapes that disagree with config.json: the text MLP and the fused vision qkv.
     let d = scratch_with_config("blip2-phi", "fc1", |c| {
         c.replacen("\"intermediate_size\": 96", "\"intermediate_size\": 97", 1)
