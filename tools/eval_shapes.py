@@ -111,7 +111,10 @@ def run_pinhole(binary: str, model_dir: str, items: list[dict]) -> dict[str, str
         res = subprocess.run(cmd, capture_output=True, text=True)
         if res.returncode != 0:
             sys.exit(f"pinhole failed for prompt {prompt!r}: {res.stderr.strip()}")
-        lines = res.stdout.rstrip("\n").split("\n")
+        # one line per image, empty when the answer is empty (e.g. no box to detect)
+        lines = res.stdout.split("\n")
+        if lines and lines[-1] == "":
+            lines.pop()
         if len(lines) != len(group):
             sys.exit(f"pinhole printed {len(lines)} lines for {len(group)} images ({prompt!r})")
         for it, line in zip(group, lines):

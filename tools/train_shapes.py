@@ -247,6 +247,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=max(1, (os.cpu_count() or 2) - 1))
     ap.add_argument("--eval-every", type=int, default=1000)
     ap.add_argument("--warmup", type=int, default=300, help="linear warm-up steps")
+    ap.add_argument("--init", help="start from this saved model folder instead of random weights")
     ap.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     ap.add_argument(
         "--train-seconds",
@@ -277,8 +278,11 @@ def main() -> None:
     device = "cuda" if torch.cuda.is_available() else "cpu"  # after the fork()s of make_data
     print(f"data: {len(seqs)} train scenes, {len(vseqs)} held out, {time.time() - t0:.0f}s", flush=True)
 
-    cfg = config()
-    model = PaliGemmaForConditionalGeneration(cfg).to(device)
+    if a.init:
+        # continue from a saved model (same tokenizer: build_tokenizer is deterministic)
+        model = PaliGemmaForConditionalGeneration.from_pretrained(a.init, dtype=torch.float32).to(device)
+    else:
+        model = PaliGemmaForConditionalGeneration(config()).to(device)
     model.train()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"parameters: {n_params} ({n_params * 4 / 1e6:.2f} MB in f32)", flush=True)
