@@ -1,0 +1,81 @@
+// End to end through the demo page (www/): give it an image file, the streamed caption equals
+// the native CLI's for the same model and image; the stats are shown; then the page is reloaded
+// with the server gone and the network off, and it still captions (service worker + model cache).
+
+import test from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { serve, withBrowser, nativeGenerate, waitForState, errorText, FIXTURES, TEST_MODEL } from './lib.mjs';
+
+const IMAGE = path.join(FIXTURES, 'images/shapes_64.png');
+const MAX_NEW = 12;
+
+async function captionFile(page, file) {
+  await page.fill('#max-tokens', String(MAX_NEW));
+  await page.fill('#prompt', 'caption en');
+  await page.setInputFiles('#file', file);
+  const state = await waitForState(page, ['done', 'error'], 120_000);
+  assert.equal(state, 'done', `the demo failed: ${await errorText(page)}`);
+  return page.textContent('#output');
+}
+
+test('demo: file -> caption equals the native CLI, then works offline', { timeout: 400_000 }, async () => {
+  const native = nativeGenerate({ model: TEST_MODEL, image: IMAGE, prompt: 'caption en', maxNewTokens: MAX_NEW });
+  assert.ok(native.text.length > 0, 'the native caption is empty; the comparison would prove nothing');
+  const server = await serve();
+  try {
+    await withBrowser({}, async (b) => {
+      const { page } = b;
+      await page.goto(server.url);
+      // The page loads the default model by itself.
+      const ready = await waitForState(page, ['ready', 'error'], 120_000);
+      assert.equal(ready, 'ready', `loading the default model failed: ${await errorText(page)}`);
+
+      const text = await captionFile(page, IMAGE);
+      assert.equal(text, native.text, 'browser caption differs from the native CLI');
+
+      // Timings and adapter are shown; SwiftShader must be reported as a software fallback.
+      assert.match(await page.textContent('#stat-encode'), /\d.* ms/);
+      assert.match(await page.textContent('#stat-prefill'), /\d.* ms/);
+      assert.match(await page.textContent('#stat-tps'), /\d.* tokens\/s/);
+      assert.match(await page.textContent('#stat-adapter'), /fallback/i);
+      assert.match(await page.textContent('#stat-f16'), /yes|no/);
+      assert.deepEqual(b.errors, [], 'uncaught page errors');
+
+      // Offline: the service worker must be active (it cached the app while installing) and the
+      // model is in the package's cache. Then the server goes away and the network is off.
+      await page.evaluate(() => navigator.serviceWorker.ready.then(() => true));
+      await server.close();
+      await b.context.setOffline(true);
+      await page.reload();
+      const again = await waitForState(page, ['ready', 'error'], 120_000);
+      assert.equal(again, 'ready', `offline reload could not load the model: ${await errorText(page)}`);
+      const offlineText = await captionFile(page, IMAGE);
+      assert.equal(offlineText, native.text, 'offline caption differs');
+      assert.deepEqual(b.errors, [], 'uncaught page errors');
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+test('demo: a file that is not an image gives a clear error, and the next image still works', { timeout: 300_000 }, async () => {
+  const server = await serve();
+  try {
+    await withBrowser({}, async (b) => {
+      const { page } = b;
+      await page.goto(server.url);
+      assert.equal(await waitForState(page, ['ready', 'error'], 120_000), 'ready', await errorText(page));
+      await page.setInputFiles('#file', { name: 'notes.png', mimeType: 'image/png', buffer: Buffer.from('this is not a PNG') });
+      await page.waitForSelector('#error:not([hidden])', { timeout: 30_000 });
+      assert.match(await errorText(page), /could not be read|cannot decode/i);
+      await page.fill('#max-tokens', '4');
+      await page.setInputFiles('#file', IMAGE);
+      assert.equal(await waitForState(page, ['done', 'error'], 120_000), 'done', await errorText(page));
+      assert.ok((await page.textContent('#output')).length > 0);
+      assert.deepEqual(b.errors, []);
+    });
+  } finally {
+    await server.close();
+  }
+});
