@@ -292,7 +292,7 @@ async function runModel(image, shown) {
     ui.output.textContent = text;
     const timings = (result && result.timings) || {};
     showTimings(timings, { started, firstTokenAt, tokens });
-    const boxes = (result && Array.isArray(result.boxes) ? result.boxes : parseBoxes(text)).map(normaliseBox).filter(Boolean);
+    const boxes = (result && Array.isArray(result.boxes) && result.boxes.length ? result.boxes : parseBoxes(text)).map(normaliseBox).filter(Boolean);
     drawBoxes(boxes, shown);
     setState('done', 'done');
     return true;
@@ -546,6 +546,17 @@ function wire() {
     const f = ui.file.files && ui.file.files[0];
     if (f) setImage(f, f.name);
   });
+  for (const b of document.querySelectorAll('.example')) {
+    b.addEventListener('click', async () => {
+      try {
+        const res = await fetch(b.dataset.src);
+        if (!res.ok) throw new Error(`${b.dataset.src}: HTTP ${res.status}`);
+        await setImage(await res.blob(), b.dataset.src.split('/').pop());
+      } catch (e) {
+        showError(Object.assign(new Error(`the example image could not be fetched (${e.message})`), { code: 'network' }));
+      }
+    });
+  }
   ui.drop.addEventListener('keydown', (e) => {
     if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault();
