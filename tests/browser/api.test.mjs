@@ -83,6 +83,10 @@ test('package API: load, generate, stream, abort, errors, worker survives bad in
         const out = {};
         out.badImage = await code(() => vlm.generate(new Blob(['definitely not a PNG'], { type: 'image/png' }), { prompt: 'caption en', maxNewTokens: 2 }));
         out.afterBadImage = (await vlm.generate(blob, { prompt: 'caption en', maxNewTokens: 2 })).tokenIds.length;
+        // A Rust panic: the call rejects with 'internal', the worker re-creates its wasm instance
+        // and the next call works with the same model.
+        out.panic = await code(() => vlm._debugPanic());
+        out.afterPanic = (await vlm.generate(blob, { prompt: 'caption en', maxNewTokens: 2 })).tokenIds.length;
         out.tooLong = await code(() => vlm.generate(blob, { prompt: 'caption en ' + 'x '.repeat(20000), maxNewTokens: 2 }));
         const pre = new AbortController();
         pre.abort();
@@ -106,6 +110,8 @@ test('package API: load, generate, stream, abort, errors, worker survives bad in
       });
       assert.equal(codes.badImage, 'bad-image');
       assert.equal(codes.afterBadImage, 2, 'the model did not work after a bad image');
+      assert.equal(codes.panic, 'internal');
+      assert.equal(codes.afterPanic, 2, 'the model did not work after a panic');
       assert.equal(codes.tooLong, 'prompt-too-long');
       assert.equal(codes.preAborted, 'aborted');
       assert.equal(codes.midStream, 'aborted');
@@ -113,7 +119,7 @@ test('package API: load, generate, stream, abort, errors, worker survives bad in
       assert.ok(['network', 'bad-model'].includes(codes.missing), `missing model: ${codes.missing}`);
       assert.equal(codes.badConfig, 'bad-model');
       assert.equal(codes.loadAborted, 'aborted');
-      assert.notEqual(codes.afterDispose, 'resolved', 'generate after dispose must reject');
+      assert.equal(codes.afterDispose, 'disposed', 'generate after dispose must reject');
 
       // The main-thread path (worker: false) gives the same result.
       const mainThread = await page.evaluate(async (maxNewTokens) => {
