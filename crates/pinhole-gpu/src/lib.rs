@@ -5,12 +5,16 @@
 //! * [`kernels`]: which WGSL file and entry point implements each kernel.
 //! * [`weights`]: weights uploaded tensor by tensor and split across bindings.
 //! * [`executor`]: runs a `pinhole_core::Graph` in one submission.
+//! * `kernel_cases` (feature `kernel-cases`): kernel test cases shared by the native tests and
+//!   the browser.
 //! * [`bench`]: the kernel benchmark behind `pinhole bench kernels` (native).
 
 pub mod context;
 pub mod error;
 pub mod executor;
 pub mod kernels;
+#[cfg(feature = "kernel-cases")]
+pub mod kernel_cases;
 mod readback;
 pub mod weights;
 

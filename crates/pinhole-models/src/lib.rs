@@ -8,6 +8,8 @@
 //! * [`processor`]: the prompt and image preprocessing of PaliGemma's processor.
 //! * [`generate`]: prefill + decode loop with the KV cache on the GPU; one submit and one u32
 //!   read back per token.
+//! * [`stream_loader`]: the same loading from byte streams (the browser: fetch bodies, files,
+//!   Cache Storage), uploading each tensor as soon as its bytes have arrived.
 //! * [`boxes`]: parsing `<locYYYY>` detection output.
 
 pub mod boxes;
@@ -16,7 +18,8 @@ pub mod generate;
 pub mod loader;
 pub mod paligemma;
 pub mod processor;
+pub mod stream_loader;
 
 pub use error::{Error, Result};
-pub use generate::{GenerateOptions, Generation, Sampling, Timings, TokenChoice};
+pub use generate::{generate_with, GenerateOptions, Generation, Sampling, Timings, TokenChoice};
 pub use loader::{LoadOptions, LoadedModel, WeightPrecision};

@@ -7,11 +7,9 @@
 //! `model.language_model.*`, …). They are all mapped onto one canonical set of names
 //! (`vision.*`, `proj.*`, `text.*`) that the graph builders use.
 
-use std::collections::HashMap;
-
-use pinhole_core::hf::{CheckpointReader, GenerationConfig, ImageProcessorConfig, ModelConfig};
+use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, ModelConfig};
 use pinhole_core::DType;
-use pinhole_gpu::{Gpu, WeightStore};
+use pinhole_gpu::WeightStore;
 
 use crate::error::{Error, Result};
 use crate::paligemma::PaliGemma;
@@ -68,6 +66,7 @@ pub fn canonical_name(name: &str) -> Option<String> {
         .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
     let p = dir.join(name);
     std::fs::read(&p).map_err(|e| Error::File {
@@ -76,14 +75,55 @@ fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// Loads a model folder onto the GPU. `progress(done_bytes, total_bytes)` is called after
+/// The small files of a model folder, as bytes with the name to show in errors (a path, or a
+/// URL in the browser).
+pub struct ModelFiles<'a> {
+    pub config: (&'a [u8], &'a str),
+    /// `preprocessor_config.json` or `processor_config.json`.
+    pub processor: (&'a [u8], &'a str),
+    /// `generation_config.json`, when the folder has one.
+    pub generation: Option<(&'a [u8], String)>,
+    pub tokenizer: (&'a [u8], &'a str),
+}
+
+/// Parses the configs and the tokenizer into the model description (no weights yet). Shared
+/// by [`load_dir`] and the streaming loader the browser uses
+/// ([`crate::stream_loader::StreamingLoader`]).
+pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(PaliGemma, tokenizers::Tokenizer)> {
+    // One architecture today; TinyGPT-V-class configs become a second variant here.
+    let ModelConfig::PaliGemma(cfg) = ModelConfig::parse(files.config.0, files.config.1)?;
+    let proc_cfg = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
+    let gen_cfg = match &files.generation {
+        Some((b, name)) => GenerationConfig::parse(b, name)?,
+        None => GenerationConfig::default(),
+    };
+    let tokenizer = tokenizers::Tokenizer::from_bytes(files.tokenizer.0).map_err(|e| Error::Tokenizer {
+        file: files.tokenizer.1.to_string(),
+        message: e.to_string(),
+    })?;
+    let matrix_dtype = match opts.precision {
+        WeightPrecision::F32 => DType::F32,
+        WeightPrecision::F16 => DType::F16,
+        WeightPrecision::Auto => match cfg.dtype {
+            Some(DType::F16) | Some(DType::BF16) => DType::F16,
+            _ => DType::F32,
+        },
+    };
+    Ok((PaliGemma::new(cfg, proc_cfg, gen_cfg, matrix_dtype), tokenizer))
+}
+
+/// Loads a model folder onto the GPU (not on wasm32: the browser streams files through
+/// [`crate::stream_loader::StreamingLoader`]). `progress(done_bytes, total_bytes)` is called after
 /// each tensor.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(
-    gpu: &Gpu,
+    gpu: &pinhole_gpu::Gpu,
     dir: impl AsRef<std::path::Path>,
     opts: &LoadOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<LoadedModel> {
+    use pinhole_core::hf::CheckpointReader;
+    use std::collections::HashMap;
     let dir = dir.as_ref();
     let shown = dir.display().to_string();
     if !dir.is_dir() {
@@ -95,49 +135,36 @@ pub fn load_dir(
         });
     }
     let cfg_bytes = read_file(dir, "config.json")?;
-    // One architecture today; TinyGPT-V-class configs become a second variant here.
-    let ModelConfig::PaliGemma(cfg) = ModelConfig::parse(&cfg_bytes, &dir.join("config.json").display().to_string())?;
-    let proc_cfg = if dir.join("preprocessor_config.json").is_file() {
-        ImageProcessorConfig::parse(
-            &read_file(dir, "preprocessor_config.json")?,
-            &dir.join("preprocessor_config.json").display().to_string(),
-        )?
+    let proc_name = if dir.join("preprocessor_config.json").is_file() {
+        "preprocessor_config.json"
     } else if dir.join("processor_config.json").is_file() {
-        ImageProcessorConfig::parse(
-            &read_file(dir, "processor_config.json")?,
-            &dir.join("processor_config.json").display().to_string(),
-        )?
+        "processor_config.json"
     } else {
         return Err(Error::File {
             path: dir.join("preprocessor_config.json").display().to_string(),
             message: "missing (neither preprocessor_config.json nor processor_config.json is in the folder)".into(),
         });
     };
-    let gen_cfg = if dir.join("generation_config.json").is_file() {
-        GenerationConfig::parse(
-            &read_file(dir, "generation_config.json")?,
-            &dir.join("generation_config.json").display().to_string(),
-        )?
+    let proc_bytes = read_file(dir, proc_name)?;
+    let gen_bytes = if dir.join("generation_config.json").is_file() {
+        Some(read_file(dir, "generation_config.json")?)
     } else {
-        GenerationConfig::default()
+        None
     };
-    let tok_path = dir.join("tokenizer.json");
     let tok_bytes = read_file(dir, "tokenizer.json")?;
-    let tokenizer = tokenizers::Tokenizer::from_bytes(&tok_bytes).map_err(|e| Error::Tokenizer {
-        file: tok_path.display().to_string(),
-        message: e.to_string(),
-    })?;
+    let shown_in = |f: &str| dir.join(f).display().to_string();
+    let (model, tokenizer) = prepare(
+        &ModelFiles {
+            config: (&cfg_bytes, &shown_in("config.json")),
+            processor: (&proc_bytes, &shown_in(proc_name)),
+            generation: gen_bytes.as_deref().map(|b| (b, shown_in("generation_config.json"))),
+            tokenizer: (&tok_bytes, &shown_in("tokenizer.json")),
+        },
+        opts,
+    )?;
+    let matrix_dtype = model.matrix_dtype;
 
     let mut reader = CheckpointReader::open(dir)?;
-    let matrix_dtype = match opts.precision {
-        WeightPrecision::F32 => DType::F32,
-        WeightPrecision::F16 => DType::F16,
-        WeightPrecision::Auto => match cfg.dtype {
-            Some(DType::F16) | Some(DType::BF16) => DType::F16,
-            _ => DType::F32,
-        },
-    };
-    let model = PaliGemma::new(cfg, proc_cfg, gen_cfg, matrix_dtype);
     let expected = model.expected_weights();
 
     // Which checkpoint tensor provides each canonical weight.
