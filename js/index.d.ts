@@ -198,7 +198,7 @@ export declare class Pinhole {
   readonly loadMs: number | null;
 
   generate(image: ImageInput, options?: GenerateOptions): Promise<GenerateResult>;
-  stream(image: ImageInput, options?: GenerateOptions): AsyncGenerator<StreamPiece, void, undefined>;
+  stream(image: ImageInput, options?: GenerateOptions): AsyncGenerator<StreamPiece, GenerateResult, undefined>;
   dispose(): void;
 }
 

@@ -310,7 +310,11 @@ export class Pinhole {
         (e) => ch.end(e),
       );
       yield* ch.iterate();
+      // The generator's return value is the whole result (timings, boxes), for callers that
+      // drive the iterator themselves; `for await` ignores it.
+      const result = await p;
       finished = true;
+      return result;
     } finally {
       signal?.removeEventListener('abort', onOuterAbort);
       // The consumer left the loop early (break/return/throw): stop generating.

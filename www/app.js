@@ -123,6 +123,7 @@ async function showSupport() {
   if (!s || !s.webgpu) {
     ui.adapter.textContent = 'none (no WebGPU)';
     ui.f16.textContent = '–';
+    app.noWebgpuReason = (s && (s.message || (s.error && s.error.message))) || 'navigator.gpu is missing or gave no adapter';
     return false;
   }
   const a = s.adapter || {};
@@ -641,7 +642,7 @@ async function main() {
   }
   const ok = await showSupport();
   if (!ok) {
-    showError(Object.assign(new Error('navigator.gpu is missing or gave no adapter'), { code: 'no-webgpu' }));
+    showError(Object.assign(new Error(app.noWebgpuReason), { code: 'no-webgpu' }));
     ui.load.disabled = true;
     setState('error', 'no WebGPU');
     return;

@@ -20,11 +20,9 @@ const SHELL = [
   'examples/circle-squares.png',
   'js/index.js',
   'js/worker.js',
+  'js/engine.js',
   'js/errors.js',
   'js/cache.js',
-  'js/support.js',
-  'js/source.js',
-  'js/image.js',
   'pkg/pinhole_web.js',
   'pkg/pinhole_web_bg.wasm',
 ];
