@@ -26,7 +26,8 @@ test('demo camera: the fake camera yields captions; pause and resume', { timeout
         assert.equal(await waitForState(page, ['ready', 'error'], 120_000), 'ready', await errorText(page));
         await page.fill('#max-tokens', '4');
         await page.click('#camera');
-        assert.equal(await page.getAttribute('#camera', 'aria-pressed'), 'true');
+        // getUserMedia is asynchronous: the button flips once the stream runs.
+        await page.waitForSelector('#camera[aria-pressed=true]', { timeout: 30_000 });
         // Two finished captions prove the loop goes on frame after frame.
         await page.waitForFunction(() => Number(document.getElementById('state').dataset.frames || 0) >= 2, null, { timeout: 180_000, polling: 200 });
         assert.equal(await errorText(page), '');
