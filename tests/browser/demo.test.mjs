@@ -22,6 +22,7 @@ async function captionFile(page, file) {
 test('demo: file -> caption equals the native CLI, then works offline', { timeout: 400_000 }, async () => {
   const native = nativeGenerate({ model: TEST_MODEL, image: IMAGE, prompt: 'caption en', maxNewTokens: MAX_NEW });
   assert.ok(native.text.length > 0, 'the native caption is empty; the comparison would prove nothing');
+  const nativeDetect = nativeGenerate({ model: TEST_MODEL, image: IMAGE, prompt: 'detect circle', maxNewTokens: MAX_NEW });
   const server = await serve();
   try {
     await withBrowser({}, async (b) => {
@@ -41,6 +42,26 @@ test('demo: file -> caption equals the native CLI, then works offline', { timeou
       assert.match(await page.textContent('#stat-adapter'), /fallback/i);
       assert.match(await page.textContent('#stat-f16'), /yes|no/);
       assert.deepEqual(b.errors, [], 'uncaught page errors');
+
+      // Detect preset: the same text as the CLI, and its boxes drawn and listed. (The random test
+      // model happens to emit <loc> groups, so the count is not trivially zero.)
+      await page.click('.preset[data-prompt="detect circle"]');
+      assert.equal(await page.inputValue('#prompt'), 'detect circle');
+      assert.equal(await waitForState(page, ['done', 'error'], 120_000), 'done', await errorText(page));
+      assert.equal(await page.textContent('#output'), nativeDetect.text, 'detect text differs from the native CLI');
+      assert.equal(await page.getAttribute('#overlay', 'data-boxes'), String(nativeDetect.boxes.length));
+      assert.equal(await page.locator('#boxes li').count(), nativeDetect.boxes.length);
+      // The overlay really has pixels where the first box's edge is.
+      if (nativeDetect.boxes.length) {
+        const bx = nativeDetect.boxes[0];
+        const painted = await page.evaluate((bx) => {
+          const c = document.getElementById('overlay');
+          const x = Math.round(bx.x_min * c.width) + 1;
+          const y = Math.round(((bx.y_min + bx.y_max) / 2) * c.height);
+          return c.getContext('2d').getImageData(x, y, 1, 1).data[3];
+        }, bx);
+        assert.ok(painted > 0, 'no box drawn on the overlay at the left edge of the first box');
+      }
 
       // Offline: the service worker must be active (it cached the app while installing) and the
       // model is in the package's cache. Then the server goes away and the network is off.
