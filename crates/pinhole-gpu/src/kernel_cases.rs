@@ -121,18 +121,24 @@ pub fn compare(case: &Case, got: &[Tensor], want: &[Tensor], binding_limit: u64)
     }
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         if g.shape != w.shape {
-            fail(&mut out, format!("output {i}: shape {:?}, expected {:?}", g.shape, w.shape));
+            fail(
+                &mut out,
+                format!("output {i}: shape {:?}, expected {:?}", g.shape, w.shape),
+            );
             continue;
         }
         match (g.as_f32(), w.as_f32()) {
             (Ok(gv), Ok(wv)) => {
                 if !gv.iter().all(|x| x.is_finite()) {
-                    fail(&mut out, format!("output {i} has NaN/inf (an element was never written?)"));
+                    fail(
+                        &mut out,
+                        format!("output {i} has NaN/inf (an element was never written?)"),
+                    );
                     continue;
                 }
                 let e = rel_error(gv, wv);
                 out.max_rel_error = out.max_rel_error.max(e);
-                if !(e <= case.tol) {
+                if e.is_nan() || e > case.tol {
                     fail(&mut out, format!("output {i}: relative error {e:e} > {:e}", case.tol));
                 }
             }
@@ -214,6 +220,7 @@ const fn mask(causal: bool, prefix_len: usize, window: usize) -> AttnMask {
 }
 
 type R<T> = pinhole_core::Result<T>;
+type Builder = fn(&mut Vec<Case>) -> R<()>;
 
 fn matmul_cases(v: &mut Vec<Case>) -> R<()> {
     let sizes = [
@@ -285,7 +292,11 @@ fn attention_cases(v: &mut Vec<Case>) -> R<()> {
 
 fn patch_embed_cases(v: &mut Vec<Case>) -> R<()> {
     let mut rng = Rng::new(50);
-    for (c_in, h, w, patch, e, f16) in [(3, 32, 48, 8, 33, false), (3, 28, 14, 14, 7, true), (1, 4, 4, 2, 5, false)] {
+    for (c_in, h, w, patch, e, f16) in [
+        (3, 32, 48, 8, 33, false),
+        (3, 28, 14, 14, 7, true),
+        (1, 4, 4, 2, 5, false),
+    ] {
         let mut c = Case::new(format!("patch_embed {c_in}x{h}x{w} p{patch} e{e} f16={f16}"), 1e-5);
         let np = (h / patch) * (w / patch);
         let px = c.input("px", randt(&mut rng, &[c_in, h, w], 1.0)?);
@@ -360,7 +371,10 @@ fn embedding_cases(v: &mut Vec<Case>) -> R<()> {
     let mut rng = Rng::new(90);
     for (vocab, e, f16) in [(257, 33, false), (257, 33, true), (1, 1, false), (1000, 7, true)] {
         let mut c = Case::new(format!("embedding {vocab}x{e} f16={f16}"), 0.0);
-        let ids: Vec<u32> = (0..19).map(|_| rng.below(vocab as u32)).chain([0, vocab as u32 - 1]).collect();
+        let ids: Vec<u32> = (0..19)
+            .map(|_| rng.below(vocab as u32))
+            .chain([0, vocab as u32 - 1])
+            .collect();
         let n = ids.len();
         let table = c.weight("table", weight(&mut rng, &[vocab, e], f16)?);
         let idt = c.input("ids", Tensor::u32(&[n], ids)?);
@@ -446,7 +460,7 @@ fn composed_case(v: &mut Vec<Case>) -> R<()> {
 /// Every case, in a fixed order (names are unique).
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let builders: [fn(&mut Vec<Case>) -> R<()>; 9] = [
+    let builders: [Builder; 9] = [
         matmul_cases,
         attention_cases,
         patch_embed_cases,

@@ -12,9 +12,9 @@
 pub mod context;
 pub mod error;
 pub mod executor;
-pub mod kernels;
 #[cfg(feature = "kernel-cases")]
 pub mod kernel_cases;
+pub mod kernels;
 mod readback;
 pub mod weights;
 

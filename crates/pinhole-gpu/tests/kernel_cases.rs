@@ -25,7 +25,10 @@ fn shared_kernel_cases_pass_natively() {
 fn a_wrong_result_fails() {
     // The comparison must be able to fail: perturb one reference value of a matmul case.
     let gpus = common::gpus();
-    let case = all_cases().into_iter().find(|c| c.name.starts_with("matmul 7x257x33")).unwrap();
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.name.starts_with("matmul 7x257x33"))
+        .unwrap();
     let mut want = case.cpu().unwrap();
     let v = want[0].as_f32().unwrap().to_vec();
     let mut bad = v.clone();

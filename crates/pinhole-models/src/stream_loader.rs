@@ -80,7 +80,11 @@ impl StreamingLoader {
     /// errors.
     pub fn new(gpu: Arc<Gpu>, files: &ModelFiles<'_>, opts: &LoadOptions, place: &str) -> Result<Self> {
         let (model, tokenizer) = prepare(files, opts)?;
-        let expected = model.expected_weights().into_iter().map(|w| (w.name.clone(), w)).collect();
+        let expected = model
+            .expected_weights()
+            .into_iter()
+            .map(|w| (w.name.clone(), w))
+            .collect();
         Ok(StreamingLoader {
             gpu,
             model,
@@ -101,7 +105,10 @@ impl StreamingLoader {
     pub fn set_index(&mut self, bytes: &[u8], name: &str) -> Result<()> {
         let idx = ShardIndex::parse(bytes, name)?;
         let have: HashSet<String> = idx.weight_map.keys().filter_map(|n| canonical_name(n)).collect();
-        if let Some(w) = sorted(self.expected.values()).into_iter().find(|w| !have.contains(&w.name)) {
+        if let Some(w) = sorted(self.expected.values())
+            .into_iter()
+            .find(|w| !have.contains(&w.name))
+        {
             return Err(Error::Tensor {
                 name: w.name.clone(),
                 message: format!(
@@ -259,7 +266,10 @@ impl StreamingLoader {
             });
         }
         if self.index.is_none() {
-            if let Some(w) = sorted(self.expected.values()).into_iter().find(|w| !here.contains(&w.name)) {
+            if let Some(w) = sorted(self.expected.values())
+                .into_iter()
+                .find(|w| !here.contains(&w.name))
+            {
                 return Err(Error::Tensor {
                     name: w.name.clone(),
                     message: format!(
@@ -340,7 +350,12 @@ impl StreamingLoader {
                 return Err(self.file_err(&cur, format!("{} of its {size} bytes arrived", cur.received)));
             }
         }
-        let data_end = header.tensors.iter().map(|t| t.start + t.len).max().unwrap_or(header.data_start);
+        let data_end = header
+            .tensors
+            .iter()
+            .map(|t| t.start + t.len)
+            .max()
+            .unwrap_or(header.data_start);
         if cur.received < data_end {
             return Err(self.file_err(
                 &cur,
@@ -371,7 +386,10 @@ impl StreamingLoader {
                 message: "was never loaded".into(),
             });
         }
-        if let Some(w) = sorted(self.expected.values()).into_iter().find(|w| !self.uploaded.contains(&w.name)) {
+        if let Some(w) = sorted(self.expected.values())
+            .into_iter()
+            .find(|w| !self.uploaded.contains(&w.name))
+        {
             return Err(Error::Tensor {
                 name: w.name.clone(),
                 message: format!("missing from the checkpoint of {}", self.place),

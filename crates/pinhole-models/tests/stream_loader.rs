@@ -13,7 +13,9 @@ use pinhole_models::stream_loader::{StreamingLoader, INDEX_FILE};
 use pinhole_models::{Error, GenerateOptions, LoadedModel};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures")
+        .join(name)
 }
 
 fn read(dir: &Path, f: &str) -> Vec<u8> {
@@ -85,8 +87,15 @@ fn check_generation(name: &str, sizes: &[usize]) {
         max_new_tokens: want.len(),
         ..Default::default()
     };
-    let g = pollster::block_on(generate(&lm, &mut ex, &px, exp["prompt"].as_str().unwrap(), &opts, |_, _| {}))
-        .expect("generate");
+    let g = pollster::block_on(generate(
+        &lm,
+        &mut ex,
+        &px,
+        exp["prompt"].as_str().unwrap(),
+        &opts,
+        |_, _| {},
+    ))
+    .expect("generate");
     assert_eq!(g.token_ids, want, "{name}: greedy ids of the streamed model");
 }
 
@@ -116,10 +125,17 @@ fn stopping_early_keeps_the_ids_so_far() {
         ..Default::default()
     };
     let mut seen = 0;
-    let g = pollster::block_on(pinhole_models::generate_with(&lm, &mut ex, &px, "caption en", &opts, |_, _| {
-        seen += 1;
-        seen < 3
-    }))
+    let g = pollster::block_on(pinhole_models::generate_with(
+        &lm,
+        &mut ex,
+        &px,
+        "caption en",
+        &opts,
+        |_, _| {
+            seen += 1;
+            seen < 3
+        },
+    ))
     .unwrap();
     assert_eq!(g.token_ids.len(), 3);
 }
@@ -168,7 +184,10 @@ fn truncated_and_oversized_streams_are_errors() {
 
     // A file that is not one of the weights.
     let mut l = new_loader(&gpu, &dir);
-    assert!(matches!(l.begin_file("other.safetensors", None), Err(Error::Request(_))));
+    assert!(matches!(
+        l.begin_file("other.safetensors", None),
+        Err(Error::Request(_))
+    ));
 }
 
 #[test]

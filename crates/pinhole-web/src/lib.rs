@@ -333,6 +333,10 @@ impl Model {
     /// Generates for `pixels` and `prompt`. `on_token(id, textSoFar)` is called after each new
     /// token; returning `false` stops generation there (abort). Resolves to the result as JSON:
     /// `{text, tokenIds, boxes, timings, stoppedOnEos, stopped, promptTokens}`.
+    // The mutable borrow held across the awaits is the model's lock: a second call while one
+    // runs gets a 'busy' error instead of interleaving with its KV cache (the JS side queues
+    // calls, so this only happens when the raw class is used directly).
+    #[allow(clippy::await_holding_refcell_ref)]
     pub fn generate(&self, pixels: &Pixels, prompt: String, max_new_tokens: u32, on_token: Function) -> Promise {
         let inner = self.inner.clone();
         let px = pixels.t.clone();
