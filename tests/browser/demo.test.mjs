@@ -80,7 +80,7 @@ test('demo: file -> caption equals the native CLI, then works offline', { timeou
   }
 });
 
-test('demo: a file that is not an image gives a clear error, and the next image still works', { timeout: 300_000 }, async () => {
+test('demo: a bad image and a bad model URL give clear errors, and the page recovers', { timeout: 300_000 }, async () => {
   const server = await serve();
   try {
     await withBrowser({}, async (b) => {
@@ -94,6 +94,21 @@ test('demo: a file that is not an image gives a clear error, and the next image 
       await page.setInputFiles('#file', IMAGE);
       assert.equal(await waitForState(page, ['done', 'error'], 120_000), 'done', await errorText(page));
       assert.ok((await page.textContent('#output')).length > 0);
+
+      // Model picker: a URL with no model gives a clear error; the bundled default loads again.
+      await page.check('input[name=model-source][value=url]');
+      await page.fill('#model-url', `${server.url}no-such-model/`);
+      await page.click('#load');
+      assert.equal(await waitForState(page, ['ready', 'error'], 60_000), 'error');
+      assert.match(await page.getAttribute('#error', 'data-code'), /^(network|bad-model)$/);
+      assert.match(await errorText(page), /no-such-model/);
+      assert.equal(await page.isDisabled('#run'), true, 'Run must be disabled without a model');
+      await page.check('input[name=model-source][value=default]');
+      await page.click('#load');
+      // With an image on the page, a freshly loaded model runs on it at once.
+      assert.equal(await waitForState(page, ['done', 'error'], 120_000), 'done', await errorText(page));
+      assert.equal(await page.getAttribute('#load-status', 'data-loaded'), 'true');
+      assert.equal(await errorText(page), '');
       assert.deepEqual(b.errors, []);
     });
   } finally {
