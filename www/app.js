@@ -129,8 +129,17 @@ async function showSupport() {
   const a = s.adapter || {};
   const name = [a.vendor, a.architecture, a.description].filter(Boolean).join(' ') || 'unnamed adapter';
   ui.adapter.textContent = s.fallbackAdapter ? `${name} (software fallback, not a GPU: slow)` : name;
-  ui.f16.textContent = s.f16 ? 'yes (shader-f16)' : 'no (f16 weights are unpacked to f32)';
+  ui.f16.textContent = s.f16 ? 'shader-f16 available' : 'no shader-f16 (f16 weights are unpacked to f32)';
+  app.support = s;
   return true;
+}
+
+/** Which weights the loaded model uses (f16 weights are unpacked in the shaders when the adapter has no shader-f16). */
+function showModelFacts(vlm) {
+  const i = vlm.info || {};
+  const base = app.support && app.support.f16 ? 'shader-f16 available' : 'no shader-f16';
+  const w = i.weightDtype ? `; weights ${i.weightDtype}${Number.isFinite(i.weightBytes) ? ` (${formatBytes(i.weightBytes)} on the GPU)` : ''}` : '';
+  ui.f16.textContent = base + w;
 }
 
 function selectedSource() {
@@ -213,6 +222,7 @@ async function loadModel() {
       return;
     }
     app.vlm = vlm;
+    showModelFacts(vlm);
     const s = ((performance.now() - t0) / 1000).toFixed(1);
     ui.loadStatus.textContent = `Loaded ${picked.name} in ${s} s.`;
     ui.loadStatus.dataset.loaded = 'true';
