@@ -130,8 +130,10 @@ export interface Support {
 }
 
 export interface ModelInfo {
+  /** 'paligemma' or 'blip-2+phi'. */
   modelType: string;
-  imageSize: number;
+  /** [height, width] of the pixels the vision tower takes. */
+  imageSize: [number, number];
   imageTokens: number;
   weightDtype: 'f32' | 'f16';
   weightBytes: number;

@@ -5,13 +5,18 @@
 //! Published checkpoints use several name layouts for the same tensors (transformers 4.x
 //! `vision_tower.vision_model.*`, 5.x `vision_tower.*`, `language_model.model.*`,
 //! `model.language_model.*`, …). They are all mapped onto one canonical set of names
-//! (`vision.*`, `proj.*`, `text.*`) that the graph builders use.
+//! (`vision.*`, `proj.*`, `text.*`, …) that the graph builders use. The architecture comes
+//! from config.json's `model_type` ([`Model`]); BLIP-2's fused vision `qkv` weight is split
+//! into its q/k/v rows here.
 
 use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, ModelConfig};
-use pinhole_core::DType;
+use pinhole_core::tensor::Data;
+use pinhole_core::{DType, Tensor};
 use pinhole_gpu::WeightStore;
 
+use crate::blip2::Blip2Phi;
 use crate::error::{Error, Result};
+use crate::model::Model;
 use crate::paligemma::PaliGemma;
 
 /// Storage precision of matrix weights (linear layers, embedding table). Norms, biases,
@@ -39,14 +44,15 @@ impl Default for LoadOptions {
 
 /// A model ready to run: its architecture, tokenizer and weights on the GPU.
 pub struct LoadedModel {
-    pub model: PaliGemma,
+    pub model: Model,
     pub tokenizer: tokenizers::Tokenizer,
     pub weights: WeightStore,
     pub dir: String,
 }
 
-/// Maps a checkpoint tensor name to the canonical name, or `None` for tensors pinhole does not
-/// use (e.g. a vision head PaliGemma never runs).
+/// Maps a PaliGemma checkpoint tensor name to the canonical name, or `None` for tensors
+/// pinhole does not use (e.g. a vision head PaliGemma never runs). BLIP-2 names:
+/// [`Blip2Phi::canonical_name`].
 pub fn canonical_name(name: &str) -> Option<String> {
     const MAP: &[(&str, &str)] = &[
         ("model.vision_tower.vision_model.", "vision."),
@@ -64,6 +70,30 @@ pub fn canonical_name(name: &str) -> Option<String> {
     ];
     MAP.iter()
         .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+}
+
+/// A shape without its leading 1-dims.
+pub(crate) fn squeeze(shape: &[usize]) -> &[usize] {
+    let lead = shape
+        .iter()
+        .take_while(|&&d| d == 1)
+        .count()
+        .min(shape.len().saturating_sub(1));
+    &shape[lead..]
+}
+
+/// Rows `first .. first + rows` (along dim 0) of `t`, as a tensor of `shape`.
+pub(crate) fn take_rows(t: &Tensor, first: usize, rows: usize, shape: &[usize]) -> Result<Tensor> {
+    let cols: usize = t.shape[1..].iter().product();
+    let data = t.as_f32()?;
+    let part = data
+        .get(first * cols..(first + rows) * cols)
+        .ok_or_else(|| Error::Request(format!("rows {first}..{} outside {:?}", first + rows, t.shape)))?;
+    Ok(Tensor {
+        shape: shape.to_vec(),
+        dtype: t.dtype,
+        data: Data::F32(part.to_vec()),
+    })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -89,9 +119,8 @@ pub struct ModelFiles<'a> {
 /// Parses the configs and the tokenizer into the model description (no weights yet). Shared
 /// by [`load_dir`] and the streaming loader the browser uses
 /// ([`crate::stream_loader::StreamingLoader`]).
-pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(PaliGemma, tokenizers::Tokenizer)> {
-    // One architecture today; TinyGPT-V-class configs become a second variant here.
-    let ModelConfig::PaliGemma(cfg) = ModelConfig::parse(files.config.0, files.config.1)?;
+pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tokenizers::Tokenizer)> {
+    let cfg = ModelConfig::parse(files.config.0, files.config.1)?;
     let proc_cfg = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
     let gen_cfg = match &files.generation {
         Some((b, name)) => GenerationConfig::parse(b, name)?,
@@ -101,15 +130,31 @@ pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(PaliGemma,
         file: files.tokenizer.1.to_string(),
         message: e.to_string(),
     })?;
+    let cfg_dtype = match &cfg {
+        ModelConfig::PaliGemma(c) => c.dtype,
+        ModelConfig::Blip2Phi(c) => c.dtype,
+    };
     let matrix_dtype = match opts.precision {
         WeightPrecision::F32 => DType::F32,
         WeightPrecision::F16 => DType::F16,
-        WeightPrecision::Auto => match cfg.dtype {
+        WeightPrecision::Auto => match cfg_dtype {
             Some(DType::F16) | Some(DType::BF16) => DType::F16,
             _ => DType::F32,
         },
     };
-    Ok((PaliGemma::new(cfg, proc_cfg, gen_cfg, matrix_dtype), tokenizer))
+    let model = match cfg {
+        ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, proc_cfg, gen_cfg, matrix_dtype)),
+        ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, proc_cfg, gen_cfg, matrix_dtype)),
+    };
+    Ok((model, tokenizer))
+}
+
+/// The storage dtype of the model's matrix weights.
+pub fn model_matrix_dtype(model: &Model) -> DType {
+    match model {
+        Model::PaliGemma(m) => m.matrix_dtype,
+        Model::Blip2Phi(m) => m.matrix_dtype,
+    }
 }
 
 /// Loads a model folder onto the GPU (not on wasm32: the browser streams files through
@@ -122,6 +167,7 @@ pub fn load_dir(
     opts: &LoadOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<LoadedModel> {
+    use crate::paligemma::ExpectedWeight;
     use pinhole_core::hf::CheckpointReader;
     use std::collections::HashMap;
     let dir = dir.as_ref();
@@ -162,7 +208,7 @@ pub fn load_dir(
         },
         opts,
     )?;
-    let matrix_dtype = model.matrix_dtype;
+    let matrix_dtype = model_matrix_dtype(&model);
 
     let mut reader = CheckpointReader::open(dir)?;
     let expected = model.expected_weights();
@@ -170,39 +216,92 @@ pub fn load_dir(
     // Which checkpoint tensor provides each canonical weight.
     let mut source: HashMap<String, String> = HashMap::new();
     for info in reader.tensors() {
-        if let Some(c) = canonical_name(&info.name) {
+        if let Some(c) = model.canonical_name(&info.name) {
             source.insert(c, info.name.clone());
         }
     }
+    // Check every tensor (name and shape) before reading any data.
     let mut total = 0u64;
+    // `None` as the source: zeros (a bias the checkpoint layout does not have).
+    let mut plan: Vec<(Option<String>, Option<usize>)> = Vec::with_capacity(expected.len());
     for w in &expected {
-        let Some(src) = source.get(&w.name) else {
+        // A tensor of its own wins over a slice of a fused one.
+        let slice = if source.contains_key(&w.name) {
+            None
+        } else {
+            model.row_slice(&w.name)
+        };
+        let wanted = slice.as_ref().map_or(&w.name, |s| &s.source);
+        if !source.contains_key(wanted) && model.zero_if_missing(&w.name) {
+            plan.push((None, None));
+            continue;
+        }
+        let Some(src) = source.get(wanted) else {
+            let example = match &slice {
+                Some(s) => model.example_source(&ExpectedWeight {
+                    name: s.source.clone(),
+                    shape: Vec::new(),
+                    matrix: true,
+                }),
+                None => model.example_source(w),
+            };
             return Err(Error::Tensor {
-                name: w.name.clone(),
+                name: wanted.clone(),
                 message: format!(
-                    "missing from the checkpoint in {shown} (looked for it under the known name layouts, e.g. '{}')",
-                    w.example_source()
+                    "missing from the checkpoint in {shown} (looked for it under the known name layouts, e.g. '{example}')"
                 ),
             });
         };
         let info = reader.info(src)?;
-        if info.shape != w.shape {
-            return Err(Error::Tensor {
-                name: src.clone(),
-                message: format!("has shape {:?} but config.json implies {:?}", info.shape, w.shape),
-            });
+        match &slice {
+            None => {
+                if squeeze(&info.shape) != squeeze(&w.shape) {
+                    return Err(Error::Tensor {
+                        name: src.clone(),
+                        message: format!("has shape {:?} but config.json implies {:?}", info.shape, w.shape),
+                    });
+                }
+                total += info.len;
+            }
+            Some(s) => {
+                // A fused tensor (qkv weight or bias): 3 pieces of `w.shape[0]` rows each.
+                let want = [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat();
+                if info.shape != want || s.first + w.shape[0] > want[0] {
+                    return Err(Error::Tensor {
+                        name: src.clone(),
+                        message: format!("has shape {:?} but config.json implies {want:?}", info.shape),
+                    });
+                }
+                total += info.len / 3;
+            }
         }
-        total += info.len;
+        plan.push((Some(src.clone()), slice.map(|s| s.first)));
     }
     let mut weights = WeightStore::new();
     let mut done = 0u64;
-    for w in &expected {
-        let src = &source[&w.name];
+    for (w, (src, first)) in expected.iter().zip(plan) {
         let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
+        let Some(src) = src else {
+            weights
+                .upload(gpu, &w.name, &Tensor::zeros(&w.shape))
+                .map_err(Error::Gpu)?;
+            continue;
+        };
         // One tensor in host memory at a time: read, upload, drop.
-        let t = reader.read_as(src, dtype)?;
+        let mut t = reader.read_as(&src, dtype)?;
+        let len = reader.info(&src)?.len;
+        match first {
+            Some(first) => {
+                t = take_rows(&t, first, w.shape[0], &w.shape)?;
+                done += len / 3;
+            }
+            None => {
+                // Leading 1-dims (`[1, 1, E]` class token and the like) are dropped.
+                t.shape = w.shape.clone();
+                done += len;
+            }
+        }
         weights.upload(gpu, &w.name, &t).map_err(Error::Gpu)?;
-        done += reader.info(src)?.len;
         progress(done, total);
     }
     Ok(LoadedModel {

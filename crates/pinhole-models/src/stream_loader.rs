@@ -30,18 +30,27 @@ use pinhole_core::DType;
 use pinhole_gpu::{Gpu, WeightStore};
 
 use crate::error::{Error, Result};
-use crate::loader::{canonical_name, prepare, LoadOptions, LoadedModel, ModelFiles};
-use crate::paligemma::{ExpectedWeight, PaliGemma};
+use crate::loader::{model_matrix_dtype, prepare, squeeze, take_rows, LoadOptions, LoadedModel, ModelFiles};
+use crate::model::Model;
+use crate::paligemma::ExpectedWeight;
 
 /// The single-file checkpoint name.
 pub const SINGLE_FILE: &str = "model.safetensors";
 /// The shard index name.
 pub const INDEX_FILE: &str = "model.safetensors.index.json";
 
-/// One tensor of the current file that the model needs.
+/// One tensor of the current file that the model needs, and the weights it provides: itself,
+/// or row slices of it (BLIP-2's fused vision `qkv` is split into q, k and v here).
 struct Wanted {
     info: TensorInfo,
+    targets: Vec<Target>,
+}
+
+struct Target {
     canonical: String,
+    /// First row of the slice, for a row slice of a fused tensor.
+    first: Option<usize>,
+    shape: Vec<usize>,
     dtype: DType,
 }
 
@@ -62,7 +71,7 @@ struct Current {
 
 pub struct StreamingLoader {
     gpu: Arc<Gpu>,
-    model: PaliGemma,
+    model: Model,
     tokenizer: tokenizers::Tokenizer,
     place: String,
     expected: HashMap<String, ExpectedWeight>,
@@ -104,17 +113,23 @@ impl StreamingLoader {
     /// the model needs before any shard is read.
     pub fn set_index(&mut self, bytes: &[u8], name: &str) -> Result<()> {
         let idx = ShardIndex::parse(bytes, name)?;
-        let have: HashSet<String> = idx.weight_map.keys().filter_map(|n| canonical_name(n)).collect();
-        if let Some(w) = sorted(self.expected.values())
-            .into_iter()
-            .find(|w| !have.contains(&w.name))
-        {
+        let have: HashSet<String> = idx
+            .weight_map
+            .keys()
+            .filter_map(|n| self.model.canonical_name(n))
+            .collect();
+        let provided = |w: &ExpectedWeight| {
+            have.contains(&w.name)
+                || self.model.row_slice(&w.name).is_some_and(|s| have.contains(&s.source))
+                || self.model.zero_if_missing(&w.name)
+        };
+        if let Some(w) = sorted(self.expected.values()).into_iter().find(|w| !provided(w)) {
             return Err(Error::Tensor {
                 name: w.name.clone(),
                 message: format!(
                     "missing from the shard index {name} of {} (looked for it under the known name layouts, e.g. '{}')",
                     self.place,
-                    w.example_source()
+                    self.model.example_source(w)
                 ),
             });
         }
@@ -130,7 +145,7 @@ impl StreamingLoader {
         }
     }
 
-    pub fn model(&self) -> &PaliGemma {
+    pub fn model(&self) -> &Model {
         &self.model
     }
 
@@ -223,20 +238,13 @@ impl StreamingLoader {
     /// Matches the header's tensors against the model's needs (shapes, and for a single file
     /// completeness) and lists the needed ones in data order.
     fn plan_file(&self, cur: &mut Current, header: &Header) -> Result<()> {
-        let mut wanted = Vec::new();
-        let mut here = HashSet::new();
+        let matrix_dtype = model_matrix_dtype(&self.model);
+        // Canonical name → this file's tensor.
+        let mut here: HashMap<String, &TensorInfo> = HashMap::new();
         for info in &header.tensors {
-            let Some(c) = canonical_name(&info.name) else { continue };
-            let Some(w) = self.expected.get(&c) else { continue };
-            if info.shape != w.shape {
-                return Err(Error::Tensor {
-                    name: info.name.clone(),
-                    message: format!(
-                        "in {} of {}: has shape {:?} but config.json implies {:?}",
-                        cur.name, self.place, info.shape, w.shape
-                    ),
-                });
-            }
+            let Some(c) = self.model.canonical_name(&info.name) else {
+                continue;
+            };
             if let Some(idx) = &self.index {
                 if idx.weight_map.get(&info.name) != Some(&cur.name) {
                     return Err(Error::Tensor {
@@ -249,7 +257,7 @@ impl StreamingLoader {
                     });
                 }
             }
-            if self.uploaded.contains(&c) || !here.insert(c.clone()) {
+            if self.uploaded.contains(&c) || here.insert(c.clone(), info).is_some() {
                 return Err(Error::Tensor {
                     name: info.name.clone(),
                     message: format!(
@@ -258,29 +266,67 @@ impl StreamingLoader {
                     ),
                 });
             }
-            let dtype = if w.matrix { self.model.matrix_dtype } else { DType::F32 };
-            wanted.push(Wanted {
-                info: info.clone(),
-                canonical: c,
-                dtype,
-            });
         }
-        if self.index.is_none() {
-            if let Some(w) = sorted(self.expected.values())
-                .into_iter()
-                .find(|w| !here.contains(&w.name))
-            {
-                return Err(Error::Tensor {
-                    name: w.name.clone(),
-                    message: format!(
-                        "missing from {} of {} (looked for it under the known name layouts, e.g. '{}')",
-                        cur.name,
-                        self.place,
-                        w.example_source()
-                    ),
-                });
+        let mut by_tensor: HashMap<String, Wanted> = HashMap::new();
+        for w in sorted(self.expected.values()) {
+            if self.uploaded.contains(&w.name) {
+                continue;
             }
+            let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
+            // A tensor of its own wins over a slice of a fused one (as in `load_dir`).
+            let (info, first) = if let Some(info) = here.get(&w.name) {
+                if squeeze(&info.shape) != squeeze(&w.shape) {
+                    return Err(Error::Tensor {
+                        name: info.name.clone(),
+                        message: format!(
+                            "in {} of {}: has shape {:?} but config.json implies {:?}",
+                            cur.name, self.place, info.shape, w.shape
+                        ),
+                    });
+                }
+                (*info, None)
+            } else if let Some((s, info)) = self
+                .model
+                .row_slice(&w.name)
+                .and_then(|s| here.get(&s.source).map(|i| (s, *i)))
+            {
+                let want = [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat();
+                if info.shape != want || s.first + w.shape[0] > want[0] {
+                    return Err(Error::Tensor {
+                        name: info.name.clone(),
+                        message: format!("has shape {:?} but config.json implies {want:?}", info.shape),
+                    });
+                }
+                (info, Some(s.first))
+            } else {
+                if self.index.is_none() && !self.model.zero_if_missing(&w.name) {
+                    return Err(Error::Tensor {
+                        name: w.name.clone(),
+                        message: format!(
+                            "missing from {} of {} (looked for it under the known name layouts, e.g. '{}')",
+                            cur.name,
+                            self.place,
+                            self.model.example_source(w)
+                        ),
+                    });
+                }
+                continue;
+            };
+            by_tensor
+                .entry(info.name.clone())
+                .or_insert_with(|| Wanted {
+                    info: info.clone(),
+                    targets: Vec::new(),
+                })
+                .targets
+                .push(Target {
+                    canonical: w.name.clone(),
+                    first,
+                    shape: w.shape.clone(),
+                    dtype,
+                });
         }
+        let mut wanted: Vec<Wanted> = by_tensor.into_values().collect();
         wanted.sort_by_key(|w| w.info.start);
         cur.wanted = wanted;
         cur.next = 0;
@@ -306,9 +352,16 @@ impl StreamingLoader {
                 break;
             }
             let bytes = &cur.buf[start..start + w.info.len as usize];
-            let t = decode_tensor(&w.info, bytes, w.dtype)?;
-            self.weights.upload(&self.gpu, &w.canonical, &t).map_err(Error::Gpu)?;
-            self.uploaded.insert(w.canonical.clone());
+            for tg in &w.targets {
+                let mut t = decode_tensor(&w.info, bytes, tg.dtype)?;
+                match tg.first {
+                    Some(first) => t = take_rows(&t, first, tg.shape[0], &tg.shape)?,
+                    // Leading 1-dims (`[1, 1, E]` class token and the like) are dropped.
+                    None => t.shape = tg.shape.clone(),
+                }
+                self.weights.upload(&self.gpu, &tg.canonical, &t).map_err(Error::Gpu)?;
+                self.uploaded.insert(tg.canonical.clone());
+            }
             self.uploaded_bytes += w.info.len;
             start += w.info.len as usize;
             cur.next += 1;
@@ -376,7 +429,7 @@ impl StreamingLoader {
     }
 
     /// The loaded model, once every weight file was streamed.
-    pub fn finish(self) -> Result<LoadedModel> {
+    pub fn finish(mut self) -> Result<LoadedModel> {
         if let Some(c) = &self.current {
             return Err(Error::Request(format!("{} is still streaming", c.name)));
         }
@@ -386,14 +439,24 @@ impl StreamingLoader {
                 message: "was never loaded".into(),
             });
         }
-        if let Some(w) = sorted(self.expected.values())
-            .into_iter()
-            .find(|w| !self.uploaded.contains(&w.name))
-        {
-            return Err(Error::Tensor {
-                name: w.name.clone(),
-                message: format!("missing from the checkpoint of {}", self.place),
-            });
+        let mut zeros = Vec::new();
+        for w in sorted(self.expected.values()) {
+            if self.uploaded.contains(&w.name) {
+                continue;
+            }
+            if !self.model.zero_if_missing(&w.name) {
+                return Err(Error::Tensor {
+                    name: w.name.clone(),
+                    message: format!("missing from the checkpoint of {}", self.place),
+                });
+            }
+            zeros.push((w.name.clone(), w.shape.clone()));
+        }
+        // A bias the checkpoint layout does not have loads as zeros (as in `load_dir`).
+        for (name, shape) in zeros {
+            self.weights
+                .upload(&self.gpu, &name, &pinhole_core::Tensor::zeros(&shape))
+                .map_err(Error::Gpu)?;
         }
         Ok(LoadedModel {
             model: self.model,

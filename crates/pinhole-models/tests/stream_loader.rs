@@ -27,15 +27,20 @@ fn gpu() -> Arc<Gpu> {
 }
 
 fn new_loader(gpu: &Arc<Gpu>, dir: &Path) -> StreamingLoader {
+    let proc_name = if dir.join("preprocessor_config.json").is_file() {
+        "preprocessor_config.json"
+    } else {
+        "processor_config.json"
+    };
     let (cfg, pre, gen, tok) = (
         read(dir, "config.json"),
-        read(dir, "preprocessor_config.json"),
+        read(dir, proc_name),
         read(dir, "generation_config.json"),
         read(dir, "tokenizer.json"),
     );
     let files = ModelFiles {
         config: (&cfg, "config.json"),
-        processor: (&pre, "preprocessor_config.json"),
+        processor: (&pre, proc_name),
         generation: Some((&gen, "generation_config.json".to_string())),
         tokenizer: (&tok, "tokenizer.json"),
     };
@@ -103,6 +108,12 @@ fn check_generation(name: &str, sizes: &[usize]) {
 fn single_file_in_odd_chunks_generates_transformers_ids() {
     // 1 byte at first (the header length arrives split), then sizes that cut through tensors.
     check_generation("pg1-mqa", &[1, 3, 5, 997, 4093, 65537]);
+}
+
+#[test]
+fn blip2_phi_fused_qkv_split_while_streaming() {
+    // BLIP-2's vision `qkv` arrives as one fused tensor and is split into q/k/v rows.
+    check_generation("blip2-phi", &[4093]);
 }
 
 #[test]

@@ -283,13 +283,14 @@ impl Model {
         let g = busy_or_gone(self.inner.try_borrow())?;
         let i = g.as_ref().ok_or_else(disposed)?;
         let m = &i.lm.model;
+        let [_, h, w] = m.pixel_shape();
         Ok(serde_json::json!({
-            "modelType": "paligemma",
-            "imageSize": m.cfg.vision.image_size,
+            "modelType": m.family(),
+            "imageSize": [h, w],
             "imageTokens": m.num_image_tokens(),
-            "weightDtype": format!("{:?}", m.matrix_dtype).to_lowercase(),
+            "weightDtype": format!("{:?}", pinhole_models::loader::model_matrix_dtype(m)).to_lowercase(),
             "weightBytes": i.lm.weights.bytes(),
-            "contextLength": m.cfg.text.max_position_embeddings,
+            "contextLength": m.max_positions(),
         })
         .to_string())
     }
@@ -326,7 +327,7 @@ impl Model {
             rgb.extend_from_slice(&composite_on_white([p[0], p[1], p[2], p[3]]));
         }
         let img = Rgb8Image::new(w, h, rgb).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
-        let t = preprocess_rgb(&img, &i.lm.model.processor).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+        let t = preprocess_rgb(&img, i.lm.model.processor()).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
         Ok(Pixels { t })
     }
 
