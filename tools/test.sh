@@ -44,5 +44,8 @@ step "CLI smoke: pinhole info and a quick kernel benchmark"
 cargo run -q -p pinhole-cli -- info >/dev/null
 cargo run -q -p pinhole-cli -- bench kernels --quick --runs 1 --json >/dev/null
 
+step "browser tests: the demo and the npm package in headless Chromium (SwiftShader WebGPU)"
+bash tests/browser/run.sh
+
 echo
 echo "all pinhole tests passed"

@@ -5,11 +5,15 @@
 //! * [`kernels`]: which WGSL file and entry point implements each kernel.
 //! * [`weights`]: weights uploaded tensor by tensor and split across bindings.
 //! * [`executor`]: runs a `pinhole_core::Graph` in one submission.
+//! * `kernel_cases` (feature `kernel-cases`): kernel test cases shared by the native tests and
+//!   the browser.
 //! * [`bench`]: the kernel benchmark behind `pinhole bench kernels` (native).
 
 pub mod context;
 pub mod error;
 pub mod executor;
+#[cfg(feature = "kernel-cases")]
+pub mod kernel_cases;
 pub mod kernels;
 mod readback;
 pub mod weights;

@@ -199,6 +199,24 @@ pub async fn generate(
     opts: &GenerateOptions,
     mut on_token: impl FnMut(u32, &str),
 ) -> Result<Generation> {
+    generate_with(lm, ex, pixels, prompt, opts, |id, text| {
+        on_token(id, text);
+        true
+    })
+    .await
+}
+
+/// [`generate`] whose callback can stop generation: when `on_token` returns `false` no further
+/// token is computed and the generation so far is returned (the browser's `AbortSignal` is
+/// checked this way, between tokens).
+pub async fn generate_with(
+    lm: &LoadedModel,
+    ex: &mut Executor,
+    pixels: &Tensor,
+    prompt: &str,
+    opts: &GenerateOptions,
+    mut on_token: impl FnMut(u32, &str) -> bool,
+) -> Result<Generation> {
     let m = &lm.model;
     if opts.max_new_tokens == 0 {
         return Err(Error::Request("max_new_tokens must be at least 1".into()));
@@ -262,7 +280,9 @@ pub async fn generate(
     loop {
         gen.token_ids.push(token);
         let text = processor::decode(&lm.tokenizer, &gen.token_ids)?;
-        on_token(token, &text);
+        if !on_token(token, &text) {
+            break;
+        }
         if eos.contains(&token) {
             gen.stopped_on_eos = true;
             break;

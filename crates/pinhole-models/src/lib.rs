@@ -11,6 +11,8 @@
 //! * [`processor`]: the prompt and image preprocessing of the PaliGemma and BLIP-2 processors.
 //! * [`generate`]: prefill + decode loop with the KV cache on the GPU; one submit and one u32
 //!   read back per token.
+//! * [`stream_loader`]: the same loading from byte streams (the browser: fetch bodies, files,
+//!   Cache Storage), uploading each tensor as soon as its bytes have arrived.
 //! * [`boxes`]: parsing `<locYYYY>` detection output.
 
 pub mod blip2;
@@ -22,8 +24,9 @@ pub mod model;
 pub mod paligemma;
 pub mod phi;
 pub mod processor;
+pub mod stream_loader;
 
 pub use error::{Error, Result};
-pub use generate::{GenerateOptions, Generation, Sampling, Timings, TokenChoice};
+pub use generate::{generate_with, GenerateOptions, Generation, Sampling, Timings, TokenChoice};
 pub use loader::{LoadOptions, LoadedModel, WeightPrecision};
 pub use model::Model;

@@ -9,17 +9,15 @@
 //! from config.json's `model_type` ([`Model`]); BLIP-2's fused vision `qkv` weight is split
 //! into its q/k/v rows here.
 
-use std::collections::HashMap;
-
-use pinhole_core::hf::{CheckpointReader, GenerationConfig, ImageProcessorConfig, ModelConfig};
+use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, ModelConfig};
 use pinhole_core::tensor::Data;
 use pinhole_core::{DType, Tensor};
-use pinhole_gpu::{Gpu, WeightStore};
+use pinhole_gpu::WeightStore;
 
 use crate::blip2::Blip2Phi;
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::paligemma::{ExpectedWeight, PaliGemma};
+use crate::paligemma::PaliGemma;
 
 /// Storage precision of matrix weights (linear layers, embedding table). Norms, biases,
 /// position embeddings and the patch-embedding kernel always stay f32.
@@ -75,7 +73,7 @@ pub fn canonical_name(name: &str) -> Option<String> {
 }
 
 /// A shape without its leading 1-dims.
-fn squeeze(shape: &[usize]) -> &[usize] {
+pub(crate) fn squeeze(shape: &[usize]) -> &[usize] {
     let lead = shape
         .iter()
         .take_while(|&&d| d == 1)
@@ -85,7 +83,7 @@ fn squeeze(shape: &[usize]) -> &[usize] {
 }
 
 /// Rows `first .. first + rows` (along dim 0) of `t`, as a tensor of `shape`.
-fn take_rows(t: &Tensor, first: usize, rows: usize, shape: &[usize]) -> Result<Tensor> {
+pub(crate) fn take_rows(t: &Tensor, first: usize, rows: usize, shape: &[usize]) -> Result<Tensor> {
     let cols: usize = t.shape[1..].iter().product();
     let data = t.as_f32()?;
     let part = data
@@ -98,6 +96,7 @@ fn take_rows(t: &Tensor, first: usize, rows: usize, shape: &[usize]) -> Result<T
     })
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
     let p = dir.join(name);
     std::fs::read(&p).map_err(|e| Error::File {
@@ -106,58 +105,31 @@ fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// Loads a model folder onto the GPU. `progress(done_bytes, total_bytes)` is called after
-/// each tensor.
-pub fn load_dir(
-    gpu: &Gpu,
-    dir: impl AsRef<std::path::Path>,
-    opts: &LoadOptions,
-    mut progress: impl FnMut(u64, u64),
-) -> Result<LoadedModel> {
-    let dir = dir.as_ref();
-    let shown = dir.display().to_string();
-    if !dir.is_dir() {
-        return Err(Error::File {
-            path: shown,
-            message:
-                "not a folder; pass a model folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"
-                    .into(),
-        });
-    }
-    let cfg_bytes = read_file(dir, "config.json")?;
-    let cfg = ModelConfig::parse(&cfg_bytes, &dir.join("config.json").display().to_string())?;
-    let proc_cfg = if dir.join("preprocessor_config.json").is_file() {
-        ImageProcessorConfig::parse(
-            &read_file(dir, "preprocessor_config.json")?,
-            &dir.join("preprocessor_config.json").display().to_string(),
-        )?
-    } else if dir.join("processor_config.json").is_file() {
-        ImageProcessorConfig::parse(
-            &read_file(dir, "processor_config.json")?,
-            &dir.join("processor_config.json").display().to_string(),
-        )?
-    } else {
-        return Err(Error::File {
-            path: dir.join("preprocessor_config.json").display().to_string(),
-            message: "missing (neither preprocessor_config.json nor processor_config.json is in the folder)".into(),
-        });
+/// The small files of a model folder, as bytes with the name to show in errors (a path, or a
+/// URL in the browser).
+pub struct ModelFiles<'a> {
+    pub config: (&'a [u8], &'a str),
+    /// `preprocessor_config.json` or `processor_config.json`.
+    pub processor: (&'a [u8], &'a str),
+    /// `generation_config.json`, when the folder has one.
+    pub generation: Option<(&'a [u8], String)>,
+    pub tokenizer: (&'a [u8], &'a str),
+}
+
+/// Parses the configs and the tokenizer into the model description (no weights yet). Shared
+/// by [`load_dir`] and the streaming loader the browser uses
+/// ([`crate::stream_loader::StreamingLoader`]).
+pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tokenizers::Tokenizer)> {
+    let cfg = ModelConfig::parse(files.config.0, files.config.1)?;
+    let proc_cfg = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
+    let gen_cfg = match &files.generation {
+        Some((b, name)) => GenerationConfig::parse(b, name)?,
+        None => GenerationConfig::default(),
     };
-    let gen_cfg = if dir.join("generation_config.json").is_file() {
-        GenerationConfig::parse(
-            &read_file(dir, "generation_config.json")?,
-            &dir.join("generation_config.json").display().to_string(),
-        )?
-    } else {
-        GenerationConfig::default()
-    };
-    let tok_path = dir.join("tokenizer.json");
-    let tok_bytes = read_file(dir, "tokenizer.json")?;
-    let tokenizer = tokenizers::Tokenizer::from_bytes(&tok_bytes).map_err(|e| Error::Tokenizer {
-        file: tok_path.display().to_string(),
+    let tokenizer = tokenizers::Tokenizer::from_bytes(files.tokenizer.0).map_err(|e| Error::Tokenizer {
+        file: files.tokenizer.1.to_string(),
         message: e.to_string(),
     })?;
-
-    let mut reader = CheckpointReader::open(dir)?;
     let cfg_dtype = match &cfg {
         ModelConfig::PaliGemma(c) => c.dtype,
         ModelConfig::Blip2Phi(c) => c.dtype,
@@ -174,6 +146,71 @@ pub fn load_dir(
         ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, proc_cfg, gen_cfg, matrix_dtype)),
         ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, proc_cfg, gen_cfg, matrix_dtype)),
     };
+    Ok((model, tokenizer))
+}
+
+/// The storage dtype of the model's matrix weights.
+pub fn model_matrix_dtype(model: &Model) -> DType {
+    match model {
+        Model::PaliGemma(m) => m.matrix_dtype,
+        Model::Blip2Phi(m) => m.matrix_dtype,
+    }
+}
+
+/// Loads a model folder onto the GPU (not on wasm32: the browser streams files through
+/// [`crate::stream_loader::StreamingLoader`]). `progress(done_bytes, total_bytes)` is called after
+/// each tensor.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir(
+    gpu: &pinhole_gpu::Gpu,
+    dir: impl AsRef<std::path::Path>,
+    opts: &LoadOptions,
+    mut progress: impl FnMut(u64, u64),
+) -> Result<LoadedModel> {
+    use crate::paligemma::ExpectedWeight;
+    use pinhole_core::hf::CheckpointReader;
+    use std::collections::HashMap;
+    let dir = dir.as_ref();
+    let shown = dir.display().to_string();
+    if !dir.is_dir() {
+        return Err(Error::File {
+            path: shown,
+            message:
+                "not a folder; pass a model folder in Hugging Face layout (config.json, *.safetensors, tokenizer.json)"
+                    .into(),
+        });
+    }
+    let cfg_bytes = read_file(dir, "config.json")?;
+    let proc_name = if dir.join("preprocessor_config.json").is_file() {
+        "preprocessor_config.json"
+    } else if dir.join("processor_config.json").is_file() {
+        "processor_config.json"
+    } else {
+        return Err(Error::File {
+            path: dir.join("preprocessor_config.json").display().to_string(),
+            message: "missing (neither preprocessor_config.json nor processor_config.json is in the folder)".into(),
+        });
+    };
+    let proc_bytes = read_file(dir, proc_name)?;
+    let gen_bytes = if dir.join("generation_config.json").is_file() {
+        Some(read_file(dir, "generation_config.json")?)
+    } else {
+        None
+    };
+    let tok_bytes = read_file(dir, "tokenizer.json")?;
+    let shown_in = |f: &str| dir.join(f).display().to_string();
+    let (model, tokenizer) = prepare(
+        &ModelFiles {
+            config: (&cfg_bytes, &shown_in("config.json")),
+            processor: (&proc_bytes, &shown_in(proc_name)),
+            generation: gen_bytes.as_deref().map(|b| (b, shown_in("generation_config.json"))),
+            tokenizer: (&tok_bytes, &shown_in("tokenizer.json")),
+        },
+        opts,
+    )?;
+    let matrix_dtype = model_matrix_dtype(&model);
+
+    let mut reader = CheckpointReader::open(dir)?;
     let expected = model.expected_weights();
 
     // Which checkpoint tensor provides each canonical weight.

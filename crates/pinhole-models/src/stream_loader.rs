@@ -1,0 +1,481 @@
+//! Loading a model from byte streams, for the browser: the configs and tokenizer arrive as
+//! bytes, then each safetensors file arrives as a sequence of chunks (a `fetch` body, a
+//! `File.stream()`, a Cache Storage entry). Each tensor is converted and uploaded as soon as
+//! its last byte has arrived and its bytes are dropped right after, so the host never holds
+//! more than the largest tensor plus one chunk, and never a whole file in one buffer (browsers
+//! cap an `ArrayBuffer` at about 2 GB, phones far lower).
+//!
+//! The checks are the same as [`crate::loader::load_dir`]'s: every weight the model needs is
+//! present (known before any data for a single file; from the index for a sharded
+//! checkpoint) with the shape config.json implies, and every file is exactly as long as its
+//! header says (a truncated download is an error, never a silently partial model).
+//!
+//! ```text
+//! let mut l = StreamingLoader::new(gpu, &files, &opts)?;   // configs + tokenizer
+//! l.set_index(index_bytes, "model.safetensors.index.json")?;  // only for sharded checkpoints
+//! for file in l.weight_files() {
+//!     l.begin_file(&file, Some(size))?;
+//!     for chunk in stream { l.push(&chunk)?; }
+//!     l.end_file()?;
+//! }
+//! let model = l.finish()?;
+//! ```
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use pinhole_core::hf::safetensors::{decode_tensor, Header, TensorInfo};
+use pinhole_core::hf::ShardIndex;
+use pinhole_core::DType;
+use pinhole_gpu::{Gpu, WeightStore};
+
+use crate::error::{Error, Result};
+use crate::loader::{model_matrix_dtype, prepare, squeeze, take_rows, LoadOptions, LoadedModel, ModelFiles};
+use crate::model::Model;
+use crate::paligemma::ExpectedWeight;
+
+/// The single-file checkpoint name.
+pub const SINGLE_FILE: &str = "model.safetensors";
+/// The shard index name.
+pub const INDEX_FILE: &str = "model.safetensors.index.json";
+
+/// One tensor of the current file that the model needs, and the weights it provides: itself,
+/// or row slices of it (BLIP-2's fused vision `qkv` is split into q, k and v here).
+struct Wanted {
+    info: TensorInfo,
+    targets: Vec<Target>,
+}
+
+struct Target {
+    canonical: String,
+    /// First row of the slice, for a row slice of a fused tensor.
+    first: Option<usize>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+/// The file being streamed.
+struct Current {
+    name: String,
+    /// The size announced by the caller (Content-Length, `File.size`), if known.
+    announced: Option<u64>,
+    /// Bytes not yet consumed; `buf[0]` is at file offset `consumed`.
+    buf: Vec<u8>,
+    consumed: u64,
+    received: u64,
+    header: Option<Header>,
+    /// Needed tensors of this file in data order, and the next one to complete.
+    wanted: Vec<Wanted>,
+    next: usize,
+}
+
+pub struct StreamingLoader {
+    gpu: Arc<Gpu>,
+    model: Model,
+    tokenizer: tokenizers::Tokenizer,
+    place: String,
+    expected: HashMap<String, ExpectedWeight>,
+    index: Option<ShardIndex>,
+    weights: WeightStore,
+    uploaded: HashSet<String>,
+    done_files: Vec<String>,
+    current: Option<Current>,
+    /// Bytes of needed tensors uploaded so far, and their total (known once every header is).
+    uploaded_bytes: u64,
+}
+
+impl StreamingLoader {
+    /// Parses the configs and the tokenizer. `place` names the model (a URL or folder name) in
+    /// errors.
+    pub fn new(gpu: Arc<Gpu>, files: &ModelFiles<'_>, opts: &LoadOptions, place: &str) -> Result<Self> {
+        let (model, tokenizer) = prepare(files, opts)?;
+        let expected = model
+            .expected_weights()
+            .into_iter()
+            .map(|w| (w.name.clone(), w))
+            .collect();
+        Ok(StreamingLoader {
+            gpu,
+            model,
+            tokenizer,
+            place: place.to_string(),
+            expected,
+            index: None,
+            weights: WeightStore::new(),
+            uploaded: HashSet::new(),
+            done_files: Vec::new(),
+            current: None,
+            uploaded_bytes: 0,
+        })
+    }
+
+    /// Makes this a sharded checkpoint: checks that the index names a tensor for every weight
+    /// the model needs before any shard is read.
+    pub fn set_index(&mut self, bytes: &[u8], name: &str) -> Result<()> {
+        let idx = ShardIndex::parse(bytes, name)?;
+        let have: HashSet<String> = idx
+            .weight_map
+            .keys()
+            .filter_map(|n| self.model.canonical_name(n))
+            .collect();
+        let provided = |w: &ExpectedWeight| {
+            have.contains(&w.name)
+                || self.model.row_slice(&w.name).is_some_and(|s| have.contains(&s.source))
+                || self.model.zero_if_missing(&w.name)
+        };
+        if let Some(w) = sorted(self.expected.values()).into_iter().find(|w| !provided(w)) {
+            return Err(Error::Tensor {
+                name: w.name.clone(),
+                message: format!(
+                    "missing from the shard index {name} of {} (looked for it under the known name layouts, e.g. '{}')",
+                    self.place,
+                    self.model.example_source(w)
+                ),
+            });
+        }
+        self.index = Some(idx);
+        Ok(())
+    }
+
+    /// The safetensors files to stream, in order.
+    pub fn weight_files(&self) -> Vec<String> {
+        match &self.index {
+            Some(i) => i.files.clone(),
+            None => vec![SINGLE_FILE.to_string()],
+        }
+    }
+
+    pub fn model(&self) -> &Model {
+        &self.model
+    }
+
+    /// Bytes of needed tensors uploaded so far.
+    pub fn uploaded_bytes(&self) -> u64 {
+        self.uploaded_bytes
+    }
+
+    /// Starts the next safetensors file. `size` is its length when known (checked against the
+    /// header and the bytes that arrive).
+    pub fn begin_file(&mut self, name: &str, size: Option<u64>) -> Result<()> {
+        if let Some(c) = &self.current {
+            return Err(Error::Request(format!(
+                "{name} started while {} was still streaming; end one file before the next",
+                c.name
+            )));
+        }
+        if !self.weight_files().iter().any(|f| f == name) {
+            return Err(Error::Request(format!(
+                "{name} is not a weight file of {} (expected one of {:?})",
+                self.place,
+                self.weight_files()
+            )));
+        }
+        if self.done_files.iter().any(|f| f == name) {
+            return Err(Error::Request(format!("{name} was already loaded")));
+        }
+        self.current = Some(Current {
+            name: name.to_string(),
+            announced: size,
+            buf: Vec::new(),
+            consumed: 0,
+            received: 0,
+            header: None,
+            wanted: Vec::new(),
+            next: 0,
+        });
+        Ok(())
+    }
+
+    /// Feeds the next bytes of the current file; uploads every tensor they complete.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        let Some(mut cur) = self.current.take() else {
+            return Err(Error::Request("bytes pushed with no file started".into()));
+        };
+        let r = self.push_inner(&mut cur, chunk);
+        self.current = Some(cur);
+        r
+    }
+
+    fn push_inner(&mut self, cur: &mut Current, chunk: &[u8]) -> Result<()> {
+        cur.received += chunk.len() as u64;
+        if let Some(size) = cur.announced {
+            if cur.received > size {
+                return Err(self.file_err(
+                    cur,
+                    format!("more bytes arrived ({}) than its size of {size} bytes", cur.received),
+                ));
+            }
+        }
+        let skip_all = cur.header.is_some() && cur.next >= cur.wanted.len();
+        if skip_all {
+            // Past the last needed tensor: nothing more to keep.
+            cur.consumed += chunk.len() as u64;
+            return Ok(());
+        }
+        cur.buf.extend_from_slice(chunk);
+        if cur.header.is_none() {
+            if cur.buf.len() < 8 {
+                return Ok(());
+            }
+            // Until the header says otherwise, allow any length; the real length is checked
+            // at the end.
+            let bound = cur.announced.unwrap_or(u64::MAX);
+            let n = Header::header_len(&cur.buf, bound, &cur.name)?;
+            if (cur.buf.len() as u64) < 8 + n {
+                return Ok(());
+            }
+            let file_len = match cur.announced {
+                Some(s) => s,
+                None => implied_len(&cur.buf[8..8 + n as usize], &cur.name)?,
+            };
+            let header = Header::parse(&cur.buf[8..8 + n as usize], file_len, &cur.name)?;
+            self.plan_file(cur, &header)?;
+            cur.header = Some(header);
+        }
+        self.drain(cur)
+    }
+
+    /// Matches the header's tensors against the model's needs (shapes, and for a single file
+    /// completeness) and lists the needed ones in data order.
+    fn plan_file(&self, cur: &mut Current, header: &Header) -> Result<()> {
+        let matrix_dtype = model_matrix_dtype(&self.model);
+        // Canonical name → this file's tensor.
+        let mut here: HashMap<String, &TensorInfo> = HashMap::new();
+        for info in &header.tensors {
+            let Some(c) = self.model.canonical_name(&info.name) else {
+                continue;
+            };
+            if let Some(idx) = &self.index {
+                if idx.weight_map.get(&info.name) != Some(&cur.name) {
+                    return Err(Error::Tensor {
+                        name: info.name.clone(),
+                        message: format!(
+                            "is in {} but the shard index puts it in {:?}; the shards and the index do not match: download them again",
+                            cur.name,
+                            idx.weight_map.get(&info.name)
+                        ),
+                    });
+                }
+            }
+            if self.uploaded.contains(&c) || here.insert(c.clone(), info).is_some() {
+                return Err(Error::Tensor {
+                    name: info.name.clone(),
+                    message: format!(
+                        "provides weight '{c}' a second time (in {}); the checkpoint mixes name layouts",
+                        cur.name
+                    ),
+                });
+            }
+        }
+        let mut by_tensor: HashMap<String, Wanted> = HashMap::new();
+        for w in sorted(self.expected.values()) {
+            if self.uploaded.contains(&w.name) {
+                continue;
+            }
+            let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
+            // A tensor of its own wins over a slice of a fused one (as in `load_dir`).
+            let (info, first) = if let Some(info) = here.get(&w.name) {
+                if squeeze(&info.shape) != squeeze(&w.shape) {
+                    return Err(Error::Tensor {
+                        name: info.name.clone(),
+                        message: format!(
+                            "in {} of {}: has shape {:?} but config.json implies {:?}",
+                            cur.name, self.place, info.shape, w.shape
+                        ),
+                    });
+                }
+                (*info, None)
+            } else if let Some((s, info)) = self
+                .model
+                .row_slice(&w.name)
+                .and_then(|s| here.get(&s.source).map(|i| (s, *i)))
+            {
+                let want = [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat();
+                if info.shape != want || s.first + w.shape[0] > want[0] {
+                    return Err(Error::Tensor {
+                        name: info.name.clone(),
+                        message: format!("has shape {:?} but config.json implies {want:?}", info.shape),
+                    });
+                }
+                (info, Some(s.first))
+            } else {
+                if self.index.is_none() && !self.model.zero_if_missing(&w.name) {
+                    return Err(Error::Tensor {
+                        name: w.name.clone(),
+                        message: format!(
+                            "missing from {} of {} (looked for it under the known name layouts, e.g. '{}')",
+                            cur.name,
+                            self.place,
+                            self.model.example_source(w)
+                        ),
+                    });
+                }
+                continue;
+            };
+            by_tensor
+                .entry(info.name.clone())
+                .or_insert_with(|| Wanted {
+                    info: info.clone(),
+                    targets: Vec::new(),
+                })
+                .targets
+                .push(Target {
+                    canonical: w.name.clone(),
+                    first,
+                    shape: w.shape.clone(),
+                    dtype,
+                });
+        }
+        let mut wanted: Vec<Wanted> = by_tensor.into_values().collect();
+        wanted.sort_by_key(|w| w.info.start);
+        cur.wanted = wanted;
+        cur.next = 0;
+        Ok(())
+    }
+
+    /// Uploads every needed tensor whose bytes are complete and drops the bytes before the
+    /// next needed one.
+    fn drain(&mut self, cur: &mut Current) -> Result<()> {
+        let mut start = 0usize; // into cur.buf
+        while let Some(w) = cur.wanted.get(cur.next) {
+            let end_buf = cur.consumed + cur.buf.len() as u64;
+            let pos = cur.consumed + start as u64;
+            if w.info.start > pos {
+                // Skip bytes before the tensor (other tensors, padding).
+                let skip = (w.info.start.min(end_buf) - pos) as usize;
+                start += skip;
+                if w.info.start > end_buf {
+                    break;
+                }
+            }
+            if end_buf < w.info.start + w.info.len {
+                break;
+            }
+            let bytes = &cur.buf[start..start + w.info.len as usize];
+            for tg in &w.targets {
+                let mut t = decode_tensor(&w.info, bytes, tg.dtype)?;
+                match tg.first {
+                    Some(first) => t = take_rows(&t, first, tg.shape[0], &tg.shape)?,
+                    // Leading 1-dims (`[1, 1, E]` class token and the like) are dropped.
+                    None => t.shape = tg.shape.clone(),
+                }
+                self.weights.upload(&self.gpu, &tg.canonical, &t).map_err(Error::Gpu)?;
+                self.uploaded.insert(tg.canonical.clone());
+            }
+            self.uploaded_bytes += w.info.len;
+            start += w.info.len as usize;
+            cur.next += 1;
+        }
+        if cur.header.is_some() {
+            if cur.next >= cur.wanted.len() {
+                start = cur.buf.len();
+            }
+            cur.buf.drain(..start);
+            cur.consumed += start as u64;
+            if cur.buf.capacity() > 4 * cur.buf.len().max(1 << 20) {
+                cur.buf.shrink_to(cur.buf.len().max(1 << 20));
+            }
+        }
+        Ok(())
+    }
+
+    fn file_err(&self, cur: &Current, detail: String) -> Error {
+        Error::File {
+            path: format!("{}/{}", self.place.trim_end_matches('/'), cur.name),
+            message: format!("{detail}; the download is incomplete or corrupt: load it again"),
+        }
+    }
+
+    /// Ends the current file: it must be exactly as long as announced and as its header
+    /// implies, and every needed tensor in it must have been uploaded.
+    pub fn end_file(&mut self) -> Result<()> {
+        let Some(cur) = self.current.take() else {
+            return Err(Error::Request("end_file with no file started".into()));
+        };
+        let Some(header) = &cur.header else {
+            return Err(self.file_err(
+                &cur,
+                format!("it ended after {} bytes, before its safetensors header", cur.received),
+            ));
+        };
+        if let Some(size) = cur.announced {
+            if cur.received != size {
+                return Err(self.file_err(&cur, format!("{} of its {size} bytes arrived", cur.received)));
+            }
+        }
+        let data_end = header
+            .tensors
+            .iter()
+            .map(|t| t.start + t.len)
+            .max()
+            .unwrap_or(header.data_start);
+        if cur.received < data_end {
+            return Err(self.file_err(
+                &cur,
+                format!(
+                    "{} bytes arrived but its header describes {data_end} bytes",
+                    cur.received
+                ),
+            ));
+        }
+        if cur.next < cur.wanted.len() {
+            return Err(self.file_err(
+                &cur,
+                format!("tensor '{}' did not arrive complete", cur.wanted[cur.next].info.name),
+            ));
+        }
+        self.done_files.push(cur.name);
+        Ok(())
+    }
+
+    /// The loaded model, once every weight file was streamed.
+    pub fn finish(mut self) -> Result<LoadedModel> {
+        if let Some(c) = &self.current {
+            return Err(Error::Request(format!("{} is still streaming", c.name)));
+        }
+        if let Some(f) = self.weight_files().into_iter().find(|f| !self.done_files.contains(f)) {
+            return Err(Error::File {
+                path: format!("{}/{f}", self.place.trim_end_matches('/')),
+                message: "was never loaded".into(),
+            });
+        }
+        let mut zeros = Vec::new();
+        for w in sorted(self.expected.values()) {
+            if self.uploaded.contains(&w.name) {
+                continue;
+            }
+            if !self.model.zero_if_missing(&w.name) {
+                return Err(Error::Tensor {
+                    name: w.name.clone(),
+                    message: format!("missing from the checkpoint of {}", self.place),
+                });
+            }
+            zeros.push((w.name.clone(), w.shape.clone()));
+        }
+        // A bias the checkpoint layout does not have loads as zeros (as in `load_dir`).
+        for (name, shape) in zeros {
+            self.weights
+                .upload(&self.gpu, &name, &pinhole_core::Tensor::zeros(&shape))
+                .map_err(Error::Gpu)?;
+        }
+        Ok(LoadedModel {
+            model: self.model,
+            tokenizer: self.tokenizer,
+            weights: self.weights,
+            dir: self.place,
+        })
+    }
+}
+
+fn sorted<'a>(it: impl Iterator<Item = &'a ExpectedWeight>) -> Vec<&'a ExpectedWeight> {
+    let mut v: Vec<_> = it.collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// File length implied by a header (when the size was not announced): the end of the last
+/// tensor's data.
+fn implied_len(json: &[u8], file: &str) -> Result<u64> {
+    let h = Header::parse(json, u64::MAX, file)?;
+    Ok(h.tensors.iter().map(|t| t.start + t.len).max().unwrap_or(h.data_start))
+}

@@ -1,0 +1,407 @@
+//! pinhole-web: the engine of the npm package. The same pinhole-core / pinhole-gpu /
+//! pinhole-models code as the desktop, compiled to `wasm32-unknown-unknown` (wgpu's WebGPU
+//! backend) and exported with wasm-bindgen. The JS in `js/` does what only JS can (fetch,
+//! Cache Storage, files, workers, image sources) and calls these classes:
+//!
+//! * [`Engine`]: the GPU device (`Engine.open()`), adapter facts, and `beginLoad()`;
+//! * [`Loader`]: a model arriving as byte chunks (weights uploaded tensor by tensor while the
+//!   download runs, see `pinhole_models::stream_loader`);
+//! * [`Model`]: a loaded model: image preprocessing (encoded bytes decoded with the same
+//!   `image` crate path as the CLI, or raw RGBA pixels) and generation with a per-token
+//!   callback that can stop it.
+//!
+//! Every failure is a JS `Error` with a `code` property (see [`errors`]). A Rust panic aborts
+//! the wasm instance; the panic hook records its message first ([`last_panic`]) so the JS side
+//! can report it as an `internal` error and start a fresh instance.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use js_sys::{Function, Promise};
+use wasm_bindgen::prelude::*;
+use wasm_bindgen_futures::future_to_promise;
+
+use pinhole_core::hf::image::{composite_on_white, preprocess_rgb, Rgb8Image};
+use pinhole_core::Tensor;
+use pinhole_gpu::{Executor, Gpu, GpuOptions};
+use pinhole_models::boxes::parse_boxes;
+use pinhole_models::loader::{LoadOptions, ModelFiles, WeightPrecision};
+use pinhole_models::stream_loader::StreamingLoader;
+use pinhole_models::{processor, GenerateOptions, LoadedModel};
+
+pub mod errors;
+#[cfg(feature = "kernel-tests")]
+mod kernel_tests;
+
+use errors::{js_error, model_error, Code};
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+    static PANIC_LISTENER: RefCell<Option<Function>> = const { RefCell::new(None) };
+}
+
+/// Installs the panic hook (called once when the module is instantiated): the message goes to
+/// the console, is kept for [`last_panic`] and is passed to the [`on_panic`] listener before
+/// the instance aborts (a panic inside an async call would otherwise leave its promise
+/// pending forever).
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        let msg = info.to_string();
+        let _ = LAST_PANIC.try_with(|p| p.try_borrow_mut().map(|mut p| *p = Some(msg.clone())));
+        console_error_panic_hook::hook(info);
+        let _ = PANIC_LISTENER.try_with(|l| {
+            if let Ok(l) = l.try_borrow() {
+                if let Some(f) = l.as_ref() {
+                    let _ = f.call1(&JsValue::NULL, &JsValue::from_str(&msg));
+                }
+            }
+        });
+    }));
+}
+
+/// Registers `listener(message)`, called when Rust panics (the instance is unusable after).
+#[wasm_bindgen(js_name = onPanic)]
+pub fn on_panic(listener: Function) {
+    PANIC_LISTENER.with(|l| *l.borrow_mut() = Some(listener));
+}
+
+/// The message of the panic that aborted this instance, if one did.
+#[wasm_bindgen(js_name = lastPanic)]
+pub fn last_panic() -> Option<String> {
+    LAST_PANIC.with(|p| p.borrow().clone())
+}
+
+/// Panics on purpose: the tests use it to prove a panic becomes an `internal` error and the
+/// worker keeps working afterwards.
+#[wasm_bindgen(js_name = debugPanic)]
+pub fn debug_panic(message: &str) {
+    panic!("debugPanic: {message}");
+}
+
+/// The crate version (the npm package checks it matches its own).
+#[wasm_bindgen]
+pub fn version() -> String {
+    env!("CARGO_PKG_VERSION").to_string()
+}
+
+/// The GPU device.
+#[wasm_bindgen]
+pub struct Engine {
+    gpu: Arc<Gpu>,
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// Opens the WebGPU adapter and device. `max_binding_bytes` lowers the size at which
+    /// weights are split across bindings (tests; `undefined` = the adapter's limit).
+    pub async fn open(max_binding_bytes: Option<f64>) -> Result<Engine, JsValue> {
+        let opts = GpuOptions {
+            max_binding_bytes: max_binding_bytes.filter(|b| *b >= 1.0).map(|b| b as u64),
+            force_fallback: false,
+        };
+        let gpu = Gpu::new(&opts).await.map_err(|e| model_error(&e.into()))?;
+        Ok(Engine { gpu })
+    }
+
+    /// Adapter facts as JSON: name, backend, software or not, f16, subgroups, limits.
+    #[wasm_bindgen(js_name = adapterJson)]
+    pub fn adapter_json(&self) -> String {
+        let a = &self.gpu.adapter;
+        serde_json::json!({
+            "name": a.name,
+            "backend": a.backend,
+            "deviceType": a.device_type,
+            "driver": a.driver,
+            "isSoftware": a.is_software,
+            "shaderF16": a.shader_f16,
+            "subgroups": a.subgroups,
+            "features": a.features,
+            "limits": {
+                "maxStorageBufferBindingSize": a.max_storage_buffer_binding_size,
+                "maxBufferSize": a.max_buffer_size,
+                "maxComputeWorkgroupStorageSize": a.max_compute_workgroup_storage_size,
+                "maxComputeInvocationsPerWorkgroup": a.max_compute_invocations_per_workgroup,
+                "maxComputeWorkgroupsPerDimension": a.max_compute_workgroups_per_dimension,
+                "maxStorageBuffersPerShaderStage": a.max_storage_buffers_per_shader_stage,
+            },
+            "weightBindingLimit": a.weight_binding_limit,
+        })
+        .to_string()
+    }
+
+    /// Starts loading a model from its small files. `precision`: "auto" | "f32" | "f16".
+    /// `place` names the model (its URL or folder) in errors.
+    #[allow(clippy::too_many_arguments)]
+    #[wasm_bindgen(js_name = beginLoad)]
+    pub fn begin_load(
+        &self,
+        place: &str,
+        config: &[u8],
+        processor_config: &[u8],
+        processor_name: &str,
+        generation_config: Option<Vec<u8>>,
+        tokenizer: &[u8],
+        precision: &str,
+    ) -> Result<Loader, JsValue> {
+        let precision = match precision {
+            "auto" | "" => WeightPrecision::Auto,
+            "f32" => WeightPrecision::F32,
+            "f16" => WeightPrecision::F16,
+            other => {
+                return Err(js_error(
+                    Code::BadRequest,
+                    &format!("dtype must be 'auto', 'f32' or 'f16', got '{other}'"),
+                ))
+            }
+        };
+        let at = |f: &str| format!("{}/{f}", place.trim_end_matches('/'));
+        let files = ModelFiles {
+            config: (config, &at("config.json")),
+            processor: (processor_config, &at(processor_name)),
+            generation: generation_config.as_deref().map(|b| (b, at("generation_config.json"))),
+            tokenizer: (tokenizer, &at("tokenizer.json")),
+        };
+        let inner = StreamingLoader::new(self.gpu.clone(), &files, &LoadOptions { precision }, place)
+            .map_err(|e| model_error(&e))?;
+        Ok(Loader {
+            inner: Some(inner),
+            gpu: self.gpu.clone(),
+        })
+    }
+
+    /// Runs the kernel test cases shared with `crates/pinhole-gpu/tests` on this device (and
+    /// on a second device with the per-binding limit lowered); resolves to a JSON report.
+    #[cfg(feature = "kernel-tests")]
+    #[wasm_bindgen(js_name = runKernelTests)]
+    pub fn run_kernel_tests(&self, filter: Option<String>) -> Promise {
+        let gpu = self.gpu.clone();
+        future_to_promise(async move {
+            let report = kernel_tests::run(gpu, filter.as_deref()).await;
+            Ok(JsValue::from_str(&report))
+        })
+    }
+}
+
+/// A model arriving as byte chunks.
+#[wasm_bindgen]
+pub struct Loader {
+    inner: Option<StreamingLoader>,
+    gpu: Arc<Gpu>,
+}
+
+impl Loader {
+    fn get(&mut self) -> Result<&mut StreamingLoader, JsValue> {
+        self.inner
+            .as_mut()
+            .ok_or_else(|| js_error(Code::BadRequest, "this loader already finished"))
+    }
+}
+
+#[wasm_bindgen]
+impl Loader {
+    /// For a sharded checkpoint: `model.safetensors.index.json`.
+    #[wasm_bindgen(js_name = setIndex)]
+    pub fn set_index(&mut self, bytes: &[u8], name: &str) -> Result<(), JsValue> {
+        self.get()?.set_index(bytes, name).map_err(|e| model_error(&e))
+    }
+
+    /// The safetensors files to stream, in order.
+    #[wasm_bindgen(js_name = weightFiles)]
+    pub fn weight_files(&mut self) -> Result<Vec<String>, JsValue> {
+        Ok(self.get()?.weight_files())
+    }
+
+    #[wasm_bindgen(js_name = beginFile)]
+    pub fn begin_file(&mut self, name: &str, size: Option<f64>) -> Result<(), JsValue> {
+        self.get()?
+            .begin_file(name, size.map(|s| s as u64))
+            .map_err(|e| model_error(&e))
+    }
+
+    /// The next bytes of the current file; tensors they complete are uploaded now.
+    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
+        self.get()?.push(chunk).map_err(|e| model_error(&e))
+    }
+
+    #[wasm_bindgen(js_name = endFile)]
+    pub fn end_file(&mut self) -> Result<(), JsValue> {
+        self.get()?.end_file().map_err(|e| model_error(&e))
+    }
+
+    /// Bytes of weights uploaded so far.
+    #[wasm_bindgen(js_name = uploadedBytes)]
+    pub fn uploaded_bytes(&self) -> f64 {
+        self.inner.as_ref().map_or(0.0, |l| l.uploaded_bytes() as f64)
+    }
+
+    /// The loaded model (the loader cannot be used afterwards).
+    pub fn finish(&mut self) -> Result<Model, JsValue> {
+        let l = self
+            .inner
+            .take()
+            .ok_or_else(|| js_error(Code::BadRequest, "this loader already finished"))?;
+        let lm = l.finish().map_err(|e| model_error(&e))?;
+        let ex = Executor::new(self.gpu.clone());
+        Ok(Model {
+            inner: Rc::new(RefCell::new(Some(Inner { lm, ex }))),
+        })
+    }
+}
+
+struct Inner {
+    lm: LoadedModel,
+    ex: Executor,
+}
+
+/// Preprocessed pixels `[3, H, W]` for one model.
+#[wasm_bindgen]
+pub struct Pixels {
+    t: Tensor,
+}
+
+/// A loaded model.
+#[wasm_bindgen]
+pub struct Model {
+    inner: Rc<RefCell<Option<Inner>>>,
+}
+
+fn busy() -> JsValue {
+    js_error(Code::Busy, "the model is busy with another request; await it first")
+}
+
+fn busy_or_gone<T>(r: Result<T, std::cell::BorrowError>) -> Result<T, JsValue> {
+    r.map_err(|_| busy())
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Model facts as JSON (image size, image tokens, weight dtype and GPU bytes).
+    #[wasm_bindgen(js_name = infoJson)]
+    pub fn info_json(&self) -> Result<String, JsValue> {
+        let g = busy_or_gone(self.inner.try_borrow())?;
+        let i = g.as_ref().ok_or_else(disposed)?;
+        let m = &i.lm.model;
+        let [_, h, w] = m.pixel_shape();
+        Ok(serde_json::json!({
+            "modelType": m.family(),
+            "imageSize": [h, w],
+            "imageTokens": m.num_image_tokens(),
+            "weightDtype": format!("{:?}", pinhole_models::loader::model_matrix_dtype(m)).to_lowercase(),
+            "weightBytes": i.lm.weights.bytes(),
+            "contextLength": m.max_positions(),
+        })
+        .to_string())
+    }
+
+    /// Decodes an encoded image (PNG, JPEG, WebP, GIF) with the same code as the CLI and
+    /// preprocesses it for this model.
+    #[wasm_bindgen(js_name = pixelsFromEncoded)]
+    pub fn pixels_from_encoded(&self, bytes: &[u8], name: &str) -> Result<Pixels, JsValue> {
+        let g = busy_or_gone(self.inner.try_borrow())?;
+        let i = g.as_ref().ok_or_else(disposed)?;
+        let t = processor::pixels(&i.lm.model, bytes, name).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+        Ok(Pixels { t })
+    }
+
+    /// Preprocesses straight RGBA pixels (a canvas' `ImageData`): alpha is composited on
+    /// white as Pillow's `convert("RGB")` after `alpha_composite` does for decoded images.
+    #[wasm_bindgen(js_name = pixelsFromRgba)]
+    pub fn pixels_from_rgba(&self, rgba: &[u8], width: u32, height: u32) -> Result<Pixels, JsValue> {
+        let g = busy_or_gone(self.inner.try_borrow())?;
+        let i = g.as_ref().ok_or_else(disposed)?;
+        let (w, h) = (width as usize, height as usize);
+        if w == 0 || h == 0 || rgba.len() != w * h * 4 {
+            return Err(js_error(
+                Code::BadImage,
+                &format!(
+                    "an RGBA image of {width}x{height} needs {} bytes, got {}",
+                    w * h * 4,
+                    rgba.len()
+                ),
+            ));
+        }
+        let mut rgb = Vec::with_capacity(w * h * 3);
+        for p in rgba.chunks_exact(4) {
+            rgb.extend_from_slice(&composite_on_white([p[0], p[1], p[2], p[3]]));
+        }
+        let img = Rgb8Image::new(w, h, rgb).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+        let t = preprocess_rgb(&img, i.lm.model.processor()).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+        Ok(Pixels { t })
+    }
+
+    /// Generates for `pixels` and `prompt`. `on_token(id, textSoFar)` is called after each new
+    /// token; returning `false` stops generation there (abort). Resolves to the result as JSON:
+    /// `{text, tokenIds, boxes, timings, stoppedOnEos, stopped, promptTokens}`.
+    // The mutable borrow held across the awaits is the model's lock: a second call while one
+    // runs gets a 'busy' error instead of interleaving with its KV cache (the JS side queues
+    // calls, so this only happens when the raw class is used directly).
+    #[allow(clippy::await_holding_refcell_ref)]
+    pub fn generate(&self, pixels: &Pixels, prompt: String, max_new_tokens: u32, on_token: Function) -> Promise {
+        let inner = self.inner.clone();
+        let px = pixels.t.clone();
+        future_to_promise(async move {
+            let mut g = inner.try_borrow_mut().map_err(|_| busy())?;
+            let i = g.as_mut().ok_or_else(disposed)?;
+            let opts = GenerateOptions {
+                max_new_tokens: max_new_tokens as usize,
+                ..Default::default()
+            };
+            let mut stopped = false;
+            let mut callback_error: Option<JsValue> = None;
+            let gen = pinhole_models::generate_with(&i.lm, &mut i.ex, &px, &prompt, &opts, |id, text| {
+                match on_token.call2(&JsValue::NULL, &JsValue::from(id), &JsValue::from_str(text)) {
+                    Ok(v) if v.as_bool() == Some(false) => {
+                        stopped = true;
+                        false
+                    }
+                    Ok(_) => true,
+                    Err(e) => {
+                        callback_error = Some(e);
+                        false
+                    }
+                }
+            })
+            .await
+            .map_err(|e| model_error(&e))?;
+            if let Some(e) = callback_error {
+                return Err(e);
+            }
+            let with_special = processor::decode_with_special(&i.lm.tokenizer, &gen.token_ids).unwrap_or_default();
+            let boxes: Vec<_> = parse_boxes(&with_special)
+                .into_iter()
+                .map(|b| {
+                    serde_json::json!({"label": b.label, "xMin": b.x_min, "yMin": b.y_min, "xMax": b.x_max, "yMax": b.y_max})
+                })
+                .collect();
+            let t = &gen.timings;
+            let json = serde_json::json!({
+                "text": gen.text,
+                "tokenIds": gen.token_ids,
+                "promptTokens": gen.prompt_ids.len(),
+                "stoppedOnEos": gen.stopped_on_eos,
+                "stopped": stopped,
+                "boxes": boxes,
+                "timings": {
+                    "imageEncodeMs": t.image_encode_ms,
+                    "prefillMs": t.prefill_ms,
+                    "decodeMs": t.decode_ms,
+                    "tokensPerSecond": t.tokens_per_s,
+                },
+            });
+            Ok(JsValue::from_str(&json.to_string()))
+        })
+    }
+
+    /// Frees the GPU memory of the model now (instead of when JS garbage-collects it).
+    pub fn dispose(&self) -> Result<(), JsValue> {
+        let mut g = self.inner.try_borrow_mut().map_err(|_| busy())?;
+        *g = None;
+        Ok(())
+    }
+}
+
+fn disposed() -> JsValue {
+    js_error(Code::Disposed, "the model was disposed; load it again")
+}

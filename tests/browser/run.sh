@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The browser tests (called by tools/test.sh). Installs what is missing and nothing else:
+# Debian's chromium + chromium-driver (apt), playwright-core from package-lock.json (npm ci; it
+# never downloads a browser), the wasm package (tools/build-web.sh). Then runs every
+# tests/browser/*.test.mjs one file at a time (SwiftShader is slow and the cores are few).
+# PINHOLE_SKIP_INSTALL=1 only checks; PINHOLE_BROWSER_TESTS="api kernels" runs a subset.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+as_root() {
+  if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    echo "need root to run: $*" >&2; return 1; fi
+}
+
+CHROMIUM="${PINHOLE_CHROMIUM:-/usr/bin/chromium}"
+if [ ! -x "$CHROMIUM" ]; then
+  if [ -n "${PINHOLE_SKIP_INSTALL:-}" ]; then echo "$CHROMIUM is missing (PINHOLE_SKIP_INSTALL is set)" >&2; exit 1; fi
+  echo "installing Debian's chromium and chromium-driver"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
+fi
+
+if ! node -e "require.resolve('playwright-core')" >/dev/null 2>&1; then
+  if [ -n "${PINHOLE_SKIP_INSTALL:-}" ]; then echo "playwright-core is missing: run npm ci" >&2; exit 1; fi
+  echo "installing playwright-core (npm ci; no browser download)"
+  PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
+fi
+
+bash tools/build-web.sh
+
+export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
+files=()
+if [ -n "${PINHOLE_BROWSER_TESTS:-}" ]; then
+  for t in $PINHOLE_BROWSER_TESTS; do files+=("tests/browser/$t.test.mjs"); done
+else
+  files=(tests/browser/*.test.mjs)
+fi
+node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
