@@ -201,3 +201,34 @@ fn bad_checkpoints_name_the_tensor() {
     let e = load(&d);
     assert!(e.contains("`opt`") && e.contains("config.json"), "{e}");
 }
+
+#[test]
+fn f16_weights_stay_close() {
+    // Matrix weights (including the q/k/v rows cut from the fused vision qkv) stored as f16;
+    // norms, biases, embeddings of positions / class token / queries stay f32.
+    let dir = fixtures().join("blip2-phi-qkln");
+    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter");
+    let lm = load_dir(
+        &gpu,
+        dir.join("model"),
+        &LoadOptions {
+            precision: WeightPrecision::F16,
+        },
+        |_, _| {},
+    )
+    .expect("load f16");
+    let mut ex = Executor::new(gpu.clone());
+    let opts = GenerateOptions {
+        max_new_tokens: 1,
+        record_logits: true,
+        sampling: None,
+    };
+    let px = expected_tensor(&dir, "pixel_values");
+    let prompt = exp["prompt"].as_str().unwrap();
+    let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, _| {})).expect("generate");
+    let want = expected_tensor(&dir, "prefill_logits");
+    let e = rel_error(g.logits[0].as_f32().unwrap(), want.as_f32().unwrap());
+    eprintln!("blip2-phi-qkln f16 weights: prefill logits relative error {e:.2e}");
+    assert!(e > 0.0 && e <= 1e-2, "f16 prefill logits relative error {e:e}");
+}
