@@ -201,7 +201,7 @@ fn token_of(out: &[Tensor]) -> Result<u32> {
 
 /// Image-encode graph: pixels → vision tower → projector → / sqrt(hidden), stored in the
 /// executor state "image_features" (so several prompts can reuse one encoded image).
-fn image_graph(m: &PaliGemma, debug: bool) -> Result<Graph> {
+pub fn image_graph(m: &PaliGemma, debug: bool) -> Result<Graph> {
     let mut g = Graph::new();
     let v = &m.cfg.vision;
     let px = g.input(

@@ -5,6 +5,8 @@
 //!   transformers' `modeling_paligemma.py`, `modeling_siglip.py`, `modeling_gemma(2).py`.
 //! * [`loader`]: opens a Hugging Face model folder and streams its weights to the GPU one
 //!   tensor at a time, mapping the published name layouts onto one canonical set.
+//! * [`q4_load`]: the loader's hook for 4-bit weights in quantized folders.
+//! * [`quantize`]: `pinhole quantize`: a model folder → a 4-bit model folder, streamed.
 //! * [`processor`]: the prompt and image preprocessing of PaliGemma's processor.
 //! * [`generate`]: prefill + decode loop with the KV cache on the GPU; one submit and one u32
 //!   read back per token.
@@ -16,6 +18,9 @@ pub mod generate;
 pub mod loader;
 pub mod paligemma;
 pub mod processor;
+pub mod q4_load;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod quantize;
 
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, Timings, TokenChoice};

@@ -129,6 +129,8 @@ pub fn load_dir(
     })?;
 
     let mut reader = CheckpointReader::open(dir)?;
+    // A folder written by `pinhole quantize` (see q4_load): 4-bit weights come in as Q4.
+    let q4_format = crate::q4_load::checkpoint_format(&reader)?;
     let matrix_dtype = match opts.precision {
         WeightPrecision::F32 => DType::F32,
         WeightPrecision::F16 => DType::F16,
@@ -143,8 +145,9 @@ pub fn load_dir(
     // Which checkpoint tensor provides each canonical weight.
     let mut source: HashMap<String, String> = HashMap::new();
     for info in reader.tensors() {
-        if let Some(c) = canonical_name(&info.name) {
-            source.insert(c, info.name.clone());
+        let name = crate::q4_load::base_name(&info.name).unwrap_or(&info.name);
+        if let Some(c) = canonical_name(name) {
+            source.insert(c, name.to_string());
         }
     }
     let mut total = 0u64;
@@ -158,6 +161,10 @@ pub fn load_dir(
                 ),
             });
         };
+        if let Some(bytes) = crate::q4_load::check(&reader, q4_format, src, &w.shape, w.matrix)? {
+            total += bytes;
+            continue;
+        }
         let info = reader.info(src)?;
         if info.shape != w.shape {
             return Err(Error::Tensor {
@@ -173,9 +180,15 @@ pub fn load_dir(
         let src = &source[&w.name];
         let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
         // One tensor in host memory at a time: read, upload, drop.
-        let t = reader.read_as(src, dtype)?;
+        let (t, len) = match q4_format {
+            Some(f) if reader.contains(&format!("{src}{}", pinhole_core::quant::SUFFIX_PACKED)) => {
+                let t = crate::q4_load::read(&mut reader, f, src, &w.shape)?;
+                (t, crate::q4_load::check(&reader, q4_format, src, &w.shape, w.matrix)?.unwrap_or(0))
+            }
+            _ => (reader.read_as(src, dtype)?, reader.info(src)?.len),
+        };
         weights.upload(gpu, &w.name, &t).map_err(Error::Gpu)?;
-        done += reader.info(src)?.len;
+        done += len;
         progress(done, total);
     }
     Ok(LoadedModel {
