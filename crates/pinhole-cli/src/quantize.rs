@@ -14,10 +14,18 @@ fn mb(b: u64) -> String {
 pub fn run(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(argv, &["quiet"], &["model", "out", "group", "scheme", "keep"])?;
     if let Some(p) = args.positional.first() {
-        return Err(format!("unexpected argument '{p}'; usage: pinhole quantize --model DIR --out DIR"));
+        return Err(format!(
+            "unexpected argument '{p}'; usage: pinhole quantize --model DIR --out DIR"
+        ));
     }
-    let model = PathBuf::from(args.opt("model").ok_or("--model DIR is required (the f32/f16/bf16 model folder)")?);
-    let out = PathBuf::from(args.opt("out").ok_or("--out DIR is required (a new folder for the 4-bit model)")?);
+    let model = PathBuf::from(
+        args.opt("model")
+            .ok_or("--model DIR is required (the f32/f16/bf16 model folder)")?,
+    );
+    let out = PathBuf::from(
+        args.opt("out")
+            .ok_or("--out DIR is required (a new folder for the 4-bit model)")?,
+    );
     let scheme = match args.opt("scheme") {
         None | Some("sym") => Q4Scheme::Sym,
         Some("asym") => Q4Scheme::Asym,

@@ -47,7 +47,13 @@ fn partial(out: &Path) -> PathBuf {
 }
 
 fn quantize(model: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
-    let mut a = vec!["quantize", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()];
+    let mut a = vec![
+        "quantize",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ];
     a.extend_from_slice(extra);
     run(&a)
 }
@@ -84,7 +90,12 @@ fn quantize_then_generate() {
     assert!(stdout.contains("q4_sym") && stdout.contains("total:"), "{stdout}");
     assert!(stdout.contains("embed_tokens.weight"), "{stdout}");
     assert!(stderr.contains("quantizing ["), "progress on stderr: {stderr}");
-    for f in ["model.safetensors", "config.json", "tokenizer.json", "preprocessor_config.json"] {
+    for f in [
+        "model.safetensors",
+        "config.json",
+        "tokenizer.json",
+        "preprocessor_config.json",
+    ] {
         assert!(out.join(f).is_file(), "{f} missing in the output");
     }
     assert!(!partial(&out).exists());
@@ -93,19 +104,33 @@ fn quantize_then_generate() {
 
     let q = generate_json(&out);
     let f = generate_json(&fixture_model());
+    // The same pipeline with every tensor kept (f16): the f32 model's tokens, exactly. This
+    // separates "4 bits change a random model's output" from "the quantized folder is wrong".
+    let kept = tmp("kept");
+    let (code, _, stderr) = quantize(&fixture_model(), &kept, &["--keep", "*", "--quiet"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(generate_json(&kept)["token_ids"], f["token_ids"]);
+    let _ = std::fs::remove_dir_all(&kept);
     assert_eq!(q["token_ids"].as_array().unwrap().len(), 3);
     let (qw, fw) = (
         q["gpu_bytes"]["weights"].as_u64().unwrap(),
         f["gpu_bytes"]["weights"].as_u64().unwrap(),
     );
-    assert!(qw > 0 && (qw as f64) < 0.35 * fw as f64, "GPU weight bytes {qw} vs f32 {fw}");
+    assert!(
+        qw > 0 && (qw as f64) < 0.35 * fw as f64,
+        "GPU weight bytes {qw} vs f32 {fw}"
+    );
     for k in ["kv_cache_and_state", "activations"] {
         assert!(q["gpu_bytes"][k].as_u64().unwrap() > 0, "{k}");
     }
 
     // Quiet mode prints nothing; asymmetric and --keep work.
     let out2 = tmp("asym");
-    let (code, stdout, stderr) = quantize(&fixture_model(), &out2, &["--scheme", "asym", "--group", "32", "--keep", "vision_tower", "--quiet"]);
+    let (code, stdout, stderr) = quantize(
+        &fixture_model(),
+        &out2,
+        &["--scheme", "asym", "--group", "32", "--keep", "vision_tower", "--quiet"],
+    );
     assert_eq!(code, 0, "{stderr}");
     assert!(stdout.is_empty() && stderr.is_empty(), "{stdout}{stderr}");
     assert_eq!(generate_json(&out2)["token_ids"].as_array().unwrap().len(), 3);
@@ -114,7 +139,10 @@ fn quantize_then_generate() {
     let header = String::from_utf8_lossy(&st[8..8 + n]).to_string();
     assert!(header.contains("\"pinhole.quant\":\"q4_asym\""), "{header}");
     assert!(header.contains("q4_offsets"));
-    assert!(!header.contains("vision_model.encoder.layers.0.mlp.fc1.weight.q4"), "--keep vision_tower ignored");
+    assert!(
+        !header.contains("vision_model.encoder.layers.0.mlp.fc1.weight.q4"),
+        "--keep vision_tower ignored"
+    );
 
     // Already quantized input is refused; so is an existing non-empty output.
     let again = tmp("again");
@@ -128,7 +156,13 @@ fn quantize_then_generate() {
 }
 
 fn quantize_args<'a>(model: &'a Path, out: &'a Path) -> Vec<&'a str> {
-    vec!["quantize", "--model", model.to_str().unwrap(), "--out", out.to_str().unwrap()]
+    vec![
+        "quantize",
+        "--model",
+        model.to_str().unwrap(),
+        "--out",
+        out.to_str().unwrap(),
+    ]
 }
 
 #[test]
@@ -137,10 +171,19 @@ fn bad_options_and_inputs_leave_nothing_behind() {
     let m = fixture_model();
     let ms = m.to_str().unwrap();
     let os = out.to_str().unwrap();
-    expect_error(&["quantize", "--model", ms, "--out", os, "--group", "48"], &["group size 48"]);
-    expect_error(&["quantize", "--model", ms, "--out", os, "--scheme", "nf4"], &["--scheme"]);
+    expect_error(
+        &["quantize", "--model", ms, "--out", os, "--group", "48"],
+        &["group size 48"],
+    );
+    expect_error(
+        &["quantize", "--model", ms, "--out", os, "--scheme", "nf4"],
+        &["--scheme"],
+    );
     expect_error(&["quantize", "--out", os], &["--model"]);
-    expect_error(&["quantize", "--model", "/nonexistent/model", "--out", os], &["/nonexistent/model"]);
+    expect_error(
+        &["quantize", "--model", "/nonexistent/model", "--out", os],
+        &["/nonexistent/model"],
+    );
     assert!(!out.exists() && !partial(&out).exists());
 
     // A weight holding NaN fails half-way through the write: no output, no .partial.
@@ -166,7 +209,11 @@ fn bad_options_and_inputs_leave_nothing_behind() {
     let err = expect_error(&quantize_args(&src, &out), &["NaN"]);
     assert!(err.contains(name.as_str()), "{err}");
     assert!(!out.exists(), "failed quantization left the output folder");
-    assert!(!partial(&out).exists(), "failed quantization left {}", partial(&out).display());
+    assert!(
+        !partial(&out).exists(),
+        "failed quantization left {}",
+        partial(&out).display()
+    );
     let _ = std::fs::remove_dir_all(&src);
 }
 
@@ -226,7 +273,11 @@ fn tampered_quantized_folders_are_rejected_naming_the_tensor() {
 
     std::fs::write(&st, &orig).unwrap();
     edit_header(&st, |h| {
-        h.get_mut("__metadata__").unwrap().as_object_mut().unwrap().remove("pinhole.quant");
+        h.get_mut("__metadata__")
+            .unwrap()
+            .as_object_mut()
+            .unwrap()
+            .remove("pinhole.quant");
     });
     expect_error(&args, &[".q4", "pinhole.quant"]);
     let _ = std::fs::remove_dir_all(&out);

@@ -335,7 +335,12 @@ mod tests {
         // Shifted data: the asymmetric scheme uses all 16 levels over [0.5, 1].
         let w2: Vec<f32> = rng.vec(n * k, 0.5, 1.0);
         let es = rel_error(
-            &dequantize(&quantize(&w2, n, k, Q4Format::new(32, Q4Scheme::Sym).unwrap()).unwrap(), n, k, Q4Format::new(32, Q4Scheme::Sym).unwrap()),
+            &dequantize(
+                &quantize(&w2, n, k, Q4Format::new(32, Q4Scheme::Sym).unwrap()).unwrap(),
+                n,
+                k,
+                Q4Format::new(32, Q4Scheme::Sym).unwrap(),
+            ),
             &w2,
         );
         let fa = Q4Format::new(32, Q4Scheme::Asym).unwrap();

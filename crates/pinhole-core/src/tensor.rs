@@ -99,7 +99,10 @@ impl Tensor {
     /// A 4-bit weight `[n, k]` from its stored bits (checked against the shape).
     pub fn q4(shape: &[usize], f: Q4Format, d: Q4Data) -> Result<Tensor> {
         if shape.len() != 2 {
-            return Err(shape_err("Tensor::q4", format!("4-bit weights are matrices, got shape {shape:?}")));
+            return Err(shape_err(
+                "Tensor::q4",
+                format!("4-bit weights are matrices, got shape {shape:?}"),
+            ));
         }
         d.check("Tensor::q4", shape[0], shape[1], f)?;
         Ok(Tensor {
@@ -112,7 +115,10 @@ impl Tensor {
     /// Quantizes a float `[n, k]` tensor to 4 bits.
     pub fn quantize_q4(&self, f: Q4Format) -> Result<Tensor> {
         if self.shape.len() != 2 {
-            return Err(shape_err("quantize", format!("expected a matrix, got {:?}", self.shape)));
+            return Err(shape_err(
+                "quantize",
+                format!("expected a matrix, got {:?}", self.shape),
+            ));
         }
         let d = quant::quantize(self.as_f32()?, self.shape[0], self.shape[1], f)?;
         Tensor::q4(&self.shape, f, d)

@@ -7,8 +7,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pinhole_core::graph::{Activation, AttnMask, AttnParams};
-use pinhole_core::rng::Rng;
 use pinhole_core::quant::{Q4Data, Q4Format, Q4Scheme};
+use pinhole_core::rng::Rng;
 use pinhole_core::{DType, Graph, Tensor};
 
 use crate::context::Gpu;
@@ -163,7 +163,11 @@ fn q4_case(rng: &mut Rng, m: usize, n: usize, k: usize, scheme: Q4Scheme) -> Res
     let d = Q4Data {
         packed: (0..n * k / 8).map(|_| rng.next_u64() as u32).collect(),
         scales: (0..ng).map(|_| half(rng)).collect(),
-        offsets: if f.asym() { (0..ng).map(|_| half(rng)).collect() } else { vec![] },
+        offsets: if f.asym() {
+            (0..ng).map(|_| half(rng)).collect()
+        } else {
+            vec![]
+        },
     };
     let mut inputs = HashMap::new();
     inputs.insert("x".to_string(), rand(rng, &[m, k], DType::F32));

@@ -183,7 +183,10 @@ pub fn load_dir(
         let (t, len) = match q4_format {
             Some(f) if reader.contains(&format!("{src}{}", pinhole_core::quant::SUFFIX_PACKED)) => {
                 let t = crate::q4_load::read(&mut reader, f, src, &w.shape)?;
-                (t, crate::q4_load::check(&reader, q4_format, src, &w.shape, w.matrix)?.unwrap_or(0))
+                (
+                    t,
+                    crate::q4_load::check(&reader, q4_format, src, &w.shape, w.matrix)?.unwrap_or(0),
+                )
             }
             _ => (reader.read_as(src, dtype)?, reader.info(src)?.len),
         };

@@ -12,7 +12,9 @@
 //! know whether a weight is 4-bit.
 
 use pinhole_core::hf::{ByteSource, CheckpointReader, StDType};
-use pinhole_core::quant::{Q4Data, Q4Format, Q4Scheme, META_GROUP, META_QUANT, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES};
+use pinhole_core::quant::{
+    Q4Data, Q4Format, Q4Scheme, META_GROUP, META_QUANT, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES,
+};
 use pinhole_core::Tensor;
 
 use crate::error::{Error, Result};
@@ -75,7 +77,12 @@ pub fn checkpoint_format<S: ByteSource>(reader: &CheckpointReader<S>) -> Result<
     Ok(found.map(|(f, _)| f))
 }
 
-fn check_entry<S: ByteSource>(reader: &CheckpointReader<S>, name: &str, dtype: StDType, shape: &[usize]) -> Result<u64> {
+fn check_entry<S: ByteSource>(
+    reader: &CheckpointReader<S>,
+    name: &str,
+    dtype: StDType,
+    shape: &[usize],
+) -> Result<u64> {
     let info = reader.info(name).map_err(|_| Error::Tensor {
         name: name.to_string(),
         message: "is missing; a quantized weight needs its .q4, .q4_scales (and .q4_offsets for q4_asym) tensors"
@@ -148,12 +155,20 @@ pub fn check<S: ByteSource>(
 }
 
 fn halves(bytes: &[u8]) -> Vec<u16> {
-    bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect()
+    bytes
+        .chunks_exact(2)
+        .map(|c| u16::from_le_bytes([c[0], c[1]]))
+        .collect()
 }
 
 /// Reads a 4-bit weight (after [`check`] said it is one): its packed words, scales and
 /// offsets as stored, checked for non-finite scales.
-pub fn read<S: ByteSource>(reader: &mut CheckpointReader<S>, f: Q4Format, src: &str, shape: &[usize]) -> Result<Tensor> {
+pub fn read<S: ByteSource>(
+    reader: &mut CheckpointReader<S>,
+    f: Q4Format,
+    src: &str,
+    shape: &[usize],
+) -> Result<Tensor> {
     let packed_name = format!("{src}{SUFFIX_PACKED}");
     let raw = reader.read_raw(&packed_name)?;
     let packed: Vec<u32> = raw
@@ -178,7 +193,16 @@ pub fn read<S: ByteSource>(reader: &mut CheckpointReader<S>, f: Q4Format, src: &
             });
         }
     }
-    Tensor::q4(shape, f, Q4Data { packed, scales, offsets }).map_err(|e| Error::Tensor {
+    Tensor::q4(
+        shape,
+        f,
+        Q4Data {
+            packed,
+            scales,
+            offsets,
+        },
+    )
+    .map_err(|e| Error::Tensor {
         name: packed_name,
         message: e.to_string(),
     })

@@ -18,7 +18,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use pinhole_core::hf::{CheckpointReader, StDType, TensorInfo};
-use pinhole_core::quant::{self, Q4Format, Q4Scheme, META_GROUP, META_QUANT, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES};
+use pinhole_core::quant::{
+    self, Q4Format, Q4Scheme, META_GROUP, META_QUANT, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES,
+};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::DType;
 
@@ -98,9 +100,15 @@ pub fn pattern_matches(pattern: &str, name: &str) -> bool {
 /// Names that are 2-D `*.weight` tensors but must keep full precision: position tables (added
 /// to activations, not multiplied) and norm weights.
 fn never_quantized(name: &str) -> bool {
-    ["position_embedding", "embed_positions", "pos_embed", "norm", "patch_embedding"]
-        .iter()
-        .any(|s| name.contains(s))
+    [
+        "position_embedding",
+        "embed_positions",
+        "pos_embed",
+        "norm",
+        "patch_embedding",
+    ]
+    .iter()
+    .any(|s| name.contains(s))
 }
 
 enum Plan {
@@ -147,12 +155,18 @@ pub fn quantize_dir(
 ) -> Result<QuantizeReport> {
     let f = Q4Format::new(opts.group, opts.scheme)?;
     if !model.is_dir() {
-        return Err(file_err(model, "not a folder; give a model folder (config.json, *.safetensors)"));
+        return Err(file_err(
+            model,
+            "not a folder; give a model folder (config.json, *.safetensors)",
+        ));
     }
     if out.exists() {
         let empty = out.is_dir() && std::fs::read_dir(out).map_err(|e| file_err(out, e))?.next().is_none();
         if !empty {
-            return Err(file_err(out, "already exists and is not empty; choose a new output folder"));
+            return Err(file_err(
+                out,
+                "already exists and is not empty; choose a new output folder",
+            ));
         }
     }
     let mut partial = out.as_os_str().to_owned();
@@ -199,11 +213,26 @@ fn out_entries(info: &TensorInfo, plan: &Plan, f: Q4Format) -> Vec<(String, &'st
             let (n, k) = (info.shape[0], info.shape[1]);
             let ng = k / f.group();
             let mut v = vec![
-                (format!("{}{SUFFIX_PACKED}", info.name), "U32", vec![n, k / 8], (n * k / 2) as u64),
-                (format!("{}{SUFFIX_SCALES}", info.name), "F16", vec![n, ng], (n * ng * 2) as u64),
+                (
+                    format!("{}{SUFFIX_PACKED}", info.name),
+                    "U32",
+                    vec![n, k / 8],
+                    (n * k / 2) as u64,
+                ),
+                (
+                    format!("{}{SUFFIX_SCALES}", info.name),
+                    "F16",
+                    vec![n, ng],
+                    (n * ng * 2) as u64,
+                ),
             ];
             if f.asym() {
-                v.push((format!("{}{SUFFIX_OFFSETS}", info.name), "F16", vec![n, ng], (n * ng * 2) as u64));
+                v.push((
+                    format!("{}{SUFFIX_OFFSETS}", info.name),
+                    "F16",
+                    vec![n, ng],
+                    (n * ng * 2) as u64,
+                ));
             }
             v
         }
@@ -364,9 +393,18 @@ mod tests {
 
     #[test]
     fn keep_patterns() {
-        assert!(pattern_matches("vision_tower", "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"));
-        assert!(pattern_matches("*.mlp.*", "language_model.model.layers.3.mlp.up_proj.weight"));
-        assert!(!pattern_matches("*.mlp", "language_model.model.layers.3.mlp.up_proj.weight"));
+        assert!(pattern_matches(
+            "vision_tower",
+            "vision_tower.vision_model.encoder.layers.0.mlp.fc1.weight"
+        ));
+        assert!(pattern_matches(
+            "*.mlp.*",
+            "language_model.model.layers.3.mlp.up_proj.weight"
+        ));
+        assert!(!pattern_matches(
+            "*.mlp",
+            "language_model.model.layers.3.mlp.up_proj.weight"
+        ));
         assert!(pattern_matches("lm_head.weight", "lm_head.weight"));
     }
 }
