@@ -7,7 +7,7 @@ use pinhole_gpu::{Executor, Gpu, GpuOptions};
 use pinhole_models::boxes::parse_boxes;
 use pinhole_models::generate::{generate, now_ms};
 use pinhole_models::loader::{load_dir, LoadOptions, LoadedModel, WeightPrecision};
-use pinhole_models::{processor, GenerateOptions, Generation, Sampling};
+use pinhole_models::{processor, GenerateOptions, Generation, Model, Sampling};
 use serde_json::json;
 
 /// A progress bar on stderr, shown only when stderr is a terminal.
@@ -58,6 +58,15 @@ fn read_image(lm: &LoadedModel, path: &Path) -> Result<pinhole_core::Tensor, Str
     processor::pixels(&lm.model, &bytes, &path.display().to_string()).map_err(|e| e.to_string())
 }
 
+/// The prompt when `--prompt` is not given: PaliGemma's captioning task, or no text for
+/// BLIP-2 (the image queries alone, as `processor(images=img)` captioning).
+fn default_prompt(model: &Model) -> &'static str {
+    match model {
+        Model::PaliGemma(_) => "caption en",
+        Model::Blip2Phi(_) => "",
+    }
+}
+
 fn default_model() -> Result<PathBuf, String> {
     let candidates = [
         PathBuf::from("models/pinhole-shapes"),
@@ -66,7 +75,7 @@ fn default_model() -> Result<PathBuf, String> {
     candidates
         .into_iter()
         .find(|p| p.join("config.json").is_file())
-        .ok_or_else(|| "no --model given and no bundled default model was found; pass --model DIR (a PaliGemma folder in Hugging Face layout)".to_string())
+        .ok_or_else(|| "no --model given and no bundled default model was found; pass --model DIR (a PaliGemma or BLIP-2 + Phi folder in Hugging Face layout)".to_string())
 }
 
 pub fn caption(argv: &[String]) -> Result<(), String> {
@@ -85,7 +94,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
         record_logits: false,
         sampling: None,
     };
-    let prompt = args.opt("prompt").unwrap_or("caption en");
+    let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
     for img in &args.positional {
         let px = read_image(&lm, Path::new(img))?;
         let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, _| {})).map_err(|e| e.to_string())?;
@@ -118,9 +127,9 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         None => default_model()?,
     };
     let image = args.opt("image").ok_or("--image IMG is required")?;
-    let prompt = args.opt("prompt").unwrap_or("caption en");
     let dump = args.opt("dump").map(PathBuf::from);
     let (gpu, lm, load_ms) = open_model(&dir, args.opt("dtype"))?;
+    let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
     let px = read_image(&lm, Path::new(image))?;
     let mut ex = Executor::new(gpu.clone());
     let opts = GenerateOptions {
@@ -150,6 +159,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         .map(|b| json!({"label": b.label, "x_min": b.x_min, "y_min": b.y_min, "x_max": b.x_max, "y_max": b.y_max}))
         .collect();
         let v = json!({
+            "model_family": lm.model.family(),
             "token_ids": g.token_ids,
             "text": g.text,
             "prompt_ids": g.prompt_ids,
@@ -209,13 +219,16 @@ fn sampling_args(args: &crate::args::Args) -> Result<Option<Sampling>, String> {
     Ok(Some(s))
 }
 
-/// `--dump DIR`: pixels, vision and projector outputs, prefill logits as safetensors. Written
+/// `--dump DIR`: pixels, vision (and BLIP-2 Q-Former) and projector outputs, prefill logits as safetensors. Written
 /// to a temporary name and renamed, so a failure leaves nothing half-written.
 fn write_dump(dir: &Path, px: &pinhole_core::Tensor, g: &Generation) -> Result<(), String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let mut tensors: Vec<(&str, &pinhole_core::Tensor)> = vec![("pixel_values", px)];
     if let Some(t) = &g.vision_out {
         tensors.push(("vision_out", t));
+    }
+    if let Some(t) = &g.qformer_out {
+        tensors.push(("qformer_out", t));
     }
     if let Some(t) = &g.projector_out {
         tensors.push(("projector_out", t));

@@ -228,6 +228,11 @@ pub enum Op {
         src: TensorId,
         index: TensorId,
     },
+    /// The same elements in the same (row-major) order under another shape, e.g. `[S, H·D]` ↔
+    /// `[S·H, D]` so a per-head LayerNorm can run over `D` (the result's shape is the value's).
+    Reshape {
+        x: TensorId,
+    },
     /// Rows `start .. start + count` of `x`.
     Rows {
         x: TensorId,
@@ -613,6 +618,15 @@ impl Graph {
         Ok(self.op(Op::Rows { x, start, count }, vec![count, xs[1]], DType::F32))
     }
 
+    /// `x` under a new shape with the same number of elements (a copy on the GPU).
+    pub fn reshape(&mut self, x: TensorId, shape: &[usize]) -> Result<TensorId> {
+        let xs = self.float_act("reshape", x)?.to_vec();
+        if numel(&xs) != numel(shape) || shape.is_empty() {
+            return Err(shape_err("reshape", format!("cannot view {xs:?} as {shape:?}")));
+        }
+        Ok(self.op(Op::Reshape { x }, shape.to_vec(), DType::F32))
+    }
+
     pub fn argmax(&mut self, x: TensorId) -> Result<TensorId> {
         let xs = self.float_act("argmax", x)?.to_vec();
         Ok(self.op(Op::Argmax { x }, vec![rows_of(&xs)], DType::U32))
@@ -674,7 +688,7 @@ impl Op {
             Op::Act { x, .. } | Op::Scale { x, .. } | Op::SoftCap { x, .. } | Op::Rows { x, .. } | Op::Argmax { x } => {
                 vec![x]
             }
-            Op::Sample { x, .. } => vec![x],
+            Op::Sample { x, .. } | Op::Reshape { x } => vec![x],
             Op::RepetitionPenalty { x, ids, .. } => vec![x, ids],
             Op::Gated { gate, up, .. } => vec![gate, up],
             Op::Rope { x, cos_sin, .. } => vec![x, cos_sin],
@@ -701,6 +715,7 @@ impl Op {
             Op::SoftCap { .. } => "softcap",
             Op::ScatterRows { .. } => "scatter_rows",
             Op::Rows { .. } => "rows",
+            Op::Reshape { .. } => "reshape",
             Op::Argmax { .. } => "argmax",
             Op::Sample { .. } => "sample",
             Op::RepetitionPenalty { .. } => "repetition_penalty",

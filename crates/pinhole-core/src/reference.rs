@@ -513,6 +513,7 @@ fn run_op(
             }
             out
         }
+        Op::Reshape { x } => f(vals, x)?.to_vec(),
         Op::Rows { x, start, count } => {
             let e = shape[1];
             f(vals, x)?[start * e..(start + count) * e].to_vec()

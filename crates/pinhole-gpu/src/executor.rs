@@ -781,6 +781,17 @@ impl Executor {
                     groups: [gx, gy, 1],
                 });
             }
+            Op::Reshape { x } => {
+                // Row-major order is unchanged: a plain copy into the output buffer.
+                let (gx, gy) = grid1(out_elems);
+                ds.push(Dispatch {
+                    kernel: Kernel::CopyRange,
+                    w_f16: false,
+                    params: words(&[out_elems as u32, 0, 0, 0, gx, 0, 0, 0]),
+                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
+                    groups: [gx, gy, 1],
+                });
+            }
             Op::Argmax { x } => {
                 let xs = g.shape(x).map_err(core_err)?;
                 let rows = rows_of(xs);

@@ -451,3 +451,24 @@ fn lowered_limit_really_splits_weights() {
         assert_eq!(chunks.iter().map(|c| c.rows).sum::<usize>(), 257);
     }
 }
+
+#[test]
+fn reshape_per_head_layer_norm() {
+    // Phi's qk_layernorm: [S, H·D] → [S·H, D] → LayerNorm over D → back to [S, H·D].
+    let mut rng = Rng::new(91);
+    for (s, h, d) in [(1, 1, 2), (5, 3, 20), (17, 4, 16), (2, 7, 33)] {
+        let mut c = Case::new();
+        let x = c.input("x", randt(&mut rng, &[s, h * d], 2.0));
+        let w = c.weight("w", randt(&mut rng, &[d], 1.0));
+        let b = c.weight("b", randt(&mut rng, &[d], 1.0));
+        let per_head = c.graph.reshape(x, &[s * h, d]).unwrap();
+        let n = c.graph.layer_norm(per_head, w, b, 1e-5).unwrap();
+        let back = c.graph.reshape(n, &[s, h * d]).unwrap();
+        c.graph.output(per_head);
+        c.graph.output(back);
+        c.check(1e-5, &format!("reshape + head norm {s}x{h}x{d}"));
+    }
+    let mut g = pinhole_core::Graph::new();
+    let x = g.input("x", &[3, 4], DType::F32);
+    assert!(g.reshape(x, &[5, 2]).is_err(), "element counts differ");
+}

@@ -11,7 +11,6 @@ use pinhole_gpu::Executor;
 
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
-use crate::paligemma::PaliGemma;
 use crate::processor;
 
 #[derive(Clone, Debug)]
@@ -164,6 +163,8 @@ pub struct Generation {
     /// With `record_logits`: prefill logits `[S, V]` then one `[1, V]` per decode step.
     pub logits: Vec<Tensor>,
     pub vision_out: Option<Tensor>,
+    /// BLIP-2: the Q-Former output (before the projection).
+    pub qformer_out: Option<Tensor>,
     pub projector_out: Option<Tensor>,
 }
 
@@ -181,44 +182,11 @@ pub fn now_ms() -> f64 {
     }
 }
 
-fn eos_ids(m: &PaliGemma) -> Vec<u32> {
-    let g = &m.generation.eos_token_ids;
-    if !g.is_empty() {
-        return g.clone();
-    }
-    if !m.cfg.eos_token_ids.is_empty() {
-        return m.cfg.eos_token_ids.clone();
-    }
-    m.cfg.text.eos_token_ids.clone()
-}
-
 fn token_of(out: &[Tensor]) -> Result<u32> {
     out.first()
         .and_then(|t| t.as_u32().ok())
         .and_then(|v| v.first().copied())
         .ok_or_else(|| Error::Request("the GPU returned no token".into()))
-}
-
-/// Image-encode graph: pixels → vision tower → projector → / sqrt(hidden), stored in the
-/// executor state "image_features" (so several prompts can reuse one encoded image).
-pub fn image_graph(m: &PaliGemma, debug: bool) -> Result<Graph> {
-    let mut g = Graph::new();
-    let v = &m.cfg.vision;
-    let px = g.input(
-        "pixels",
-        &[v.num_channels, v.image_size, v.image_size],
-        pinhole_core::DType::F32,
-    );
-    let vis = m.vision_tower(&mut g, px)?;
-    let proj = m.projector(&mut g, vis)?;
-    let scaled = g.scale(proj, 1.0 / (m.cfg.text.hidden_size as f64).sqrt() as f32)?;
-    let st = g.state("image_features", &[m.num_image_tokens(), m.cfg.text.hidden_size]);
-    g.write_rows(st, scaled, 0)?;
-    if debug {
-        g.output(vis);
-        g.output(proj);
-    }
-    Ok(g)
 }
 
 /// Runs generation for one image and prompt. `on_token(id, text_so_far)` is called for each
@@ -242,7 +210,7 @@ pub async fn generate(
     let ids = processor::prompt_ids(m, &lm.tokenizer, prompt)?;
     let s = ids.len();
     let needed = s + opts.max_new_tokens;
-    let limit = m.cfg.text.max_position_embeddings;
+    let limit = m.max_positions();
     if needed > limit {
         return Err(Error::TooLong { needed, limit });
     }
@@ -257,7 +225,7 @@ pub async fn generate(
             m.num_image_tokens()
         )));
     }
-    let eos = eos_ids(m);
+    let eos = m.eos_ids();
     let mut gen = Generation {
         prompt_ids: ids.clone(),
         ..Default::default()
@@ -267,16 +235,22 @@ pub async fn generate(
     inputs.insert("pixels".to_string(), pixels.clone());
     let t0 = now_ms();
     let debug = opts.record_logits;
-    let outs = ex.run(&image_graph(m, debug)?, &lm.weights, &inputs).await?;
+    let outs = ex.run(&m.image_graph(debug)?, &lm.weights, &inputs).await?;
     if debug {
-        gen.vision_out = outs.first().cloned();
-        gen.projector_out = outs.get(1).cloned();
+        for (name, t) in m.debug_output_names().iter().zip(outs) {
+            match *name {
+                "vision_out" => gen.vision_out = Some(t),
+                "qformer_out" => gen.qformer_out = Some(t),
+                "projector_out" => gen.projector_out = Some(t),
+                _ => {}
+            }
+        }
     }
     let t1 = now_ms();
     gen.timings.image_encode_ms = t1 - t0;
 
     let choice = step_choice(opts.sampling.as_ref(), &mut rng, &ids, &[]);
-    let (g, out) = m.prefill_graph_from_state(&ids, &rows, max_len, opts.record_logits, &choice)?;
+    let (g, out) = m.prefill_graph(&ids, &rows, max_len, opts.record_logits, &choice)?;
     let res = ex.run(&g, &lm.weights, &HashMap::new()).await?;
     if let Some(i) = out.logits.and_then(|id| g.outputs.iter().position(|o| *o == id)) {
         gen.logits.push(res[i].clone());

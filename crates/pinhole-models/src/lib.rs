@@ -3,20 +3,26 @@
 //!
 //! * [`paligemma`]: SigLIP vision tower + linear projector + Gemma / Gemma 2 decoder, mirroring
 //!   transformers' `modeling_paligemma.py`, `modeling_siglip.py`, `modeling_gemma(2).py`.
+//! * [`blip2`] + [`phi`]: BLIP-2 with a Phi language model (TinyGPT-V class): ViT → Q-Former →
+//!   projection(s) → Phi, mirroring `modeling_blip_2.py` and `modeling_phi.py`.
+//! * [`model`]: the [`Model`] enum the loader, processor, generation loop and CLI share.
 //! * [`loader`]: opens a Hugging Face model folder and streams its weights to the GPU one
 //!   tensor at a time, mapping the published name layouts onto one canonical set.
 //! * [`q4_load`]: the loader's hook for 4-bit weights in quantized folders.
 //! * [`quantize`]: `pinhole quantize`: a model folder → a 4-bit model folder, streamed.
-//! * [`processor`]: the prompt and image preprocessing of PaliGemma's processor.
+//! * [`processor`]: the prompt and image preprocessing of the PaliGemma and BLIP-2 processors.
 //! * [`generate`]: prefill + decode loop with the KV cache on the GPU; one submit and one u32
 //!   read back per token.
 //! * [`boxes`]: parsing `<locYYYY>` detection output.
 
+pub mod blip2;
 pub mod boxes;
 pub mod error;
 pub mod generate;
 pub mod loader;
+pub mod model;
 pub mod paligemma;
+pub mod phi;
 pub mod processor;
 pub mod q4_load;
 #[cfg(not(target_arch = "wasm32"))]
@@ -25,3 +31,4 @@ pub mod quantize;
 pub use error::{Error, Result};
 pub use generate::{GenerateOptions, Generation, Sampling, Timings, TokenChoice};
 pub use loader::{LoadOptions, LoadedModel, WeightPrecision};
+pub use model::Model;

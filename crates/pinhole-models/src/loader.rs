@@ -5,16 +5,21 @@
 //! Published checkpoints use several name layouts for the same tensors (transformers 4.x
 //! `vision_tower.vision_model.*`, 5.x `vision_tower.*`, `language_model.model.*`,
 //! `model.language_model.*`, …). They are all mapped onto one canonical set of names
-//! (`vision.*`, `proj.*`, `text.*`) that the graph builders use.
+//! (`vision.*`, `proj.*`, `text.*`, …) that the graph builders use. The architecture comes
+//! from config.json's `model_type` ([`Model`]); BLIP-2's fused vision `qkv` weight is split
+//! into its q/k/v rows here.
 
 use std::collections::HashMap;
 
 use pinhole_core::hf::{CheckpointReader, GenerationConfig, ImageProcessorConfig, ModelConfig};
-use pinhole_core::DType;
+use pinhole_core::tensor::Data;
+use pinhole_core::{DType, Tensor};
 use pinhole_gpu::{Gpu, WeightStore};
 
+use crate::blip2::Blip2Phi;
 use crate::error::{Error, Result};
-use crate::paligemma::PaliGemma;
+use crate::model::Model;
+use crate::paligemma::{ExpectedWeight, PaliGemma};
 
 /// Storage precision of matrix weights (linear layers, embedding table). Norms, biases,
 /// position embeddings and the patch-embedding kernel always stay f32.
@@ -41,14 +46,15 @@ impl Default for LoadOptions {
 
 /// A model ready to run: its architecture, tokenizer and weights on the GPU.
 pub struct LoadedModel {
-    pub model: PaliGemma,
+    pub model: Model,
     pub tokenizer: tokenizers::Tokenizer,
     pub weights: WeightStore,
     pub dir: String,
 }
 
-/// Maps a checkpoint tensor name to the canonical name, or `None` for tensors pinhole does not
-/// use (e.g. a vision head PaliGemma never runs).
+/// Maps a PaliGemma checkpoint tensor name to the canonical name, or `None` for tensors
+/// pinhole does not use (e.g. a vision head PaliGemma never runs). BLIP-2 names:
+/// [`Blip2Phi::canonical_name`].
 pub fn canonical_name(name: &str) -> Option<String> {
     const MAP: &[(&str, &str)] = &[
         ("model.vision_tower.vision_model.", "vision."),
@@ -66,6 +72,30 @@ pub fn canonical_name(name: &str) -> Option<String> {
     ];
     MAP.iter()
         .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+}
+
+/// A shape without its leading 1-dims.
+fn squeeze(shape: &[usize]) -> &[usize] {
+    let lead = shape
+        .iter()
+        .take_while(|&&d| d == 1)
+        .count()
+        .min(shape.len().saturating_sub(1));
+    &shape[lead..]
+}
+
+/// Rows `first .. first + rows` (along dim 0) of `t`, as a tensor of `shape`.
+fn take_rows(t: &Tensor, first: usize, rows: usize, shape: &[usize]) -> Result<Tensor> {
+    let cols: usize = t.shape[1..].iter().product();
+    let data = t.as_f32()?;
+    let part = data
+        .get(first * cols..(first + rows) * cols)
+        .ok_or_else(|| Error::Request(format!("rows {first}..{} outside {:?}", first + rows, t.shape)))?;
+    Ok(Tensor {
+        shape: shape.to_vec(),
+        dtype: t.dtype,
+        data: Data::F32(part.to_vec()),
+    })
 }
 
 fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
@@ -95,8 +125,7 @@ pub fn load_dir(
         });
     }
     let cfg_bytes = read_file(dir, "config.json")?;
-    // One architecture today; TinyGPT-V-class configs become a second variant here.
-    let ModelConfig::PaliGemma(cfg) = ModelConfig::parse(&cfg_bytes, &dir.join("config.json").display().to_string())?;
+    let cfg = ModelConfig::parse(&cfg_bytes, &dir.join("config.json").display().to_string())?;
     let proc_cfg = if dir.join("preprocessor_config.json").is_file() {
         ImageProcessorConfig::parse(
             &read_file(dir, "preprocessor_config.json")?,
@@ -131,67 +160,137 @@ pub fn load_dir(
     let mut reader = CheckpointReader::open(dir)?;
     // A folder written by `pinhole quantize` (see q4_load): 4-bit weights come in as Q4.
     let q4_format = crate::q4_load::checkpoint_format(&reader)?;
+    let cfg_dtype = match &cfg {
+        ModelConfig::PaliGemma(c) => c.dtype,
+        ModelConfig::Blip2Phi(c) => c.dtype,
+    };
     let matrix_dtype = match opts.precision {
         WeightPrecision::F32 => DType::F32,
         WeightPrecision::F16 => DType::F16,
-        WeightPrecision::Auto => match cfg.dtype {
+        WeightPrecision::Auto => match cfg_dtype {
             Some(DType::F16) | Some(DType::BF16) => DType::F16,
             _ => DType::F32,
         },
     };
-    let model = PaliGemma::new(cfg, proc_cfg, gen_cfg, matrix_dtype);
+    let model = match cfg {
+        ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, proc_cfg, gen_cfg, matrix_dtype)),
+        ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, proc_cfg, gen_cfg, matrix_dtype)),
+    };
     let expected = model.expected_weights();
 
     // Which checkpoint tensor provides each canonical weight.
     let mut source: HashMap<String, String> = HashMap::new();
     for info in reader.tensors() {
         let name = crate::q4_load::base_name(&info.name).unwrap_or(&info.name);
-        if let Some(c) = canonical_name(name) {
+        if let Some(c) = model.canonical_name(name) {
             source.insert(c, name.to_string());
         }
     }
+    // Check every tensor (name and shape) before reading any data.
     let mut total = 0u64;
+    // `None` as the source: zeros (a bias the checkpoint layout does not have).
+    let mut plan: Vec<(Option<String>, Option<usize>)> = Vec::with_capacity(expected.len());
     for w in &expected {
-        let Some(src) = source.get(&w.name) else {
+        // A tensor of its own wins over a slice of a fused one.
+        let slice = if source.contains_key(&w.name) {
+            None
+        } else {
+            model.row_slice(&w.name)
+        };
+        let wanted = slice.as_ref().map_or(&w.name, |s| &s.source);
+        if !source.contains_key(wanted) && model.zero_if_missing(&w.name) {
+            plan.push((None, None));
+            continue;
+        }
+        let Some(src) = source.get(wanted) else {
+            let example = match &slice {
+                Some(s) => model.example_source(&ExpectedWeight {
+                    name: s.source.clone(),
+                    shape: Vec::new(),
+                    matrix: true,
+                }),
+                None => model.example_source(w),
+            };
             return Err(Error::Tensor {
-                name: w.name.clone(),
+                name: wanted.clone(),
                 message: format!(
-                    "missing from the checkpoint in {shown} (looked for it under the known name layouts, e.g. '{}')",
-                    w.example_source()
+                    "missing from the checkpoint in {shown} (looked for it under the known name layouts, e.g. '{example}')"
                 ),
             });
         };
-        if let Some(bytes) = crate::q4_load::check(&reader, q4_format, src, &w.shape, w.matrix)? {
-            total += bytes;
+        // A 4-bit weight: its .q4/.q4_scales(/.q4_offsets) tensors checked against the shape.
+        let full_shape = match &slice {
+            Some(_) => [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat(),
+            None => w.shape.clone(),
+        };
+        if let Some(bytes) = crate::q4_load::check(&reader, q4_format, src, &full_shape, w.matrix)? {
+            total += if slice.is_some() { bytes / 3 } else { bytes };
+            plan.push((Some(src.clone()), slice.map(|s| s.first)));
             continue;
         }
         let info = reader.info(src)?;
-        if info.shape != w.shape {
-            return Err(Error::Tensor {
-                name: src.clone(),
-                message: format!("has shape {:?} but config.json implies {:?}", info.shape, w.shape),
-            });
+        match &slice {
+            None => {
+                if squeeze(&info.shape) != squeeze(&w.shape) {
+                    return Err(Error::Tensor {
+                        name: src.clone(),
+                        message: format!("has shape {:?} but config.json implies {:?}", info.shape, w.shape),
+                    });
+                }
+                total += info.len;
+            }
+            Some(s) => {
+                // A fused tensor (qkv weight or bias): 3 pieces of `w.shape[0]` rows each.
+                let want = [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat();
+                if info.shape != want || s.first + w.shape[0] > want[0] {
+                    return Err(Error::Tensor {
+                        name: src.clone(),
+                        message: format!("has shape {:?} but config.json implies {want:?}", info.shape),
+                    });
+                }
+                total += info.len / 3;
+            }
         }
-        total += info.len;
+        plan.push((Some(src.clone()), slice.map(|s| s.first)));
     }
     let mut weights = WeightStore::new();
     let mut done = 0u64;
-    for w in &expected {
-        let src = &source[&w.name];
+    for (w, (src, first)) in expected.iter().zip(plan) {
         let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
-        // One tensor in host memory at a time: read, upload, drop.
-        let (t, len) = match q4_format {
-            Some(f) if reader.contains(&format!("{src}{}", pinhole_core::quant::SUFFIX_PACKED)) => {
-                let t = crate::q4_load::read(&mut reader, f, src, &w.shape)?;
-                (
-                    t,
-                    crate::q4_load::check(&reader, q4_format, src, &w.shape, w.matrix)?.unwrap_or(0),
-                )
-            }
-            _ => (reader.read_as(src, dtype)?, reader.info(src)?.len),
+        let Some(src) = src else {
+            weights
+                .upload(gpu, &w.name, &Tensor::zeros(&w.shape))
+                .map_err(Error::Gpu)?;
+            continue;
         };
+        // One tensor in host memory at a time: read, upload, drop.
+        let full_shape = match first {
+            Some(_) => [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat(),
+            None => w.shape.clone(),
+        };
+        let (mut t, len) = match crate::q4_load::check(&reader, q4_format, &src, &full_shape, w.matrix)? {
+            Some(bytes) => match q4_format {
+                Some(f) => (crate::q4_load::read(&mut reader, f, &src, &full_shape)?, bytes),
+                None => return Err(Error::Request("4-bit weight without a format".into())),
+            },
+            None => (reader.read_as(&src, dtype)?, reader.info(&src)?.len),
+        };
+        match first {
+            Some(first) if matches!(t.dtype, DType::Q4(_)) => {
+                t = crate::q4_load::take_rows(&t, first, w.shape[0])?;
+                done += len / 3;
+            }
+            Some(first) => {
+                t = take_rows(&t, first, w.shape[0], &w.shape)?;
+                done += len / 3;
+            }
+            None => {
+                // Leading 1-dims (`[1, 1, E]` class token and the like) are dropped.
+                t.shape = w.shape.clone();
+                done += len;
+            }
+        }
         weights.upload(gpu, &w.name, &t).map_err(Error::Gpu)?;
-        done += len;
         progress(done, total);
     }
     Ok(LoadedModel {

@@ -232,6 +232,25 @@ impl PaliGemma {
         g.matmul(x, w, Some(b))
     }
 
+    /// Image-encode graph: pixels → vision tower → projector → / sqrt(hidden), stored in the
+    /// executor state "image_features" (so several prompts can reuse one encoded image). With
+    /// `debug`, the vision and projector outputs are graph outputs.
+    pub fn image_graph(&self, debug: bool) -> Result<Graph> {
+        let mut g = Graph::new();
+        let v = &self.cfg.vision;
+        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
+        let vis = self.vision_tower(&mut g, px)?;
+        let proj = self.projector(&mut g, vis)?;
+        let scaled = g.scale(proj, 1.0 / (self.cfg.text.hidden_size as f64).sqrt() as f32)?;
+        let st = g.state("image_features", &[self.num_image_tokens(), self.cfg.text.hidden_size]);
+        g.write_rows(st, scaled, 0)?;
+        if debug {
+            g.output(vis);
+            g.output(proj);
+        }
+        Ok(g)
+    }
+
     /// Shape of each layer's K/V cache state for a context of `max_len` positions.
     pub fn cache_shape(&self, max_len: usize) -> [usize; 2] {
         [max_len, self.cfg.text.num_key_value_heads * self.cfg.text.head_dim]

@@ -1,58 +1,91 @@
-//! PaliGemma's processor: the prompt becomes `<image>` × num_image_tokens, `<bos>`, the prompt
-//! text and a newline (all of it the bidirectional prefix); the image is decoded, resized with
-//! PIL's bicubic filter to the model's size, rescaled and normalised.
+//! The processors: prompt ids and pixels as transformers' processors make them.
+//!
+//! * PaliGemma: `<image>` × num_image_tokens, `<bos>`, the prompt text and a newline (all of it
+//!   the bidirectional prefix).
+//! * BLIP-2 (transformers 5 `Blip2Processor`): `<image>` × num_query_tokens in front of the
+//!   tokenised prompt (the tokenizer's own special tokens, e.g. a BOS, come after the image
+//!   tokens). Without an `image_token_index` in config.json the image rows still go first.
+//!
+//! The image is decoded, resized with PIL's bicubic filter to the model's size, rescaled and
+//! normalised with the mean/std of the processor config (SigLIP's 0.5, BLIP's CLIP values).
 
 use pinhole_core::hf::image::preprocess_image;
 use pinhole_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::paligemma::PaliGemma;
+use crate::model::Model;
 
-/// Token ids of the prefix for `prompt`.
-pub fn prompt_ids(model: &PaliGemma, tok: &tokenizers::Tokenizer, prompt: &str) -> Result<Vec<u32>> {
-    let cfg = &model.cfg;
-    let bos = cfg
-        .bos_token_id
-        .or(cfg.text.bos_token_id)
-        .or_else(|| tok.token_to_id("<bos>"))
-        .ok_or_else(|| Error::Tokenizer {
-            file: "tokenizer.json".into(),
-            message: "no <bos> token and no bos_token_id in config.json".into(),
-        })?;
-    let text = format!("{prompt}\n");
-    let enc = tok.encode(text.as_str(), false).map_err(|e| Error::Tokenizer {
+fn tok_err(message: String) -> Error {
+    Error::Tokenizer {
         file: "tokenizer.json".into(),
-        message: e.to_string(),
-    })?;
-    let mut ids = vec![cfg.image_token_index; model.num_image_tokens()];
-    ids.push(bos);
-    ids.extend_from_slice(enc.get_ids());
-    if let Some(bad) = ids.iter().find(|&&i| i as usize >= cfg.text.vocab_size) {
-        return Err(Error::Tokenizer {
-            file: "tokenizer.json".into(),
-            message: format!(
-                "token id {bad} is outside the model's vocabulary of {}",
-                cfg.text.vocab_size
-            ),
-        });
+        message,
+    }
+}
+
+/// Token ids of the prompt (with the image placeholders) for `prompt`.
+pub fn prompt_ids(model: &Model, tok: &tokenizers::Tokenizer, prompt: &str) -> Result<Vec<u32>> {
+    let ids = match model {
+        Model::PaliGemma(m) => {
+            let cfg = &m.cfg;
+            let bos = cfg
+                .bos_token_id
+                .or(cfg.text.bos_token_id)
+                .or_else(|| tok.token_to_id("<bos>"))
+                .ok_or_else(|| tok_err("no <bos> token and no bos_token_id in config.json".into()))?;
+            let text = format!("{prompt}\n");
+            let enc = tok.encode(text.as_str(), false).map_err(|e| tok_err(e.to_string()))?;
+            let mut ids = vec![cfg.image_token_index; m.num_image_tokens()];
+            ids.push(bos);
+            ids.extend_from_slice(enc.get_ids());
+            ids
+        }
+        Model::Blip2Phi(m) => {
+            // add_special_tokens = true: the tokenizer's post-processor decides (as
+            // `tokenizer(text)` does in transformers).
+            let enc = tok.encode(prompt, true).map_err(|e| tok_err(e.to_string()))?;
+            // Without an image token id, id 0 only holds the rows the image features replace.
+            let mut ids = vec![m.cfg.image_token_index.unwrap_or(0); m.num_image_tokens()];
+            ids.extend_from_slice(enc.get_ids());
+            if let Some(img) = m.cfg.image_token_index {
+                if enc.get_ids().contains(&img) {
+                    return Err(Error::Request(
+                        "the prompt contains the image token itself; pass the text only (pinhole adds the image tokens)"
+                            .into(),
+                    ));
+                }
+            }
+            ids
+        }
+    };
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= model.vocab_size()) {
+        return Err(tok_err(format!(
+            "token id {bad} is outside the model's vocabulary of {}",
+            model.vocab_size()
+        )));
     }
     Ok(ids)
 }
 
-/// Positions of the image tokens in `ids`, in order (where image features go).
-pub fn image_rows(model: &PaliGemma, ids: &[u32]) -> Vec<u32> {
+/// Positions of the image rows in `ids`, in order (where image features go).
+pub fn image_rows(model: &Model, ids: &[u32]) -> Vec<u32> {
+    let image_token = match model {
+        Model::PaliGemma(m) => m.cfg.image_token_index,
+        Model::Blip2Phi(m) => match m.cfg.image_token_index {
+            Some(t) => t,
+            None => return (0..m.num_image_tokens().min(ids.len()) as u32).collect(),
+        },
+    };
     ids.iter()
         .enumerate()
-        .filter(|(_, &t)| t == model.cfg.image_token_index)
+        .filter(|(_, &t)| t == image_token)
         .map(|(i, _)| i as u32)
         .collect()
 }
 
 /// Decoded, resized and normalised pixels `[3, size, size]` for the model.
-pub fn pixels(model: &PaliGemma, bytes: &[u8], name: &str) -> Result<Tensor> {
-    let t = preprocess_image(bytes, name, &model.processor)?;
-    let v = &model.cfg.vision;
-    let want = [v.num_channels, v.image_size, v.image_size];
+pub fn pixels(model: &Model, bytes: &[u8], name: &str) -> Result<Tensor> {
+    let t = preprocess_image(bytes, name, model.processor())?;
+    let want = model.pixel_shape();
     if t.shape != want {
         return Err(Error::Request(format!(
             "{name}: the processor config produces images of {:?} but the vision tower expects {want:?}; check preprocessor_config.json's size",
@@ -64,16 +97,10 @@ pub fn pixels(model: &PaliGemma, bytes: &[u8], name: &str) -> Result<Tensor> {
 
 /// Decodes generated ids to text, skipping special tokens.
 pub fn decode(tok: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, true).map_err(|e| Error::Tokenizer {
-        file: "tokenizer.json".into(),
-        message: e.to_string(),
-    })
+    tok.decode(ids, true).map_err(|e| tok_err(e.to_string()))
 }
 
 /// Decodes generated ids keeping special tokens (so `<locYYYY>` boxes can be parsed).
 pub fn decode_with_special(tok: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, false).map_err(|e| Error::Tokenizer {
-        file: "tokenizer.json".into(),
-        message: e.to_string(),
-    })
+    tok.decode(ids, false).map_err(|e| tok_err(e.to_string()))
 }

@@ -207,3 +207,30 @@ pub fn read<S: ByteSource>(
         message: e.to_string(),
     })
 }
+
+/// Rows `first .. first + rows` of a 4-bit weight (a piece of a fused qkv weight).
+pub fn take_rows(t: &Tensor, first: usize, rows: usize) -> Result<Tensor> {
+    let (pinhole_core::tensor::Data::Q4(d), pinhole_core::DType::Q4(f)) = (&t.data, t.dtype) else {
+        return Err(Error::Request("take_rows: not a 4-bit tensor".into()));
+    };
+    let k = t.shape[1];
+    if first + rows > t.shape[0] {
+        return Err(Error::Request(format!(
+            "rows {first}..{} outside {:?}",
+            first + rows,
+            t.shape
+        )));
+    }
+    let (wpr, gpr) = (k / 8, k / f.group());
+    let offsets = if f.asym() {
+        d.offsets[first * gpr..(first + rows) * gpr].to_vec()
+    } else {
+        Vec::new()
+    };
+    let part = Q4Data {
+        packed: d.packed[first * wpr..(first + rows) * wpr].to_vec(),
+        scales: d.scales[first * gpr..(first + rows) * gpr].to_vec(),
+        offsets,
+    };
+    Ok(Tensor::q4(&[rows, k], f, part)?)
+}

@@ -14,8 +14,9 @@ use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
 use pinhole_gpu::{Executor, GpuOptions};
-use pinhole_models::generate::{generate, image_graph};
-use pinhole_models::loader::{canonical_name, load_dir, LoadOptions, WeightPrecision};
+use pinhole_models::generate::generate;
+use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
+use pinhole_models::model::Model;
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
 use pinhole_models::{processor, q4_load, GenerateOptions, TokenChoice};
 
@@ -39,19 +40,19 @@ fn ids(v: &serde_json::Value, key: &str) -> Vec<u32> {
 
 /// Every weight the model needs, as the host sees it (4-bit ones as Q4 tensors), by canonical
 /// name: the CPU reference's view of the quantized folder.
-fn host_weights(dir: &Path, expected: &[pinhole_models::paligemma::ExpectedWeight]) -> HashMap<String, Tensor> {
+fn host_weights(dir: &Path, m: &Model) -> HashMap<String, Tensor> {
     let mut reader = CheckpointReader::open(dir).unwrap();
     let fmt = q4_load::checkpoint_format(&reader).unwrap();
     assert!(fmt.is_some(), "quantized folder without pinhole.quant metadata");
     let mut source = HashMap::new();
     for info in reader.tensors() {
         let base = q4_load::base_name(&info.name).unwrap_or(&info.name);
-        if let Some(c) = canonical_name(base) {
+        if let Some(c) = m.canonical_name(base) {
             source.insert(c, base.to_string());
         }
     }
     let mut out = HashMap::new();
-    for w in expected {
+    for w in &m.expected_weights() {
         let src = &source[&w.name];
         let t = match q4_load::check(&reader, fmt, src, &w.shape, w.matrix).unwrap() {
             Some(_) => q4_load::read(&mut reader, fmt.unwrap(), src, &w.shape).unwrap(),
@@ -99,13 +100,13 @@ fn check_fixture(name: &str, scheme: Q4Scheme) {
 
     // The CPU reference of the same 4-bit weights: image graph, then the prefill graph.
     let m = &lm.model;
-    let weights = host_weights(&qdir, &m.expected_weights());
+    let weights = host_weights(&qdir, m);
     let wfn = |n: &str| weights.get(n).cloned();
     let mut states = HashMap::new();
     let mut inputs = HashMap::new();
     inputs.insert("pixels".to_string(), px.clone());
     run_graph(
-        &image_graph(m, false).unwrap(),
+        &m.image_graph(false).unwrap(),
         CpuEnv {
             weights: &wfn,
             inputs: &inputs,
@@ -117,7 +118,7 @@ fn check_fixture(name: &str, scheme: Q4Scheme) {
     let rows = processor::image_rows(m, &pids);
     let max_len = (pids.len() + want_gen.len()).div_ceil(64) * 64;
     let (pg, out) = m
-        .prefill_graph_from_state(&pids, &rows, max_len, true, &TokenChoice::Greedy)
+        .prefill_graph(&pids, &rows, max_len, true, &TokenChoice::Greedy)
         .unwrap();
     let res = run_graph(
         &pg,

@@ -1,10 +1,10 @@
 //! `config.json` of a Hugging Face model folder, parsed into typed structs with the defaults
 //! transformers (5.x, and the older keys of 4.x files) applies when a key is missing.
 //!
-//! [`ModelConfig`] has one variant per architecture; today only [`PaliGemmaConfig`]
-//! (PaliGemma with a Gemma text model, PaliGemma 2 with Gemma 2). Other `model_type`s answer
-//! [`Error::Unsupported`]; a new architecture (e.g. BLIP-2 with a Phi text model) becomes a new
-//! variant. The processor and generation configs are in [`crate::hf::processor`].
+//! [`ModelConfig`] has one variant per architecture: [`PaliGemmaConfig`] (PaliGemma with a
+//! Gemma text model, PaliGemma 2 with Gemma 2) and BLIP-2 with a Phi text model
+//! ([`crate::hf::blip2_config`]). Other `model_type`s answer [`Error::Unsupported`]. The
+//! processor and generation configs are in [`crate::hf::processor`].
 //!
 //! The defaults follow transformers' config classes: a sub-config missing from `config.json`
 //! gets PaliGemma's own defaults (PaliGemma-3B's shapes), a sub-config that is present gets the
@@ -144,6 +144,8 @@ pub struct PaliGemmaConfig {
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelConfig {
     PaliGemma(PaliGemmaConfig),
+    /// BLIP-2 with a Phi language model (TinyGPT-V class); see [`crate::hf::blip2_config`].
+    Blip2Phi(crate::hf::blip2_config::Blip2PhiConfig),
 }
 
 impl ModelConfig {
@@ -158,9 +160,12 @@ impl ModelConfig {
         })?;
         match model_type.as_str() {
             "paligemma" => Ok(ModelConfig::PaliGemma(PaliGemmaConfig::from_obj(&obj)?)),
+            "blip-2" => Ok(ModelConfig::Blip2Phi(
+                crate::hf::blip2_config::Blip2PhiConfig::from_obj(&obj)?,
+            )),
             other => Err(Error::Unsupported(format!(
                 "{file}: model_type `{other}` is not supported; pinhole runs `paligemma` \
-                 (PaliGemma and PaliGemma 2) models"
+                 (PaliGemma and PaliGemma 2) and `blip-2` with a Phi text model (TinyGPT-V class)"
             ))),
         }
     }
@@ -177,6 +182,9 @@ impl PaliGemmaConfig {
     pub fn parse(bytes: &[u8], file: &str) -> Result<PaliGemmaConfig> {
         match ModelConfig::parse(bytes, file)? {
             ModelConfig::PaliGemma(c) => Ok(c),
+            ModelConfig::Blip2Phi(_) => Err(Error::Unsupported(format!(
+                "{file} is a blip-2 config, not a paligemma one"
+            ))),
         }
     }
 
@@ -661,9 +669,9 @@ mod tests {
 
     #[test]
     fn bad_configs_name_file_and_key() {
-        let e = err(r#"{"model_type": "blip-2"}"#);
+        let e = err(r#"{"model_type": "llava"}"#);
         assert!(
-            e.starts_with("unsupported") && e.contains("blip-2") && e.contains("config.json"),
+            e.starts_with("unsupported") && e.contains("llava") && e.contains("config.json"),
             "{e}"
         );
         assert!(err(r#"{"hidden_size": 3}"#).contains("no `model_type`"));

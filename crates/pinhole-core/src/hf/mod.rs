@@ -6,7 +6,8 @@
 //!   the next.
 //! * [`checkpoint`]: one name → tensor lookup over a whole checkpoint, single file or sharded
 //!   (`model.safetensors.index.json`).
-//! * [`config`]: `config.json`, parsed into typed structs with transformers' defaults.
+//! * [`config`]: `config.json`, parsed into typed structs with transformers' defaults;
+//!   [`blip2_config`]: the BLIP-2 + Phi (TinyGPT-V class) variant.
 //! * [`processor`]: `preprocessor_config.json` / `processor_config.json` and
 //!   `generation_config.json`.
 //! * [`image`]: image decoding and the exact PIL bicubic resize + normalisation SigLIP uses.
@@ -14,6 +15,7 @@
 //! Everything parses from bytes, so it works in the browser (wasm32); the few helpers that read
 //! files from disk are only compiled for other targets.
 
+pub mod blip2_config;
 pub mod checkpoint;
 pub mod config;
 pub mod image;
@@ -21,6 +23,7 @@ mod json;
 pub mod processor;
 pub mod safetensors;
 
+pub use blip2_config::{Blip2PhiConfig, Blip2VisionConfig, PhiConfig, QFormerConfig};
 pub use checkpoint::{CheckpointReader, ShardIndex};
 pub use config::{Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig, TextModelType};
 pub use image::{decode_image, preprocess_image, resize_bicubic, PassOrder, Rgb8Image};

@@ -1,0 +1,105 @@
+//! `pinhole generate` / `pinhole caption` pick the BLIP-2 + Phi architecture from config.json
+//! and reproduce the fixture's greedy ids; bad BLIP-2 folders give one clear error line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn generate_and_caption_on_the_blip2_fixture() {
+    let dir = fixtures().join("blip2-phi");
+    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let want: Vec<u64> = exp["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    let model = dir.join("model");
+    let image = fixtures().join("images").join(exp["image"].as_str().unwrap());
+    let n = want.len().to_string();
+    let (code, stdout, stderr) = run(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--prompt",
+        exp["prompt"].as_str().unwrap(),
+        "--max-new-tokens",
+        &n,
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    assert_eq!(v["model_family"], "blip-2+phi");
+    let got: Vec<u64> = v["token_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap())
+        .collect();
+    // The CLI decodes the PNG itself; PNG decoding and the resize are exact, so the ids match.
+    assert_eq!(got, want, "CLI ids differ from transformers");
+
+    let (code, stdout, stderr) = run(&[
+        "caption",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-new-tokens",
+        "4",
+        image.to_str().unwrap(),
+        image.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "one caption per image: {stdout:?}");
+    assert!(!stderr.contains("panicked"));
+}
+
+#[test]
+fn bad_blip2_folder_is_one_clear_error() {
+    let src = fixtures().join("blip2-phi").join("model");
+    let dir = std::env::temp_dir().join(format!("pinhole-blip2-cli-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    std::fs::write(
+        dir.join("config.json"),
+        cfg.replacen("\"num_hidden_layers\": 3", "\"num_hidden_layers\": 4", 1),
+    )
+    .unwrap();
+    let image = fixtures().join("images/shapes_64.png");
+    let (code, stdout, stderr) = run(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(stdout.is_empty() && !stderr.contains("panicked"), "{stderr}");
+    assert!(
+        stderr.contains("qformer.encoder.layer.3") && stderr.contains("missing"),
+        "{stderr}"
+    );
+}

@@ -1,0 +1,184 @@
+//! [`Model`]: the architectures pinhole runs, picked from `config.json`'s `model_type`. The
+//! loader, the processor, the generation loop and the CLI go through this enum, so both
+//! families share one loading path and one generation loop (KV cache, sampling).
+
+use pinhole_core::hf::ImageProcessorConfig;
+use pinhole_core::{Graph, Result};
+
+use crate::blip2::{Blip2Phi, RowSlice};
+use crate::generate::TokenChoice;
+use crate::paligemma::{ExpectedWeight, PaliGemma, StepOutputs};
+
+pub enum Model {
+    /// PaliGemma / PaliGemma 2 (`model_type: "paligemma"`).
+    PaliGemma(PaliGemma),
+    /// BLIP-2 with a Phi language model, TinyGPT-V class (`model_type: "blip-2"`).
+    Blip2Phi(Blip2Phi),
+}
+
+impl Model {
+    /// A short name of the architecture (for `--json` and messages).
+    pub fn family(&self) -> &'static str {
+        match self {
+            Model::PaliGemma(_) => "paligemma",
+            Model::Blip2Phi(_) => "blip-2+phi",
+        }
+    }
+
+    pub fn expected_weights(&self) -> Vec<ExpectedWeight> {
+        match self {
+            Model::PaliGemma(m) => m.expected_weights(),
+            Model::Blip2Phi(m) => m.expected_weights(),
+        }
+    }
+
+    /// Checkpoint tensor name → canonical name (`None`: not used).
+    pub fn canonical_name(&self, name: &str) -> Option<String> {
+        match self {
+            Model::PaliGemma(_) => crate::loader::canonical_name(name),
+            Model::Blip2Phi(_) => Blip2Phi::canonical_name(name),
+        }
+    }
+
+    /// A checkpoint name that would provide the canonical weight `w` (error messages).
+    pub fn example_source(&self, w: &ExpectedWeight) -> String {
+        match self {
+            Model::PaliGemma(_) => w.example_source(),
+            Model::Blip2Phi(_) => Blip2Phi::example_source(&w.name),
+        }
+    }
+
+    /// For weights cut out of a fused checkpoint tensor: where their rows come from.
+    pub fn row_slice(&self, canonical: &str) -> Option<RowSlice> {
+        match self {
+            Model::PaliGemma(_) => None,
+            Model::Blip2Phi(m) => m.row_slice(canonical),
+        }
+    }
+
+    /// Weights that load as zeros when the checkpoint lacks them (see
+    /// [`Blip2Phi::zero_if_missing`]).
+    pub fn zero_if_missing(&self, canonical: &str) -> bool {
+        match self {
+            Model::PaliGemma(_) => false,
+            Model::Blip2Phi(_) => Blip2Phi::zero_if_missing(canonical),
+        }
+    }
+
+    /// Rows of image features written into the prompt.
+    pub fn num_image_tokens(&self) -> usize {
+        match self {
+            Model::PaliGemma(m) => m.num_image_tokens(),
+            Model::Blip2Phi(m) => m.num_image_tokens(),
+        }
+    }
+
+    pub fn vocab_size(&self) -> usize {
+        match self {
+            Model::PaliGemma(m) => m.cfg.text.vocab_size,
+            Model::Blip2Phi(m) => m.cfg.text.vocab_size,
+        }
+    }
+
+    pub fn max_positions(&self) -> usize {
+        match self {
+            Model::PaliGemma(m) => m.cfg.text.max_position_embeddings,
+            Model::Blip2Phi(m) => m.cfg.text.max_position_embeddings,
+        }
+    }
+
+    /// `[channels, size, size]` of the pixels the vision tower takes.
+    pub fn pixel_shape(&self) -> [usize; 3] {
+        match self {
+            Model::PaliGemma(m) => {
+                let v = &m.cfg.vision;
+                [v.num_channels, v.image_size, v.image_size]
+            }
+            Model::Blip2Phi(m) => {
+                let v = &m.cfg.vision;
+                [v.num_channels, v.image_size, v.image_size]
+            }
+        }
+    }
+
+    pub fn processor(&self) -> &ImageProcessorConfig {
+        match self {
+            Model::PaliGemma(m) => &m.processor,
+            Model::Blip2Phi(m) => &m.processor,
+        }
+    }
+
+    /// Generation stops on these ids: generation_config.json's, else config.json's.
+    pub fn eos_ids(&self) -> Vec<u32> {
+        match self {
+            Model::PaliGemma(m) => {
+                let g = &m.generation.eos_token_ids;
+                if !g.is_empty() {
+                    return g.clone();
+                }
+                if !m.cfg.eos_token_ids.is_empty() {
+                    return m.cfg.eos_token_ids.clone();
+                }
+                m.cfg.text.eos_token_ids.clone()
+            }
+            Model::Blip2Phi(m) => {
+                let g = &m.generation.eos_token_ids;
+                if !g.is_empty() {
+                    return g.clone();
+                }
+                if !m.cfg.eos_token_ids.is_empty() {
+                    return m.cfg.eos_token_ids.clone();
+                }
+                m.cfg.text.eos_token_ids.clone()
+            }
+        }
+    }
+
+    /// The image-encode graph (writes the state "image_features"); with `debug` its outputs
+    /// are the intermediate results, in [`Model::debug_output_names`] order.
+    pub fn image_graph(&self, debug: bool) -> Result<Graph> {
+        match self {
+            Model::PaliGemma(m) => m.image_graph(debug),
+            Model::Blip2Phi(m) => m.image_graph(debug),
+        }
+    }
+
+    /// Names of the image graph's debug outputs (as in the fixtures' expected.safetensors).
+    pub fn debug_output_names(&self) -> &'static [&'static str] {
+        match self {
+            Model::PaliGemma(_) => &["vision_out", "projector_out"],
+            Model::Blip2Phi(_) => &["vision_out", "qformer_out", "projector_out"],
+        }
+    }
+
+    /// Prefill over the prompt ids with the image rows filled from the encoded image.
+    pub fn prefill_graph(
+        &self,
+        ids: &[u32],
+        image_rows: &[u32],
+        max_len: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        match self {
+            Model::PaliGemma(m) => m.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice),
+            Model::Blip2Phi(m) => m.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice),
+        }
+    }
+
+    /// One decode step; `prefix_len` is the prompt length (PaliGemma's bidirectional block).
+    pub fn decode_graph(
+        &self,
+        token: u32,
+        row: usize,
+        prefix_len: usize,
+        max_len: usize,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        match self {
+            Model::PaliGemma(m) => m.decode_graph(token, row, prefix_len, max_len, logits, choice),
+            Model::Blip2Phi(m) => m.decode_graph(token, row, max_len, logits, choice),
+        }
+    }
+}

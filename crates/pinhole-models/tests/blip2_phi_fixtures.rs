@@ -1,0 +1,203 @@
+//! BLIP-2 + Phi (TinyGPT-V class) against fixtures recorded with Hugging Face transformers
+//! (tools/make_blip2_phi_fixtures.py) and against the converted synthetic TinyGPT-V checkpoint
+//! (tools/convert_tinygpt_v.py --selftest, whose reference is the original-layout forward):
+//! processor ids and pixels, vision, Q-Former, projection and prefill logits within 1e-4
+//! relative error with f32 weights, and greedy ids identical.
+
+use std::path::{Path, PathBuf};
+
+use pinhole_core::hf::SafetensorsFile;
+use pinhole_core::tensor::rel_error;
+use pinhole_core::Tensor;
+use pinhole_gpu::{Executor, GpuOptions};
+use pinhole_models::generate::generate;
+use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
+use pinhole_models::{processor, GenerateOptions, Model};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn expected_tensor(dir: &Path, name: &str) -> Tensor {
+    let mut f = SafetensorsFile::open_path(dir.join("expected.safetensors")).expect("expected.safetensors");
+    f.read_as(name, pinhole_core::DType::F32)
+        .unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn ids(v: &serde_json::Value, key: &str) -> Vec<u32> {
+    v[key]
+        .as_array()
+        .unwrap_or_else(|| panic!("{key} missing"))
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+fn check_fixture(name: &str) {
+    let dir = fixtures().join(name);
+    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter (llvmpipe in CI)");
+    let lm = load_dir(
+        &gpu,
+        dir.join("model"),
+        &LoadOptions {
+            precision: WeightPrecision::F32,
+        },
+        |_, _| {},
+    )
+    .expect("load");
+    assert!(
+        matches!(lm.model, Model::Blip2Phi(_)),
+        "{name}: picked {}",
+        lm.model.family()
+    );
+
+    // Processor: ids exactly, pixels to float rounding (PNG decodes exactly; the resize is
+    // PIL-exact; CLIP's std of ~0.27 scales one rounding step of the normalisation to ~4e-7).
+    let prompt = exp["prompt"].as_str().unwrap();
+    let want_ids = ids(&exp, "input_ids");
+    assert_eq!(
+        processor::prompt_ids(&lm.model, &lm.tokenizer, prompt).unwrap(),
+        want_ids,
+        "{name}: input ids"
+    );
+    let img = std::fs::read(fixtures().join("images").join(exp["image"].as_str().unwrap())).unwrap();
+    let px = processor::pixels(&lm.model, &img, "fixture image").unwrap();
+    let want_px = expected_tensor(&dir, "pixel_values");
+    assert_eq!(px.shape, want_px.shape);
+    let px_err = px
+        .as_f32()
+        .unwrap()
+        .iter()
+        .zip(want_px.as_f32().unwrap())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(px_err <= 1e-5, "{name}: pixel values differ by up to {px_err}");
+
+    // Model on the reference pixels, so model error is measured alone.
+    let mut ex = Executor::new(gpu.clone());
+    let want_gen = ids(&exp, "generated_ids");
+    let opts = GenerateOptions {
+        max_new_tokens: want_gen.len(),
+        record_logits: true,
+        sampling: None,
+    };
+    let g = pollster::block_on(generate(&lm, &mut ex, &want_px, prompt, &opts, |_, _| {})).expect("generate");
+    for (key, got) in [
+        ("vision_out", g.vision_out.as_ref()),
+        ("qformer_out", g.qformer_out.as_ref()),
+        ("projector_out", g.projector_out.as_ref()),
+        ("prefill_logits", g.logits.first()),
+    ] {
+        let want = expected_tensor(&dir, key);
+        let got = got.unwrap_or_else(|| panic!("{key} not recorded"));
+        assert_eq!(got.shape, want.shape, "{name}: {key} shape");
+        let e = rel_error(got.as_f32().unwrap(), want.as_f32().unwrap());
+        eprintln!("{name}: {key} relative error {e:.2e}");
+        assert!(e <= 1e-4, "{name}: {key} relative error {e:e} > 1e-4");
+    }
+    // Each decode step's logits too (row 0 of generated_logits is the prefill's last row).
+    let want_steps = expected_tensor(&dir, "generated_logits");
+    let v = want_steps.shape[1];
+    let steps = want_steps.as_f32().unwrap();
+    for (i, got) in g.logits.iter().skip(1).enumerate() {
+        let e = rel_error(got.as_f32().unwrap(), &steps[(i + 1) * v..(i + 2) * v]);
+        assert!(e <= 1e-4, "{name}: step {} logits relative error {e:e}", i + 1);
+    }
+    assert!(want_gen.len() >= 10);
+    assert_eq!(g.token_ids, want_gen, "{name}: greedy ids differ from the reference");
+    assert!(!g.stopped_on_eos);
+}
+
+#[test]
+fn blip2_phi_gqa_partial_rotary() {
+    check_fixture("blip2-phi");
+}
+
+#[test]
+fn blip2_phi_qk_layernorm_bos() {
+    check_fixture("blip2-phi-qkln");
+}
+
+#[test]
+fn tinygpt_v_converted_synthetic_checkpoint() {
+    check_fixture("tinygpt-v-synth");
+}
+
+/// A scratch copy of a fixture model whose config.json a test rewrites.
+fn scratch_with_config(fixture: &str, tag: &str, edit: impl Fn(&str) -> String) -> PathBuf {
+    let src = fixtures().join(fixture).join("model");
+    let dir = std::env::temp_dir().join(format!("pinhole-blip2-{}-{tag}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(&src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
+    let new = edit(&cfg);
+    assert_ne!(new, cfg, "{tag}: the edit changed nothing");
+    std::fs::write(dir.join("config.json"), new).unwrap();
+    dir
+}
+
+#[test]
+fn bad_checkpoints_name_the_tensor() {
+    let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter");
+    let load = |dir: &Path| match load_dir(&gpu, dir, &LoadOptions::default(), |_, _| {}) {
+        Ok(_) => panic!("{} loaded", dir.display()),
+        Err(e) => e.to_string(),
+    };
+    // Q/K LayerNorm switched on: its weights are not in the checkpoint.
+    let d = scratch_with_config("blip2-phi", "qkln", |c| {
+        c.replacen("\"qk_layernorm\": false", "\"qk_layernorm\": true", 1)
+    });
+    let e = load(&d);
+    assert!(
+        e.contains("text.layers.0.self_attn.q_layernorm.weight") && e.contains("missing"),
+        "{e}"
+    );
+    assert!(
+        e.contains("language_model.model.layers.0.self_attn.q_layernorm.weight"),
+        "{e}"
+    );
+    // A second projection layer (TinyGPT-V) that this checkpoint lacks: the first projection
+    // then has the wrong output width.
+    let d = scratch_with_config("blip2-phi", "proj2", |c| {
+        c.replacen(
+            "\"model_type\": \"blip-2\"",
+            "\"model_type\": \"blip-2\", \"pinhole_projection_hidden\": 40",
+            1,
+        )
+    });
+    let e = load(&d);
+    assert!(
+        e.contains("language_projection.weight") && e.contains("config.json implies [40, 32]"),
+        "{e}"
+    );
+    // Shapes that disagree with config.json: the text MLP and the fused vision qkv.
+    let d = scratch_with_config("blip2-phi", "fc1", |c| {
+        c.replacen("\"intermediate_size\": 96", "\"intermediate_size\": 97", 1)
+    });
+    let e = load(&d);
+    assert!(
+        e.contains("language_model.model.layers.0.mlp.fc1") && e.contains("config.json implies"),
+        "{e}"
+    );
+    let d = scratch_with_config("blip2-phi", "vision-heads", |c| {
+        // Vision width 32 → 16 changes every vision shape; the first checked is the class token.
+        c.replacen(
+            "\"hidden_size\": 32,\n    \"image_size\"",
+            "\"hidden_size\": 16,\n    \"image_size\"",
+            1,
+        )
+    });
+    let e = load(&d);
+    assert!(e.contains("vision_model.embeddings") && e.contains("shape"), "{e}");
+    // A text model pinhole does not run.
+    let d = scratch_with_config("blip2-phi", "opt", |c| {
+        c.replacen("\"model_type\": \"phi\"", "\"model_type\": \"opt\"", 1)
+    });
+    let e = load(&d);
+    assert!(e.contains("`opt`") && e.contains("config.json"), "{e}");
+}
