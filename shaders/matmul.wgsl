@@ -14,7 +14,8 @@
 //   gemm: 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in steps of
 //         16 through workgroup memory. Dispatch (ceil(Nc/64), ceil(M/64), 1).
 //   gemv: for small M (decode): 4 output columns per 256-thread workgroup, 64 threads split K
-//         and reduce in workgroup memory. Dispatch (gx, gy, M) with gx·gy ≥ ceil(Nc/4),
+//         and reduce in workgroup memory; f16 weights are read as whole u32 words (two
+//         weights per load). Dispatch (gx, gy, M) with gx·gy ≥ ceil(Nc/4),
 //         block index = wg.x + wg.y·gx.
 
 override W_F16: bool = false;
@@ -124,8 +125,25 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (col < p.nc) {
         let wb = col * p.k;
         let xb = m * p.k;
-        for (var kk = t; kk < p.k; kk += 64u) {
-            acc = fma(x[xb + kk], load_w(wb + kk), acc);
+        if (W_F16) {
+            // Whole u32 words: each thread decodes both halves of the words it reads, so every
+            // word is fetched once per row. With an odd K a row starts or ends mid-word; the
+            // half outside [wb, wb + K) belongs to the neighbouring row and is skipped.
+            let e1 = wb + p.k;
+            for (var wi = wb / 2u + t; wi <= (e1 - 1u) / 2u; wi += 64u) {
+                let pair = unpack2x16float(w[wi]);
+                let i0 = wi * 2u;
+                if (i0 >= wb) {
+                    acc = fma(x[xb + i0 - wb], pair.x, acc);
+                }
+                if (i0 + 1u < e1) {
+                    acc = fma(x[xb + i0 + 1u - wb], pair.y, acc);
+                }
+            }
+        } else {
+            for (var kk = t; kk < p.k; kk += 64u) {
+                acc = fma(x[xb + kk], load_w(wb + kk), acc);
+            }
         }
     }
     red[li] = acc;

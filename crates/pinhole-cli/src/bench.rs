@@ -1,11 +1,11 @@
 //! `pinhole bench kernels`: kernel timings on this adapter, with a copy-kernel baseline.
 
-use pinhole_gpu::bench::bench_kernels;
+use pinhole_gpu::bench::bench_kernels_filtered;
 use pinhole_gpu::GpuOptions;
 use serde_json::json;
 
 pub fn run(argv: &[String]) -> Result<(), String> {
-    let args = crate::args::parse(argv, &["json", "quick"], &["runs"])?;
+    let args = crate::args::parse(argv, &["json", "quick"], &["runs", "filter"])?;
     match args.positional.first().map(String::as_str) {
         Some("kernels") => {}
         Some(other) => return Err(format!("unknown benchmark '{other}'; available: kernels")),
@@ -14,7 +14,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let runs: usize = args.num("runs", 5)?;
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;
     let json_out = args.flag("json");
-    let report = bench_kernels(&gpu, args.flag("quick"), runs, |what| {
+    let report = bench_kernels_filtered(&gpu, args.flag("quick"), runs, args.opt("filter"), |what| {
         if !json_out {
             eprintln!("  measuring {what} …");
         }

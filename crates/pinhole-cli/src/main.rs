@@ -1,12 +1,13 @@
 //! The `pinhole` command-line tool (native desktop path).
 //!
-//! Commands: `info`, `bench kernels`. Each command lives in its own module; errors are
+//! Commands: `generate`, `caption`, `quantize`, `info`, `bench kernels`. Each command lives in its own module; errors are
 //! printed as one friendly line and exit non-zero, never as a panic.
 
 mod args;
 mod bench;
 mod generate;
 mod info;
+mod quantize;
 mod st_write;
 
 use std::process::ExitCode;
@@ -22,8 +23,11 @@ USAGE:
                                              'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr');
                                              greedy unless a sampling option is given (seed 0 by default;
                                              on the GPU, one token id read back per step)
+  pinhole quantize --model DIR --out DIR [--group 32] [--scheme sym|asym] [--keep PATTERN]... [--quiet]
+                                             write a 4-bit copy of a model folder (linear weights and the
+                                             embedding table; --keep NAME-PATTERN leaves matching tensors f16)
   pinhole info [--json]                      adapter, backend, features and limits
-  pinhole bench kernels [--json] [--quick] [--runs N]
+  pinhole bench kernels [--json] [--quick] [--runs N] [--filter TEXT]
                                              kernel timings vs a copy kernel on this adapter
 
 ENVIRONMENT:
@@ -37,6 +41,7 @@ fn main() -> ExitCode {
         Some("bench") => bench::run(&argv[1..]),
         Some("generate") => generate::run(&argv[1..]),
         Some("caption") => generate::caption(&argv[1..]),
+        Some("quantize") => quantize::run(&argv[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
             print!("{USAGE}");
             Ok(())

@@ -10,6 +10,7 @@ pub fn serialize(tensors: &[(&str, &Tensor)]) -> Result<Vec<u8>, String> {
         let (dtype, bytes): (&str, Vec<u8>) = match &t.data {
             Data::F32(v) => ("F32", bytemuck::cast_slice(v).to_vec()),
             Data::U32(v) => ("U32", bytemuck::cast_slice(v).to_vec()),
+            Data::Q4(_) => return Err(format!("{name}: 4-bit tensors are not written by --dump")),
         };
         let start = data.len();
         data.extend_from_slice(&bytes);

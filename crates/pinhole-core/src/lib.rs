@@ -5,11 +5,13 @@
 //!   CPU reference executor ([`reference::run_graph`]) both run it.
 //! * [`reference`]: a plain, obviously-correct CPU implementation of every op. Kernels are tested
 //!   against it, and it is the specification the WGSL must meet.
+//! * [`quant`]: the 4-bit weight format, quantizer and dequantizing reference.
 //! * [`rng`]: a tiny seeded generator so tests are reproducible without extra dependencies.
 
 pub mod error;
 pub mod graph;
 pub mod hf;
+pub mod quant;
 pub mod reference;
 pub mod rng;
 pub mod tensor;

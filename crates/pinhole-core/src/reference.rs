@@ -439,7 +439,8 @@ fn run_op(
             let (k, n) = (last(x)?, shape[shape.len() - 1]);
             let m = rows_of(shape);
             let b = bias.map(|b| f(vals, b)).transpose()?;
-            matmul(f(vals, x)?, f(vals, w)?, b, m, n, k)
+            // A 4-bit weight is dequantized first: the reference of the fused kernels.
+            matmul(f(vals, x)?, &get(vals, w)?.values()?, b, m, n, k)
         }
         Op::Attention { q, k, v, p } => attention(f(vals, q)?, f(vals, k)?, f(vals, v)?, shape[0], &p),
         Op::PatchEmbed {
@@ -478,7 +479,7 @@ fn run_op(
             rotary_dim,
         } => rope(f(vals, x)?, f(vals, cos_sin)?, shape[0], n_heads, head_dim, rotary_dim),
         Op::Embedding { table, ids } => {
-            let t = f(vals, table)?;
+            let t = get(vals, table)?.values()?;
             let e = shape[1];
             let vocab = g.shape(table)?[0];
             let mut out = Vec::with_capacity(shape[0] * e);

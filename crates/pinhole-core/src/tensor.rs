@@ -4,7 +4,10 @@
 //! load); on the host a weight keeps its values as f32 that are exactly representable in the
 //! storage dtype, so the CPU reference computes with exactly the numbers the GPU reads.
 
+use std::borrow::Cow;
+
 use crate::error::{shape_err, Error, Result};
+use crate::quant::{self, Q4Data, Q4Format};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -15,6 +18,8 @@ pub enum DType {
     BF16,
     /// Token ids, positions, indices.
     U32,
+    /// 4-bit group-quantized weight (see [`crate::quant`]); the shape is the logical `[N, K]`.
+    Q4(Q4Format),
 }
 
 impl DType {
@@ -23,6 +28,8 @@ impl DType {
         match self {
             DType::F32 | DType::U32 => 4,
             DType::F16 | DType::BF16 => 2,
+            // Not a per-element size: 4 bits plus the scales; see `quant::row_bytes`.
+            DType::Q4(_) => 1,
         }
     }
 
@@ -32,6 +39,7 @@ impl DType {
             DType::F16 => "f16",
             DType::BF16 => "bf16",
             DType::U32 => "u32",
+            DType::Q4(f) => f.scheme.meta(),
         }
     }
 }
@@ -40,6 +48,8 @@ impl DType {
 pub enum Data {
     F32(Vec<f32>),
     U32(Vec<u32>),
+    /// The stored bits of a 4-bit weight.
+    Q4(Q4Data),
 }
 
 /// A host tensor. `dtype` is the storage dtype; `data` holds f32 values for float dtypes
@@ -86,6 +96,43 @@ impl Tensor {
         })
     }
 
+    /// A 4-bit weight `[n, k]` from its stored bits (checked against the shape).
+    pub fn q4(shape: &[usize], f: Q4Format, d: Q4Data) -> Result<Tensor> {
+        if shape.len() != 2 {
+            return Err(shape_err(
+                "Tensor::q4",
+                format!("4-bit weights are matrices, got shape {shape:?}"),
+            ));
+        }
+        d.check("Tensor::q4", shape[0], shape[1], f)?;
+        Ok(Tensor {
+            shape: shape.to_vec(),
+            dtype: DType::Q4(f),
+            data: Data::Q4(d),
+        })
+    }
+
+    /// Quantizes a float `[n, k]` tensor to 4 bits.
+    pub fn quantize_q4(&self, f: Q4Format) -> Result<Tensor> {
+        if self.shape.len() != 2 {
+            return Err(shape_err(
+                "quantize",
+                format!("expected a matrix, got {:?}", self.shape),
+            ));
+        }
+        let d = quant::quantize(self.as_f32()?, self.shape[0], self.shape[1], f)?;
+        Tensor::q4(&self.shape, f, d)
+    }
+
+    /// The float values; a 4-bit tensor is dequantized (as the kernels do). What the CPU
+    /// reference computes with for weights.
+    pub fn values(&self) -> Result<Cow<'_, [f32]>> {
+        match (&self.data, self.dtype) {
+            (Data::Q4(d), DType::Q4(f)) => Ok(Cow::Owned(quant::dequantize(d, self.shape[0], self.shape[1], f))),
+            _ => self.as_f32().map(Cow::Borrowed),
+        }
+    }
+
     pub fn zeros(shape: &[usize]) -> Tensor {
         Tensor {
             shape: shape.to_vec(),
@@ -106,15 +153,19 @@ impl Tensor {
                 what: "tensor".into(),
                 detail: "expected float, got u32".into(),
             }),
+            Data::Q4(_) => Err(Error::DType {
+                what: "tensor".into(),
+                detail: "expected float values, got a 4-bit weight (use `values()` to dequantize)".into(),
+            }),
         }
     }
 
     pub fn as_u32(&self) -> Result<&[u32]> {
         match &self.data {
             Data::U32(v) => Ok(v),
-            Data::F32(_) => Err(Error::DType {
+            Data::F32(_) | Data::Q4(_) => Err(Error::DType {
                 what: "tensor".into(),
-                detail: "expected u32, got float".into(),
+                detail: format!("expected u32, got {}", self.dtype.name()),
             }),
         }
     }
@@ -127,18 +178,27 @@ impl Tensor {
     /// The bytes the GPU stores for this tensor: f32/u32 as 4-byte words, f16 as packed halves
     /// (padded to a whole number of 4-byte words).
     pub fn to_storage_bytes(&self) -> Vec<u8> {
-        storage_bytes(&self.data, self.dtype, 0, self.numel())
+        self.storage_bytes_range(0, self.numel())
     }
 
     /// Storage bytes of elements `[start, end)`, used to split a tensor across bindings.
+    /// A 4-bit tensor is split at whole rows (`start` and `end` multiples of K) and stored
+    /// as [`quant::chunk_storage_bytes`] lays it out.
     pub fn storage_bytes_range(&self, start: usize, end: usize) -> Vec<u8> {
-        storage_bytes(&self.data, self.dtype, start, end)
+        match (&self.data, self.dtype) {
+            (Data::Q4(d), DType::Q4(f)) => {
+                let k = self.shape[1].max(1);
+                quant::chunk_storage_bytes(d, k, f, start / k, end.div_ceil(k))
+            }
+            _ => storage_bytes(&self.data, self.dtype, start, end),
+        }
     }
 }
 
 fn storage_bytes(data: &Data, dtype: DType, start: usize, end: usize) -> Vec<u8> {
     let mut out = match (data, dtype) {
         (Data::U32(v), _) => bytemuck::cast_slice(&v[start..end]).to_vec(),
+        (Data::Q4(d), _) => bytemuck::cast_slice(&d.packed).to_vec(),
         (Data::F32(v), DType::F16) | (Data::F32(v), DType::BF16) => {
             let mut b = Vec::with_capacity((end - start) * 2 + 2);
             for &x in &v[start..end] {

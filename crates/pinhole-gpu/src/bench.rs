@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use pinhole_core::graph::{Activation, AttnMask, AttnParams};
+use pinhole_core::quant::{Q4Data, Q4Format, Q4Scheme};
 use pinhole_core::rng::Rng;
 use pinhole_core::{DType, Graph, Tensor};
 
@@ -148,6 +149,39 @@ fn matmul_case(rng: &mut Rng, m: usize, n: usize, k: usize, dt: DType) -> Result
     })
 }
 
+/// A 4-bit matmul `[m, k] × [n, k]ᵀ`. The weight is random packed nibbles and random f16
+/// scales made directly (a vocabulary-sized weight never exists as f32 on the host). `bytes`
+/// counts what the kernel reads: packed words, scales (and offsets), x, plus y written.
+fn q4_case(rng: &mut Rng, m: usize, n: usize, k: usize, scheme: Q4Scheme) -> Result<Case> {
+    let f = Q4Format::new(32, scheme)?;
+    let mut g = Graph::new();
+    let x = g.input("x", &[m, k], DType::F32);
+    let w = g.weight("w", &[n, k], DType::Q4(f));
+    g.matmul(x, w, None)?;
+    let ng = n * k / 32;
+    let half = |rng: &mut Rng| pinhole_core::quant::f16_bits(rng.uniform(0.001, 0.02));
+    let d = Q4Data {
+        packed: (0..n * k / 8).map(|_| rng.next_u64() as u32).collect(),
+        scales: (0..ng).map(|_| half(rng)).collect(),
+        offsets: if f.asym() {
+            (0..ng).map(|_| half(rng)).collect()
+        } else {
+            vec![]
+        },
+    };
+    let mut inputs = HashMap::new();
+    inputs.insert("x".to_string(), rand(rng, &[m, k], DType::F32));
+    Ok(Case {
+        name: format!("{} {}", if m <= 4 { "gemv" } else { "gemm" }, scheme.meta()),
+        shape: format!("{m}x{n}x{k}"),
+        graph: g,
+        weights: vec![("w".into(), Tensor::q4(&[n, k], f, d)?)],
+        inputs,
+        flops: 2.0 * (m * n * k) as f64,
+        bytes: (n * pinhole_core::quant::row_bytes(k, f) + 4 * (m * k + m * n)) as f64,
+    })
+}
+
 #[allow(clippy::too_many_arguments)]
 fn attention_case(
     rng: &mut Rng,
@@ -228,7 +262,19 @@ fn unary_case(rng: &mut Rng, name: &str, rows: usize, d: usize) -> Result<Case> 
 
 /// Runs the benchmark suite. `quick` uses small sizes (a smoke test that finishes in seconds
 /// on a software adapter); the full sizes are the ones in BENCHMARKS.md.
-pub fn bench_kernels(gpu: &Arc<Gpu>, quick: bool, runs: usize, mut progress: impl FnMut(&str)) -> Result<BenchReport> {
+pub fn bench_kernels(gpu: &Arc<Gpu>, quick: bool, runs: usize, progress: impl FnMut(&str)) -> Result<BenchReport> {
+    bench_kernels_filtered(gpu, quick, runs, None, progress)
+}
+
+/// [`bench_kernels`] restricted to the cases whose "name shape" contains `filter` (the copy
+/// baseline always runs).
+pub fn bench_kernels_filtered(
+    gpu: &Arc<Gpu>,
+    quick: bool,
+    runs: usize,
+    filter: Option<&str>,
+    mut progress: impl FnMut(&str),
+) -> Result<BenchReport> {
     let runs = runs.max(1);
     let mut rng = Rng::new(7);
     let copy_bytes: u64 = if quick { 4 << 20 } else { 64 << 20 };
@@ -239,6 +285,9 @@ pub fn bench_kernels(gpu: &Arc<Gpu>, quick: bool, runs: usize, mut progress: imp
         vec![
             matmul_case(&mut rng, 64, 256, 256, DType::F32)?,
             matmul_case(&mut rng, 1, 512, 512, DType::F16)?,
+            q4_case(&mut rng, 1, 512, 512, Q4Scheme::Sym)?,
+            q4_case(&mut rng, 1, 1024, 512, Q4Scheme::Asym)?,
+            q4_case(&mut rng, 64, 256, 256, Q4Scheme::Sym)?,
             attention_case(&mut rng, "full", 64, 64, 4, 4, 32, AttnMask::FULL)?,
             attention_case(&mut rng, "decode", 1, 128, 8, 1, 64, causal)?,
             unary_case(&mut rng, "layer_norm", 64, 256)?,
@@ -251,6 +300,12 @@ pub fn bench_kernels(gpu: &Arc<Gpu>, quick: bool, runs: usize, mut progress: imp
             matmul_case(&mut rng, 256, 4304, 1152, DType::F16)?,
             matmul_case(&mut rng, 1, 16384, 2048, DType::F32)?,
             matmul_case(&mut rng, 1, 16384, 2048, DType::F16)?,
+            // 4-bit at LM sizes: Gemma-2B MLP (K 2048 → N 16384), the 257k-token tied LM
+            // head, and a SigLIP MLP over 256 patches (GEMM).
+            q4_case(&mut rng, 1, 16384, 2048, Q4Scheme::Sym)?,
+            q4_case(&mut rng, 1, 16384, 2048, Q4Scheme::Asym)?,
+            q4_case(&mut rng, 1, 257216, 2048, Q4Scheme::Sym)?,
+            q4_case(&mut rng, 256, 4304, 1152, Q4Scheme::Sym)?,
             attention_case(&mut rng, "vision full", 256, 256, 16, 16, 72, AttnMask::FULL)?,
             attention_case(&mut rng, "prefill causal", 1024, 1024, 8, 1, 256, causal)?,
             attention_case(&mut rng, "decode", 1, 1024, 8, 1, 256, causal)?,
@@ -262,6 +317,9 @@ pub fn bench_kernels(gpu: &Arc<Gpu>, quick: bool, runs: usize, mut progress: imp
     };
     let mut results = Vec::new();
     for c in cases {
+        if filter.is_some_and(|f| !format!("{} {}", c.name, c.shape).contains(f)) {
+            continue;
+        }
         progress(&format!("{} {}", c.name, c.shape));
         let mut store = WeightStore::new();
         for (n, t) in &c.weights {

@@ -255,7 +255,7 @@ impl Gpu {
         use Kernel::*;
         let all = [
             Gemm, Gemv, Attention, LayerNorm, RmsNorm, Act, Gated, Add, Scale, SoftCap, CopyRange, Fill, CopyVec4,
-            Rope, Gather, Scatter, Argmax, PatchEmbed,
+            Rope, Gather, Scatter, Argmax, PatchEmbed, Q4Gemv, Q4Gemm, Q4Gather,
         ];
         let mut n = 0;
         for k in all {

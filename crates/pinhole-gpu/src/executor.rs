@@ -23,6 +23,8 @@ use crate::weights::{Chunk, GpuTensor, WeightStore};
 
 /// Rows at or below which a matmul uses the GEMV kernel (decode steps).
 const GEMV_MAX_ROWS: usize = 4;
+/// Weight rows per workgroup of the 4-bit GEMV (RPW in q4.wgsl).
+const Q4_GEMV_ROWS: u64 = 8;
 
 struct Dispatch {
     kernel: Kernel,
@@ -256,6 +258,12 @@ impl Executor {
             let bytes = match &t.data {
                 Data::F32(d) => bytemuck::cast_slice::<f32, u8>(d).to_vec(),
                 Data::U32(d) => bytemuck::cast_slice::<u32, u8>(d).to_vec(),
+                Data::Q4(_) => {
+                    return Err(core_err(CoreError::DType {
+                        what: format!("input '{name}'"),
+                        detail: "4-bit data can only be a weight".into(),
+                    }))
+                }
             };
             let buf = self.acquire(bytes.len() as u64, &format!("input '{name}'"), &mut plan.taken)?;
             plan.uploads.push((buf.clone(), bytes));
@@ -375,7 +383,18 @@ impl Executor {
                 .and_then(|v| v.as_ref())
                 .ok_or_else(|| core_err(CoreError::Graph(format!("tensor #{} used before defined", id.0))))
         };
-        let buf = |id: TensorId, what: &str| -> Result<wgpu::Buffer> { Self::single(val(id)?, &gpu, what) };
+        let buf = |id: TensorId, what: &str| -> Result<wgpu::Buffer> {
+            let t = val(id)?;
+            // 4-bit weights are read only by the q4 kernels (matmul, embedding) through their
+            // chunks; a float kernel must never see the packed words.
+            if let DType::Q4(_) = t.dtype {
+                return Err(core_err(CoreError::DType {
+                    what: format!("{what} of {}", op.name()),
+                    detail: "a 4-bit weight can only be a matmul weight or an embedding table".into(),
+                }));
+            }
+            Self::single(t, &gpu, what)
+        };
         let f32_store = |id: TensorId, what: &str| -> Result<()> {
             let t = val(id)?;
             if t.dtype != DType::F32 {
@@ -421,6 +440,42 @@ impl Executor {
         }
         let mut ds: Vec<Dispatch> = Vec::new();
         match *op {
+            Op::MatMul { x, w, bias } if matches!(val(w)?.dtype, DType::Q4(_)) => {
+                let wt = val(w)?.clone();
+                let m = rows_of(shape);
+                let bias_buf = match bias {
+                    Some(b) => {
+                        f32_store(b, "bias")?;
+                        buf(b, "matmul bias")?
+                    }
+                    None => gpu.dummy.clone(),
+                };
+                let xb = buf(x, "matmul input")?;
+                for c in &wt.chunks {
+                    // GEMV reads every packed word once for all (≤ 4) rows of x.
+                    let (kernel, gx, gy) = if m <= GEMV_MAX_ROWS {
+                        let (gx, gy) = grid(
+                            (c.rows as u64).div_ceil(Q4_GEMV_ROWS),
+                            gpu.limits.max_compute_workgroups_per_dimension,
+                        );
+                        (Kernel::Q4Gemv, gx, gy)
+                    } else {
+                        (Kernel::Q4Gemm, c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32)
+                    };
+                    ds.push(Dispatch {
+                        kernel,
+                        w_f16: false,
+                        params: q4_params(&wt, c, m, bias.is_some(), gx)?,
+                        bindings: vec![
+                            (1, xb.clone()),
+                            (2, c.buffer.clone()),
+                            (3, bias_buf.clone()),
+                            (4, out.clone()),
+                        ],
+                        groups: [gx, gy, 1],
+                    });
+                }
+            }
             Op::MatMul { x, w, bias } => {
                 let wt = val(w)?.clone();
                 if !matches!(wt.dtype, DType::F32 | DType::F16) {
@@ -651,6 +706,21 @@ impl Executor {
                     bindings: vec![(1, buf(x, "x")?), (2, buf(cos_sin, "cos_sin")?), (3, out.clone())],
                     groups: [gx, gy, 1],
                 });
+            }
+            Op::Embedding { table, ids } if matches!(val(table)?.dtype, DType::Q4(_)) => {
+                let t = val(table)?.clone();
+                self.check_ids(g, ids, t.rows(), "embedding ids")?;
+                let idb = buf(ids, "ids")?;
+                let (gx, gy) = grid1(out_elems);
+                for c in &t.chunks {
+                    ds.push(Dispatch {
+                        kernel: Kernel::Q4Gather,
+                        w_f16: false,
+                        params: q4_params(&t, c, shape[0], false, gx)?,
+                        bindings: vec![(2, c.buffer.clone()), (4, out.clone()), (5, idb.clone())],
+                        groups: [gx, gy, 1],
+                    });
+                }
             }
             Op::Embedding { table, ids } => {
                 let t = val(table)?.clone();
@@ -951,6 +1021,32 @@ impl Executor {
         }
         Ok(outs)
     }
+}
+
+/// The `Params` block of q4.wgsl for one row chunk of a 4-bit weight.
+fn q4_params(wt: &GpuTensor, c: &Chunk, m: usize, has_bias: bool, gx: u32) -> Result<Vec<u8>> {
+    let DType::Q4(f) = wt.dtype else {
+        return Err(core_err(CoreError::DType {
+            what: "4-bit kernel".into(),
+            detail: format!("weight is {}", wt.dtype.name()),
+        }));
+    };
+    let k = wt.cols();
+    let (scales_at, offsets_at, _) = pinhole_core::quant::chunk_layout(c.rows, k, f);
+    Ok(words(&[
+        m as u32,
+        wt.rows() as u32,
+        k as u32,
+        c.row0 as u32,
+        c.rows as u32,
+        has_bias as u32,
+        gx,
+        f.group,
+        f.asym() as u32,
+        scales_at as u32,
+        offsets_at as u32,
+        0,
+    ]))
 }
 
 /// The `Params` block of sample.wgsl (shared by its two entry points).

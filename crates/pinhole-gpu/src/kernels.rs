@@ -17,6 +17,7 @@ pub enum Family {
     Argmax,
     Sample,
     PatchEmbed,
+    Q4,
 }
 
 impl Family {
@@ -32,6 +33,7 @@ impl Family {
             Family::Argmax => "argmax.wgsl",
             Family::Sample => "sample.wgsl",
             Family::PatchEmbed => "patch_embed.wgsl",
+            Family::Q4 => "q4.wgsl",
         }
     }
 
@@ -47,10 +49,11 @@ impl Family {
             Family::Argmax => include_str!("../../../shaders/argmax.wgsl"),
             Family::Sample => include_str!("../../../shaders/sample.wgsl"),
             Family::PatchEmbed => include_str!("../../../shaders/patch_embed.wgsl"),
+            Family::Q4 => include_str!("../../../shaders/q4.wgsl"),
         }
     }
 
-    pub const ALL: [Family; 10] = [
+    pub const ALL: [Family; 11] = [
         Family::Matmul,
         Family::Attention,
         Family::Norm,
@@ -61,6 +64,7 @@ impl Family {
         Family::Argmax,
         Family::Sample,
         Family::PatchEmbed,
+        Family::Q4,
     ];
 }
 
@@ -86,6 +90,10 @@ pub enum Kernel {
     Sample,
     RepetitionPenalty,
     PatchEmbed,
+    /// 4-bit weights (q4.wgsl): fused GEMV, tiled GEMM, embedding gather.
+    Q4Gemv,
+    Q4Gemm,
+    Q4Gather,
 }
 
 impl Kernel {
@@ -101,6 +109,7 @@ impl Kernel {
             Kernel::Argmax => Family::Argmax,
             Kernel::Sample | Kernel::RepetitionPenalty => Family::Sample,
             Kernel::PatchEmbed => Family::PatchEmbed,
+            Kernel::Q4Gemv | Kernel::Q4Gemm | Kernel::Q4Gather => Family::Q4,
         }
     }
 
@@ -126,6 +135,9 @@ impl Kernel {
             Kernel::Sample => "sample",
             Kernel::RepetitionPenalty => "repetition_penalty",
             Kernel::PatchEmbed => "patch_embed",
+            Kernel::Q4Gemv => "gemv",
+            Kernel::Q4Gemm => "gemm",
+            Kernel::Q4Gather => "gather",
         }
     }
 

@@ -24,7 +24,9 @@ pub struct Chunk {
 #[derive(Clone, Debug)]
 pub struct GpuTensor {
     pub shape: Vec<usize>,
-    /// Storage dtype: F32, F16 (packed pairs) or U32.
+    /// Storage dtype: F32, F16 (packed pairs), U32, or Q4 (4-bit, with its group size and
+    /// scheme; each chunk holds its rows' packed words, scales and offsets, see
+    /// `pinhole_core::quant::chunk_storage_bytes`).
     pub dtype: DType,
     pub chunks: Vec<Chunk>,
 }
@@ -61,6 +63,12 @@ impl GpuTensor {
 
 /// Bytes one chunk of `rows` rows of `cols` values takes (padded to whole 4-byte words).
 pub(crate) fn chunk_bytes(rows: usize, cols: usize, dtype: DType) -> u64 {
+    if let DType::Q4(f) = dtype {
+        // Packed words, scales (and offsets) of these rows in one buffer, padded to 16 bytes
+        // because the kernels read it as vec4<u32>.
+        let (_, _, words) = pinhole_core::quant::chunk_layout(rows, cols, f);
+        return (words as u64 * 4).div_ceil(16) * 16;
+    }
     let elem = if dtype == DType::BF16 { 2 } else { dtype.size() };
     ((rows * cols * elem) as u64).div_ceil(4) * 4
 }
@@ -116,7 +124,10 @@ pub fn upload(gpu: &Gpu, name: &str, t: &Tensor) -> Result<GpuTensor> {
     let mut row0 = 0;
     while row0 < rows.max(1) {
         let n = per.min(rows.max(1) - row0);
-        let bytes = t.storage_bytes_range(row0 * cols, ((row0 + n) * cols).min(t.numel()));
+        let mut bytes = t.storage_bytes_range(row0 * cols, ((row0 + n) * cols).min(t.numel()));
+        if matches!(dtype, DType::Q4(_)) {
+            bytes.resize(chunk_bytes(n, cols, dtype) as usize, 0);
+        }
         let size = (bytes.len() as u64).max(4);
         if size > gpu.limits.max_buffer_size {
             return Err(GpuError::TooLarge {

@@ -8,6 +8,8 @@
 //! * [`model`]: the [`Model`] enum the loader, processor, generation loop and CLI share.
 //! * [`loader`]: opens a Hugging Face model folder and streams its weights to the GPU one
 //!   tensor at a time, mapping the published name layouts onto one canonical set.
+//! * [`q4_load`]: the loader's hook for 4-bit weights in quantized folders.
+//! * [`quantize`]: `pinhole quantize`: a model folder → a 4-bit model folder, streamed.
 //! * [`processor`]: the prompt and image preprocessing of the PaliGemma and BLIP-2 processors.
 //! * [`generate`]: prefill + decode loop with the KV cache on the GPU; one submit and one u32
 //!   read back per token.
@@ -24,6 +26,9 @@ pub mod model;
 pub mod paligemma;
 pub mod phi;
 pub mod processor;
+pub mod q4_load;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod quantize;
 pub mod stream_loader;
 
 pub use error::{Error, Result};

@@ -211,13 +211,16 @@ pub fn load_dir(
     let matrix_dtype = model_matrix_dtype(&model);
 
     let mut reader = CheckpointReader::open(dir)?;
+    // A folder written by `pinhole quantize` (see q4_load): 4-bit weights come in as Q4.
+    let q4_format = crate::q4_load::checkpoint_format(&reader)?;
     let expected = model.expected_weights();
 
     // Which checkpoint tensor provides each canonical weight.
     let mut source: HashMap<String, String> = HashMap::new();
     for info in reader.tensors() {
-        if let Some(c) = model.canonical_name(&info.name) {
-            source.insert(c, info.name.clone());
+        let name = crate::q4_load::base_name(&info.name).unwrap_or(&info.name);
+        if let Some(c) = model.canonical_name(name) {
+            source.insert(c, name.to_string());
         }
     }
     // Check every tensor (name and shape) before reading any data.
@@ -252,6 +255,16 @@ pub fn load_dir(
                 ),
             });
         };
+        // A 4-bit weight: its .q4/.q4_scales(/.q4_offsets) tensors checked against the shape.
+        let full_shape = match &slice {
+            Some(_) => [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat(),
+            None => w.shape.clone(),
+        };
+        if let Some(bytes) = crate::q4_load::check(&reader, q4_format, src, &full_shape, w.matrix)? {
+            total += if slice.is_some() { bytes / 3 } else { bytes };
+            plan.push((Some(src.clone()), slice.map(|s| s.first)));
+            continue;
+        }
         let info = reader.info(src)?;
         match &slice {
             None => {
@@ -288,9 +301,22 @@ pub fn load_dir(
             continue;
         };
         // One tensor in host memory at a time: read, upload, drop.
-        let mut t = reader.read_as(&src, dtype)?;
-        let len = reader.info(&src)?.len;
+        let full_shape = match first {
+            Some(_) => [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat(),
+            None => w.shape.clone(),
+        };
+        let (mut t, len) = match crate::q4_load::check(&reader, q4_format, &src, &full_shape, w.matrix)? {
+            Some(bytes) => match q4_format {
+                Some(f) => (crate::q4_load::read(&mut reader, f, &src, &full_shape)?, bytes),
+                None => return Err(Error::Request("4-bit weight without a format".into())),
+            },
+            None => (reader.read_as(&src, dtype)?, reader.info(&src)?.len),
+        };
         match first {
+            Some(first) if matches!(t.dtype, DType::Q4(_)) => {
+                t = crate::q4_load::take_rows(&t, first, w.shape[0])?;
+                done += len / 3;
+            }
             Some(first) => {
                 t = take_rows(&t, first, w.shape[0], &w.shape)?;
                 done += len / 3;

@@ -588,7 +588,7 @@ impl<S: ByteSource> SafetensorsFile<S> {
         let convertible = match target {
             DType::F32 | DType::F16 => info.dtype.is_supported_float(),
             DType::U32 => info.dtype.is_supported_int(),
-            DType::BF16 => false,
+            DType::BF16 | DType::Q4(_) => false,
         };
         if !convertible {
             return Err(Error::Unsupported(format!(

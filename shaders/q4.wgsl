@@ -1,0 +1,239 @@
+// q4.wgsl — 4-bit weights: fused dequantize + matmul (GEMV for decode, tiled GEMM for
+// prefill and the vision tower) and the embedding gather from a 4-bit table.
+//
+// Format (pinhole_core::quant): a weight W [N, K] is group-wise int4 along K, group size
+// p.group (a multiple of 32). Each dispatch reads one row chunk (rows n0 .. n0+nc) from ONE
+// storage buffer `w`, laid out as u32 words:
+//   words [0, nc·K/8)              packed nibbles, row-major, 8 per word, LOW NIBBLE FIRST
+//                                  (element k of a row is bits 4·(k%8).. of word k/8);
+//   words [scales_at, ..)          f16 scales [nc, K/group], two per word (element 2i low);
+//   words [offsets_at, ..)         f16 offsets, same layout (asymmetric scheme only).
+// Dequantized value of nibble q with scale s (and offset o):
+//   symmetric  (p.asym == 0): (q - 8)·s         asymmetric: q·s + o
+// The f16 halves are decoded with unpack2x16float (core WGSL), so no `shader-f16` is needed;
+// all arithmetic is f32. The buffer is padded to 16 bytes and read as vec4<u32>: since K is a
+// multiple of 32, one vec4 is 32 consecutive weights of one row inside one group.
+//
+// Layouts: x [M, K] f32 (read as vec4), bias [N] f32 (when has_bias), y [M, N] f32; this
+// dispatch writes columns n0 .. n0+nc (weights larger than the per-binding limit are split by
+// rows, one dispatch per chunk). gather: ids [S] u32, y [S, K] f32.
+//
+// Entry points and dispatch:
+//   gemv:   M ≤ 4 (decode). 8 weight rows per 256-thread workgroup, 32 threads per row walk
+//           K in vec4<u32> steps (16 bytes = 32 weights); each packed word is read once and
+//           dequantized in registers, then used for all M rows of x; partial sums reduced in
+//           workgroup memory. Dispatch (gx, gy, 1), gx·gy ≥ ceil(nc/8), block = wg.x + wg.y·gx.
+//   gemm:   M > 4. 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in
+//           steps of 32 (one vec4 of packed weights per row per step, dequantized into
+//           workgroup memory). Dispatch (ceil(nc/64), ceil(M/64), 1).
+//   gather: one thread per output element (rows whose id falls in this chunk), 256 per
+//           workgroup, (gx, gy, 1).
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,
+    nc: u32,
+    has_bias: u32,
+    gx: u32,
+    group: u32,
+    asym: u32,
+    scales_at: u32,
+    offsets_at: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(5) var<storage, read> ids: array<u32>;
+
+fn word(i: u32) -> u32 {
+    return w[i >> 2u][i & 3u];
+}
+
+// Half number h of the f16 array starting at word `base`.
+fn half_at(base: u32, h: u32) -> f32 {
+    let v = unpack2x16float(word(base + (h >> 1u)));
+    return select(v.x, v.y, (h & 1u) == 1u);
+}
+
+// Scale and offset of group g (index into [nc, K/group]).
+fn scale_offset(g: u32) -> vec2<f32> {
+    let s = half_at(p.scales_at, g);
+    var o = 0.0;
+    if (p.asym != 0u) {
+        o = half_at(p.offsets_at, g);
+    }
+    return vec2<f32>(s, o);
+}
+
+const SHIFTS = vec4<u32>(0u, 4u, 8u, 12u);
+
+// Four weights from nibbles `sh`.. of word q: exactly the CPU reference's dequant_value.
+fn deq4(q: u32, sh: u32, so: vec2<f32>) -> vec4<f32> {
+    let n = vec4<f32>((vec4<u32>(q >> sh) >> SHIFTS) & vec4<u32>(15u));
+    if (p.asym != 0u) {
+        return n * so.x + so.y;
+    }
+    return (n - 8.0) * so.x;
+}
+
+fn bias_at(col: u32) -> f32 {
+    if (p.has_bias != 0u) {
+        return bias[p.n0 + col];
+    }
+    return 0.0;
+}
+
+const TPR: u32 = 32u; // threads per weight row (gemv)
+const RPW: u32 = 8u;  // weight rows per workgroup (gemv)
+
+var<workgroup> red: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(256)
+fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let blk = wg.x + wg.y * p.gx;
+    let r = li / TPR;
+    let t = li % TPR;
+    let col = blk * RPW + r;
+    // Lane m of acc accumulates row m of x (M ≤ 4).
+    var acc = vec4<f32>(0.0);
+    if (col < p.nc) {
+        let kv = p.k / 32u;          // vec4<u32> per weight row
+        let xrow = p.k / 4u;         // vec4<f32> per row of x
+        let gpr = p.k / p.group;     // groups per row
+        for (var v = t; v < kv; v += TPR) {
+            let q = w[col * kv + v];
+            let so = scale_offset(col * gpr + (v * 32u) / p.group);
+            var d: array<vec4<f32>, 8>;
+            for (var j = 0u; j < 4u; j++) {
+                d[2u * j] = deq4(q[j], 0u, so);
+                d[2u * j + 1u] = deq4(q[j], 16u, so);
+            }
+            for (var m = 0u; m < p.m; m++) {
+                let xb = m * xrow + v * 8u;
+                var s = 0.0;
+                for (var j = 0u; j < 8u; j++) {
+                    s += dot(d[j], x[xb + j]);
+                }
+                acc[m] += s;
+            }
+        }
+    }
+    red[li] = acc;
+    workgroupBarrier();
+    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
+        if (t < s) {
+            red[li] += red[li + s];
+        }
+        workgroupBarrier();
+    }
+    if (t == 0u && col < p.nc) {
+        let b = bias_at(col);
+        let sum = red[li];
+        for (var m = 0u; m < p.m; m++) {
+            y[m * p.n + p.n0 + col] = sum[m] + b;
+        }
+    }
+}
+
+const TM: u32 = 64u;
+const TN: u32 = 64u;
+const TK: u32 = 32u;
+
+var<workgroup> xs: array<f32, 2048>; // [TK][TM]
+var<workgroup> ws: array<f32, 2048>; // [TK][TN]
+
+@compute @workgroup_size(16, 16)
+fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
+        @builtin(local_invocation_id) lid: vec3<u32>,
+        @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.y * TM;
+    let col0 = wg.x * TN;
+    let xrow = p.k / 4u;
+    let wrow = p.k / 8u;
+    let gpr = p.k / p.group;
+    var acc: array<f32, 16>;
+    for (var kt = 0u; kt < p.k; kt += TK) {
+        // X slab: 64 rows × 8 vec4, two per thread; rows past M are zero.
+        for (var t = 0u; t < 2u; t++) {
+            let e = li + t * 256u;
+            let r = e / 8u;
+            let c4 = e % 8u;
+            var xv = vec4<f32>(0.0);
+            if (row0 + r < p.m) {
+                xv = x[(row0 + r) * xrow + kt / 4u + c4];
+            }
+            for (var j = 0u; j < 4u; j++) {
+                xs[(c4 * 4u + j) * TM + r] = xv[j];
+            }
+        }
+        // W slab: 64 weight rows × 4 words (8 weights each), one word per thread, dequantized
+        // once into workgroup memory; rows past the chunk are zero.
+        let c = li / 4u;
+        let wq = li % 4u;
+        var lo = vec4<f32>(0.0);
+        var hi = vec4<f32>(0.0);
+        if (col0 + c < p.nc) {
+            let q = word((col0 + c) * wrow + kt / 8u + wq);
+            let so = scale_offset((col0 + c) * gpr + kt / p.group);
+            lo = deq4(q, 0u, so);
+            hi = deq4(q, 16u, so);
+        }
+        for (var j = 0u; j < 4u; j++) {
+            ws[(wq * 8u + j) * TN + c] = lo[j];
+            ws[(wq * 8u + 4u + j) * TN + c] = hi[j];
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TK; kk++) {
+            var a: array<f32, 4>;
+            var b: array<f32, 4>;
+            for (var i = 0u; i < 4u; i++) {
+                a[i] = xs[kk * TM + lid.y * 4u + i];
+                b[i] = ws[kk * TN + lid.x * 4u + i];
+            }
+            for (var i = 0u; i < 4u; i++) {
+                for (var j = 0u; j < 4u; j++) {
+                    acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let r = row0 + lid.y * 4u + i;
+        for (var j = 0u; j < 4u; j++) {
+            let cc = col0 + lid.x * 4u + j;
+            if (r < p.m && cc < p.nc) {
+                y[r * p.n + p.n0 + cc] = acc[i * 4u + j] + bias_at(cc);
+            }
+        }
+    }
+}
+
+// Embedding gather from a 4-bit table chunk (rows n0 .. n0+nc of [V, K]): p.m ids, out [m, K].
+@compute @workgroup_size(256)
+fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let i = (wg.x + wg.y * p.gx) * 256u + li;
+    if (i >= p.m * p.k) {
+        return;
+    }
+    let r = i / p.k;
+    let c = i % p.k;
+    let id = ids[r];
+    if (id >= p.n0 && id < p.n0 + p.nc) {
+        let row = id - p.n0;
+        let q = word(row * (p.k / 8u) + c / 8u);
+        let so = scale_offset(row * (p.k / p.group) + c / p.group);
+        let n = f32((q >> (4u * (c % 8u))) & 15u);
+        if (p.asym != 0u) {
+            y[i] = n * so.x + so.y;
+        } else {
+            y[i] = (n - 8.0) * so.x;
+        }
+    }
+}
