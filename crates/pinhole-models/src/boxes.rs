@@ -32,8 +32,11 @@ pub fn parse_boxes(text: &str) -> Vec<DetBox> {
         }
         if locs.len() == 4 {
             let end = s.find(';').unwrap_or(s.len());
-            let next_loc = s.find("<loc").unwrap_or(s.len());
-            let cut = end.min(next_loc);
+            // The label also ends at the next tag: another box, or a special token such as
+            // `<eos>` when the text was decoded with special tokens kept (as it must be for
+            // tokenizers that mark `<locYYYY>` special).
+            let next_tag = s.find('<').unwrap_or(s.len());
+            let cut = end.min(next_tag);
             let label = s[..cut].trim().to_string();
             out.push(DetBox {
                 y_min: locs[0],
@@ -57,6 +60,13 @@ pub fn parse_boxes(text: &str) -> Vec<DetBox> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn label_stops_at_a_special_token() {
+        let b = parse_boxes("<loc0597><loc0377><loc0916><loc0694> circle<eos>");
+        assert_eq!(b.len(), 1);
+        assert_eq!(b[0].label, "circle");
+    }
 
     #[test]
     fn parses_two_boxes_and_skips_junk() {

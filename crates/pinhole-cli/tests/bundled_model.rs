@@ -1,0 +1,126 @@
+//! The bundled default model (`models/pinhole-shapes`): `pinhole caption` without `--model`
+//! answers the example scenes exactly as transformers does (and as the scene generator says).
+//!
+//! The examples and their answers are written by `tools/eval_shapes.py --write-examples`, which
+//! keeps only scenes where transformers' greedy answers equal the ground truth for all three
+//! tasks, so a failure here is pinhole's, not the model's.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn examples() -> PathBuf {
+    repo().join("models/pinhole-shapes/examples")
+}
+
+/// image file -> [(prompt, answer)]
+fn expected() -> BTreeMap<String, Vec<(String, String)>> {
+    let text = std::fs::read_to_string(examples().join("expected.json")).expect("examples/expected.json");
+    let v: serde_json::Value = serde_json::from_str(&text).expect("expected.json is JSON");
+    let mut out = BTreeMap::new();
+    for (image, items) in v.as_object().expect("an object") {
+        let list = items
+            .as_array()
+            .expect("a list per image")
+            .iter()
+            .map(|it| {
+                (
+                    it["prompt"].as_str().unwrap().to_string(),
+                    it["answer"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect();
+        out.insert(image.clone(), list);
+    }
+    out
+}
+
+fn pinhole(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+        .args(args)
+        .current_dir(repo())
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run pinhole");
+    assert!(
+        out.status.success(),
+        "pinhole {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn caption_count_and_detect_match_transformers_on_the_example_scenes() {
+    let exp = expected();
+    assert!(exp.len() >= 4, "at least 4 example scenes");
+    // Group by prompt: one process per prompt, every image on its command line (no --model:
+    // the bundled model is the default).
+    let mut by_prompt: BTreeMap<String, Vec<(String, String)>> = BTreeMap::new();
+    for (image, items) in &exp {
+        for (prompt, answer) in items {
+            by_prompt
+                .entry(prompt.clone())
+                .or_default()
+                .push((examples().join(image).display().to_string(), answer.clone()));
+        }
+    }
+    let mut checked = 0;
+    for (prompt, items) in &by_prompt {
+        let mut args = vec!["caption", "--prompt", prompt.as_str(), "--max-new-tokens", "48"];
+        args.extend(items.iter().map(|(p, _)| p.as_str()));
+        let stdout = pinhole(&args);
+        let lines: Vec<&str> = stdout.lines().collect();
+        assert_eq!(lines.len(), items.len(), "one line per image for {prompt:?}: {stdout}");
+        for ((image, want), got) in items.iter().zip(lines) {
+            assert_eq!(got.trim(), want, "{prompt:?} on {image}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, exp.values().map(Vec::len).sum::<usize>());
+}
+
+#[test]
+fn detect_boxes_come_back_parsed_in_json() {
+    let exp = expected();
+    let (image, answer) = exp
+        .iter()
+        .find_map(|(img, items)| {
+            items
+                .iter()
+                .find(|(p, a)| p.starts_with("detect") && a.contains("<loc"))
+                .map(|(_, a)| (img.clone(), a.clone()))
+        })
+        .expect("an example with a box");
+    let prompt = exp[&image]
+        .iter()
+        .find(|(_, a)| *a == answer)
+        .map(|(p, _)| p.clone())
+        .unwrap();
+    let img = examples().join(&image).display().to_string();
+    let out = pinhole(&[
+        "generate",
+        "--image",
+        &img,
+        "--prompt",
+        &prompt,
+        "--json",
+        "--max-new-tokens",
+        "48",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(out.trim()).expect("one JSON line");
+    let boxes = v["boxes"].as_array().expect("boxes");
+    let want = answer.matches(';').count() + 1;
+    assert_eq!(boxes.len(), want, "{out}");
+    let label = prompt.trim_start_matches("detect ");
+    for b in boxes {
+        assert_eq!(b["label"], label);
+        let (y0, y1) = (b["y_min"].as_f64().unwrap(), b["y_max"].as_f64().unwrap());
+        let (x0, x1) = (b["x_min"].as_f64().unwrap(), b["x_max"].as_f64().unwrap());
+        assert!(y0 < y1 && x0 < x1, "a proper box: {b}");
+    }
+}
