@@ -11,6 +11,7 @@
 //! and the tensor itself. Everything else about loading is unchanged, so model graphs do not
 //! know whether a weight is 4-bit.
 
+use pinhole_core::hf::safetensors::{Header, TensorInfo};
 use pinhole_core::hf::{ByteSource, CheckpointReader, StDType};
 use pinhole_core::quant::{
     Q4Data, Q4Format, Q4Scheme, META_GROUP, META_QUANT, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES,
@@ -31,28 +32,9 @@ pub fn checkpoint_format<S: ByteSource>(reader: &CheckpointReader<S>) -> Result<
     let mut found: Option<(Q4Format, String)> = None;
     for shard in reader.shards() {
         let h = shard.header();
-        let Some(q) = h.metadata.get(META_QUANT) else {
+        let Some(f) = header_format(h)? else {
             continue;
         };
-        let scheme = Q4Scheme::from_meta(q).ok_or_else(|| Error::File {
-            path: h.file.clone(),
-            message: format!(
-                "unknown `{META_QUANT}` = '{q}' in the safetensors metadata; pinhole reads q4_sym and q4_asym \
-                 (re-quantize the model with this version of `pinhole quantize`)"
-            ),
-        })?;
-        let group = h.metadata.get(META_GROUP).ok_or_else(|| Error::File {
-            path: h.file.clone(),
-            message: format!("`{META_QUANT}` is set but `{META_GROUP}` is missing from the metadata"),
-        })?;
-        let group: usize = group.parse().map_err(|_| Error::File {
-            path: h.file.clone(),
-            message: format!("`{META_GROUP}` = '{group}' is not a number"),
-        })?;
-        let f = Q4Format::new(group, scheme).map_err(|e| Error::File {
-            path: h.file.clone(),
-            message: e.to_string(),
-        })?;
         if let Some((other, file)) = &found {
             if *other != f {
                 return Err(Error::File {
@@ -64,26 +46,74 @@ pub fn checkpoint_format<S: ByteSource>(reader: &CheckpointReader<S>) -> Result<
         found = Some((f, h.file.clone()));
     }
     if found.is_none() {
-        if let Some(t) = reader.tensors().find(|t| base_name(&t.name).is_some()) {
-            return Err(Error::Tensor {
-                name: t.name.clone(),
-                message: format!(
-                    "is a 4-bit tensor but the checkpoint has no `{META_QUANT}` metadata; the file is not a \
-                     pinhole-quantized checkpoint or was damaged"
-                ),
-            });
-        }
+        untagged_q4(reader.tensors())?;
     }
     Ok(found.map(|(f, _)| f))
 }
 
-fn check_entry<S: ByteSource>(
-    reader: &CheckpointReader<S>,
-    name: &str,
-    dtype: StDType,
-    shape: &[usize],
-) -> Result<u64> {
-    let info = reader.info(name).map_err(|_| Error::Tensor {
+/// An error naming the first `.q4` tensor of `tensors` (for a checkpoint without the 4-bit
+/// metadata).
+pub fn untagged_q4<'a>(mut tensors: impl Iterator<Item = &'a TensorInfo>) -> Result<()> {
+    match tensors.find(|t| base_name(&t.name).is_some()) {
+        Some(t) => Err(Error::Tensor {
+            name: t.name.clone(),
+            message: format!(
+                "is a 4-bit tensor but the checkpoint has no `{META_QUANT}` metadata; the file is not a \
+                 pinhole-quantized checkpoint or was damaged"
+            ),
+        }),
+        None => Ok(()),
+    }
+}
+
+/// The 4-bit format one safetensors file's metadata declares (`None`: no `pinhole.quant`).
+/// Used per shard by [`checkpoint_format`] and per streamed file by the streaming loader.
+pub fn header_format(h: &Header) -> Result<Option<Q4Format>> {
+    let Some(q) = h.metadata.get(META_QUANT) else {
+        return Ok(None);
+    };
+    let scheme = Q4Scheme::from_meta(q).ok_or_else(|| Error::File {
+        path: h.file.clone(),
+        message: format!(
+            "unknown `{META_QUANT}` = '{q}' in the safetensors metadata; pinhole reads q4_sym and q4_asym \
+                 (re-quantize the model with this version of `pinhole quantize`)"
+        ),
+    })?;
+    let group = h.metadata.get(META_GROUP).ok_or_else(|| Error::File {
+        path: h.file.clone(),
+        message: format!("`{META_QUANT}` is set but `{META_GROUP}` is missing from the metadata"),
+    })?;
+    let group: usize = group.parse().map_err(|_| Error::File {
+        path: h.file.clone(),
+        message: format!("`{META_GROUP}` = '{group}' is not a number"),
+    })?;
+    let f = Q4Format::new(group, scheme).map_err(|e| Error::File {
+        path: h.file.clone(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(f))
+}
+
+/// Tensor headers by name: a whole checkpoint (the native loader) or the header of one
+/// streamed file (the browser's loader), so the 4-bit checks are shared by both.
+pub trait TensorIndex {
+    fn tensor(&self, name: &str) -> Option<&TensorInfo>;
+}
+
+impl<S: ByteSource> TensorIndex for CheckpointReader<S> {
+    fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.info(name).ok()
+    }
+}
+
+impl TensorIndex for Header {
+    fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.get(name)
+    }
+}
+
+fn check_entry<R: TensorIndex + ?Sized>(reader: &R, name: &str, dtype: StDType, shape: &[usize]) -> Result<u64> {
+    let info = reader.tensor(name).ok_or_else(|| Error::Tensor {
         name: name.to_string(),
         message: "is missing; a quantized weight needs its .q4, .q4_scales (and .q4_offsets for q4_asym) tensors"
             .into(),
@@ -103,15 +133,15 @@ fn check_entry<S: ByteSource>(
 /// If checkpoint tensor `src` is stored as 4-bit, checks its tensors against the expected
 /// `[N, K]` shape (without reading data) and returns their total bytes; `None` when `src` is
 /// an ordinary tensor. `matrix` says whether the model may use a 4-bit weight there.
-pub fn check<S: ByteSource>(
-    reader: &CheckpointReader<S>,
+pub fn check<R: TensorIndex + ?Sized>(
+    reader: &R,
     format: Option<Q4Format>,
     src: &str,
     shape: &[usize],
     matrix: bool,
 ) -> Result<Option<u64>> {
     let packed = format!("{src}{SUFFIX_PACKED}");
-    if !reader.contains(&packed) {
+    if reader.tensor(&packed).is_none() {
         return Ok(None);
     }
     let Some(f) = format else {
@@ -145,7 +175,7 @@ pub fn check<S: ByteSource>(
     let offsets = format!("{src}{SUFFIX_OFFSETS}");
     if f.asym() {
         bytes += check_entry(reader, &offsets, StDType::F16, &[n, ng])?;
-    } else if reader.contains(&offsets) {
+    } else if reader.tensor(&offsets).is_some() {
         return Err(Error::Tensor {
             name: offsets,
             message: "is present but the checkpoint says q4_sym (offsets belong to q4_asym)".into(),
@@ -170,19 +200,44 @@ pub fn read<S: ByteSource>(
     shape: &[usize],
 ) -> Result<Tensor> {
     let packed_name = format!("{src}{SUFFIX_PACKED}");
-    let raw = reader.read_raw(&packed_name)?;
-    let packed: Vec<u32> = raw
+    let packed = reader.read_raw(&packed_name)?;
+    let scales = reader.read_raw(&format!("{src}{SUFFIX_SCALES}"))?;
+    let offsets = if f.asym() {
+        Some(reader.read_raw(&format!("{src}{SUFFIX_OFFSETS}"))?)
+    } else {
+        None
+    };
+    from_raw(f, src, shape, &packed, &scales, offsets.as_deref())
+}
+
+/// A 4-bit weight from the raw little-endian bytes of its `.q4`, `.q4_scales` and (q4_asym)
+/// `.q4_offsets` tensors, after [`check`] accepted their headers; non-finite scales or offsets
+/// are errors. Shared by [`read`] and the streaming loader.
+pub fn from_raw(
+    f: Q4Format,
+    src: &str,
+    shape: &[usize],
+    packed: &[u8],
+    scales: &[u8],
+    offsets: Option<&[u8]>,
+) -> Result<Tensor> {
+    let packed_name = format!("{src}{SUFFIX_PACKED}");
+    let packed: Vec<u32> = packed
         .chunks_exact(4)
         .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect();
-    drop(raw);
     let scales_name = format!("{src}{SUFFIX_SCALES}");
-    let scales = halves(&reader.read_raw(&scales_name)?);
+    let scales = halves(scales);
     let offsets_name = format!("{src}{SUFFIX_OFFSETS}");
-    let offsets = if f.asym() {
-        halves(&reader.read_raw(&offsets_name)?)
-    } else {
-        Vec::new()
+    let offsets = match (f.asym(), offsets) {
+        (true, Some(o)) => halves(o),
+        (true, None) => {
+            return Err(Error::Tensor {
+                name: offsets_name,
+                message: "is missing; q4_asym weights need offsets".into(),
+            })
+        }
+        (false, _) => Vec::new(),
     };
     for (name, v) in [(&scales_name, &scales), (&offsets_name, &offsets)] {
         // An all-ones f16 exponent is inf or NaN.

@@ -26,6 +26,7 @@ use std::sync::Arc;
 
 use pinhole_core::hf::safetensors::{decode_tensor, Header, TensorInfo};
 use pinhole_core::hf::ShardIndex;
+use pinhole_core::quant::{Q4Format, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES};
 use pinhole_core::DType;
 use pinhole_gpu::{Gpu, WeightStore};
 
@@ -33,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::loader::{model_matrix_dtype, prepare, squeeze, take_rows, LoadOptions, LoadedModel, ModelFiles};
 use crate::model::Model;
 use crate::paligemma::ExpectedWeight;
+use crate::q4_load;
 
 /// The single-file checkpoint name.
 pub const SINGLE_FILE: &str = "model.safetensors";
@@ -44,6 +46,20 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 struct Wanted {
     info: TensorInfo,
     targets: Vec<Target>,
+    /// A part of a 4-bit weight that arrives before its last part: its bytes are kept until then.
+    stash: bool,
+    /// The last-arriving part of a 4-bit weight: the weight is assembled from the parts here.
+    q4: Option<Q4Weight>,
+}
+
+/// A 4-bit weight (written by `pinhole quantize`, see [`crate::q4_load`]) whose `.q4`,
+/// `.q4_scales` (and `.q4_offsets`) tensors arrive as separate tensors of the file.
+struct Q4Weight {
+    format: Q4Format,
+    /// The checkpoint name the parts stand for (`X` of `X.q4`).
+    base: String,
+    /// Its full `[N, K]` shape (of the fused tensor, for a row slice).
+    shape: Vec<usize>,
 }
 
 struct Target {
@@ -67,6 +83,8 @@ struct Current {
     /// Needed tensors of this file in data order, and the next one to complete.
     wanted: Vec<Wanted>,
     next: usize,
+    /// Bytes of 4-bit weight parts waiting for the weight's last part, by tensor name.
+    stash: HashMap<String, Vec<u8>>,
 }
 
 pub struct StreamingLoader {
@@ -80,6 +98,8 @@ pub struct StreamingLoader {
     uploaded: HashSet<String>,
     done_files: Vec<String>,
     current: Option<Current>,
+    /// The 4-bit format of the files streamed so far (every shard must agree).
+    q4_format: Option<(Q4Format, String)>,
     /// Bytes of needed tensors uploaded so far, and their total (known once every header is).
     uploaded_bytes: u64,
 }
@@ -105,6 +125,7 @@ impl StreamingLoader {
             uploaded: HashSet::new(),
             done_files: Vec::new(),
             current: None,
+            q4_format: None,
             uploaded_bytes: 0,
         })
     }
@@ -116,7 +137,7 @@ impl StreamingLoader {
         let have: HashSet<String> = idx
             .weight_map
             .keys()
-            .filter_map(|n| self.model.canonical_name(n))
+            .filter_map(|n| self.model.canonical_name(q4_load::base_name(n).unwrap_or(n)))
             .collect();
         let provided = |w: &ExpectedWeight| {
             have.contains(&w.name)
@@ -182,6 +203,7 @@ impl StreamingLoader {
             header: None,
             wanted: Vec::new(),
             next: 0,
+            stash: HashMap::new(),
         });
         Ok(())
     }
@@ -237,12 +259,37 @@ impl StreamingLoader {
 
     /// Matches the header's tensors against the model's needs (shapes, and for a single file
     /// completeness) and lists the needed ones in data order.
-    fn plan_file(&self, cur: &mut Current, header: &Header) -> Result<()> {
+    fn plan_file(&mut self, cur: &mut Current, header: &Header) -> Result<()> {
         let matrix_dtype = model_matrix_dtype(&self.model);
-        // Canonical name → this file's tensor.
+        // A file written by `pinhole quantize`: its metadata names the 4-bit format, which
+        // every shard must share (as `q4_load::checkpoint_format` checks for `load_dir`).
+        let format = match q4_load::header_format(header)? {
+            Some(f) => {
+                if let Some((other, file)) = &self.q4_format {
+                    if *other != f {
+                        return Err(Error::File {
+                            path: format!("{}/{}", self.place.trim_end_matches('/'), cur.name),
+                            message: format!(
+                                "its 4-bit format differs from {file}'s; the shards do not belong together"
+                            ),
+                        });
+                    }
+                }
+                self.q4_format = Some((f, cur.name.clone()));
+                Some(f)
+            }
+            None => {
+                if self.q4_format.is_none() {
+                    q4_load::untagged_q4(header.tensors.iter())?;
+                }
+                self.q4_format.as_ref().map(|(f, _)| *f)
+            }
+        };
+        // Canonical name → this file's tensor (the `.q4` part for a 4-bit weight).
         let mut here: HashMap<String, &TensorInfo> = HashMap::new();
         for info in &header.tensors {
-            let Some(c) = self.model.canonical_name(&info.name) else {
+            let base = q4_load::base_name(&info.name).unwrap_or(&info.name);
+            let Some(c) = self.model.canonical_name(base) else {
                 continue;
             };
             if let Some(idx) = &self.index {
@@ -275,7 +322,9 @@ impl StreamingLoader {
             let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
             // A tensor of its own wins over a slice of a fused one (as in `load_dir`).
             let (info, first) = if let Some(info) = here.get(&w.name) {
-                if squeeze(&info.shape) != squeeze(&w.shape) {
+                if q4_load::base_name(&info.name).is_some() {
+                    // Checked against the shape with the 4-bit parts, below.
+                } else if squeeze(&info.shape) != squeeze(&w.shape) {
                     return Err(Error::Tensor {
                         name: info.name.clone(),
                         message: format!(
@@ -291,7 +340,8 @@ impl StreamingLoader {
                 .and_then(|s| here.get(&s.source).map(|i| (s, *i)))
             {
                 let want = [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat();
-                if info.shape != want || s.first + w.shape[0] > want[0] {
+                let q4 = q4_load::base_name(&info.name).is_some();
+                if (!q4 && info.shape != want) || s.first + w.shape[0] > want[0] {
                     return Err(Error::Tensor {
                         name: info.name.clone(),
                         message: format!("has shape {:?} but config.json implies {want:?}", info.shape),
@@ -312,11 +362,64 @@ impl StreamingLoader {
                 }
                 continue;
             };
+            let target = Target {
+                canonical: w.name.clone(),
+                first,
+                shape: w.shape.clone(),
+                dtype,
+            };
+            if let Some(base) = q4_load::base_name(&info.name) {
+                // A 4-bit weight: all its parts must be in this file, with the shapes the
+                // config and the format imply (the same check as `load_dir`'s).
+                let full_shape = match first {
+                    Some(_) => [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat(),
+                    None => w.shape.clone(),
+                };
+                if q4_load::check(header, format, base, &full_shape, w.matrix)?.is_none() {
+                    return Err(Error::Request(format!("{}: 4-bit parts vanished", info.name)));
+                }
+                let mut parts: Vec<&TensorInfo> = [SUFFIX_PACKED, SUFFIX_SCALES, SUFFIX_OFFSETS]
+                    .iter()
+                    .filter_map(|suffix| header.get(&format!("{base}{suffix}")))
+                    .collect();
+                parts.sort_by_key(|p| p.start);
+                let Some((last, early)) = parts.split_last() else {
+                    return Err(Error::Request(format!("{}: 4-bit parts vanished", info.name)));
+                };
+                for p in early {
+                    by_tensor.entry(p.name.clone()).or_insert_with(|| Wanted {
+                        info: (*p).clone(),
+                        targets: Vec::new(),
+                        stash: true,
+                        q4: None,
+                    });
+                }
+                let Some(format) = format else {
+                    return Err(Error::Request(format!("{}: 4-bit weight without a format", info.name)));
+                };
+                by_tensor
+                    .entry(last.name.clone())
+                    .or_insert_with(|| Wanted {
+                        info: (*last).clone(),
+                        targets: Vec::new(),
+                        stash: false,
+                        q4: Some(Q4Weight {
+                            format,
+                            base: base.to_string(),
+                            shape: full_shape,
+                        }),
+                    })
+                    .targets
+                    .push(target);
+                continue;
+            }
             by_tensor
                 .entry(info.name.clone())
                 .or_insert_with(|| Wanted {
                     info: info.clone(),
                     targets: Vec::new(),
+                    stash: false,
+                    q4: None,
                 })
                 .targets
                 .push(Target {
@@ -352,7 +455,38 @@ impl StreamingLoader {
                 break;
             }
             let bytes = &cur.buf[start..start + w.info.len as usize];
-            for tg in &w.targets {
+            if w.stash {
+                cur.stash.insert(w.info.name.clone(), bytes.to_vec());
+            }
+            if let Some(q) = &w.q4 {
+                // The last part arrived: assemble the weight from the stashed parts and these bytes.
+                let mut part = |suffix: &str| -> Option<Vec<u8>> {
+                    let name = format!("{}{suffix}", q.base);
+                    if name == w.info.name {
+                        Some(bytes.to_vec())
+                    } else {
+                        cur.stash.remove(&name)
+                    }
+                };
+                let (packed, scales, offsets) = (part(SUFFIX_PACKED), part(SUFFIX_SCALES), part(SUFFIX_OFFSETS));
+                let (Some(packed), Some(scales)) = (packed, scales) else {
+                    return Err(Error::Request(format!("{}: 4-bit parts did not arrive", q.base)));
+                };
+                let t = q4_load::from_raw(q.format, &q.base, &q.shape, &packed, &scales, offsets.as_deref())?;
+                drop((packed, scales, offsets));
+                for tg in &w.targets {
+                    let r = match tg.first {
+                        Some(first) => {
+                            let rows = q4_load::take_rows(&t, first, tg.shape[0])?;
+                            self.weights.upload(&self.gpu, &tg.canonical, &rows)
+                        }
+                        None => self.weights.upload(&self.gpu, &tg.canonical, &t),
+                    };
+                    r.map_err(Error::Gpu)?;
+                    self.uploaded.insert(tg.canonical.clone());
+                }
+            }
+            for tg in w.targets.iter().filter(|_| w.q4.is_none()) {
                 let mut t = decode_tensor(&w.info, bytes, tg.dtype)?;
                 match tg.first {
                     Some(first) => t = take_rows(&t, first, tg.shape[0], &tg.shape)?,

@@ -6,9 +6,11 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pinhole_core::hf::SafetensorsFile;
+use pinhole_core::quant::Q4Scheme;
 use pinhole_gpu::{Executor, Gpu, GpuOptions};
 use pinhole_models::generate::generate;
-use pinhole_models::loader::{LoadOptions, ModelFiles, WeightPrecision};
+use pinhole_models::loader::{load_dir, LoadOptions, ModelFiles, WeightPrecision};
+use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
 use pinhole_models::stream_loader::{StreamingLoader, INDEX_FILE};
 use pinhole_models::{Error, GenerateOptions, LoadedModel};
 
@@ -83,25 +85,120 @@ fn check_generation(name: &str, sizes: &[usize]) {
         .collect();
     let gpu = gpu();
     let lm = stream_all(&gpu, &root.join("model"), sizes).expect("streamed load");
+    let got = greedy_ids(&gpu, &root, &lm, want.len());
+    assert_eq!(got, want, "{name}: greedy ids of the streamed model");
+}
+
+/// Greedy ids of `lm` on fixture `root`'s image and prompt.
+fn greedy_ids(gpu: &Arc<Gpu>, root: &Path, lm: &LoadedModel, n: usize) -> Vec<u32> {
+    let exp: serde_json::Value = serde_json::from_slice(&read(root, "expected.json")).unwrap();
     let px = SafetensorsFile::open_path(root.join("expected.safetensors"))
         .unwrap()
         .read_as("pixel_values", pinhole_core::DType::F32)
         .unwrap();
     let mut ex = Executor::new(gpu.clone());
     let opts = GenerateOptions {
-        max_new_tokens: want.len(),
+        max_new_tokens: n,
         ..Default::default()
     };
-    let g = pollster::block_on(generate(
-        &lm,
+    pollster::block_on(generate(
+        lm,
         &mut ex,
         &px,
         exp["prompt"].as_str().unwrap(),
         &opts,
         |_, _| {},
     ))
-    .expect("generate");
-    assert_eq!(g.token_ids, want, "{name}: greedy ids of the streamed model");
+    .expect("generate")
+    .token_ids
+}
+
+/// Fixture `name` quantized by `pinhole quantize` into a fresh temporary folder (`tag` keeps
+/// the folders of tests running in parallel apart).
+fn quantized(name: &str, scheme: Q4Scheme, tag: &str) -> PathBuf {
+    let out = std::env::temp_dir().join(format!(
+        "pinhole-stream-q4-{}-{name}-{scheme:?}-{tag}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&out);
+    let opts = QuantizeOptions {
+        scheme,
+        ..Default::default()
+    };
+    let report = quantize_dir(&fixture(name).join("model"), &out, &opts, |_, _, _| {}).expect("quantize");
+    assert!(report.q4_weights > 0, "{name}: nothing was quantized");
+    out
+}
+
+/// A quantized folder streamed in small chunks generates the same ids as `load_dir` on it.
+fn check_q4_like_load_dir(name: &str, scheme: Q4Scheme, sizes: &[usize]) {
+    let root = fixture(name);
+    let qdir = quantized(name, scheme, "same-ids");
+    let gpu = gpu();
+    let opts = LoadOptions {
+        precision: WeightPrecision::F32,
+    };
+    let native = load_dir(&gpu, &qdir, &opts, |_, _| {}).expect("load_dir of the quantized folder");
+    let want = greedy_ids(&gpu, &root, &native, 6);
+    drop(native);
+    let streamed = stream_all(&gpu, &qdir, sizes).expect("streamed load of the quantized folder");
+    let got = greedy_ids(&gpu, &root, &streamed, 6);
+    let _ = std::fs::remove_dir_all(&qdir);
+    assert_eq!(got, want, "{name} {scheme:?}: streamed 4-bit model vs load_dir");
+}
+
+#[test]
+fn q4_folder_streams_like_load_dir() {
+    check_q4_like_load_dir("pg1-mqa", Q4Scheme::Sym, &[1, 3, 5, 997, 4093]);
+}
+
+#[test]
+fn q4_asym_fused_qkv_streams_like_load_dir() {
+    // BLIP-2's fused vision qkv is 4-bit here: its row slices are cut from the Q4 tensor.
+    let qdir = quantized("blip2-phi", Q4Scheme::Asym, "has-qkv");
+    let h = SafetensorsFile::open_path(qdir.join("model.safetensors")).unwrap();
+    assert!(
+        h.tensors().iter().any(|t| t.name.ends_with("qkv.weight.q4")),
+        "the fixture's fused qkv was not quantized"
+    );
+    let _ = std::fs::remove_dir_all(&qdir);
+    check_q4_like_load_dir("blip2-phi", Q4Scheme::Asym, &[7, 4093]);
+}
+
+#[test]
+fn q4_scales_of_the_wrong_shape_are_named() {
+    let qdir = quantized("pg1-mqa", Q4Scheme::Sym, "corrupt-scales");
+    let file = qdir.join("model.safetensors");
+    let bytes = read(&qdir, "model.safetensors");
+    // Flatten one `.q4_scales` tensor to 1-D in the header: same bytes, wrong shape.
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let victim = header
+        .as_object()
+        .unwrap()
+        .keys()
+        .find(|k| k.ends_with(".q4_scales"))
+        .expect("a .q4_scales tensor")
+        .clone();
+    let shape: Vec<u64> = serde_json::from_value(header[&victim]["shape"].clone()).unwrap();
+    header[&victim]["shape"] = serde_json::json!([shape.iter().product::<u64>()]);
+    let json = serde_json::to_vec(&header).unwrap();
+    let mut out = (json.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&json);
+    out.extend_from_slice(&bytes[8 + n..]);
+    std::fs::write(&file, &out).unwrap();
+
+    let gpu = gpu();
+    let r = stream_all(&gpu, &qdir, &[4093]);
+    let _ = std::fs::remove_dir_all(&qdir);
+    match r {
+        Err(Error::Tensor { name, message }) => {
+            assert_eq!(name, victim);
+            assert!(message.contains("4-bit format imply"), "{message}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a corrupt .q4_scales shape was accepted"),
+    }
 }
 
 #[test]
