@@ -2,34 +2,14 @@
 //! (tools/make_paligemma_fixtures.py): processor ids and pixels, vision tower, projector and
 //! prefill logits within 1e-4 relative error with f32 weights, and greedy ids identical.
 
-use std::path::{Path, PathBuf};
-
-use pinhole_core::hf::SafetensorsFile;
 use pinhole_core::tensor::rel_error;
-use pinhole_core::Tensor;
 use pinhole_gpu::{Executor, GpuOptions};
 use pinhole_models::generate::generate;
 use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
 use pinhole_models::{processor, GenerateOptions};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn expected_tensor(dir: &Path, name: &str) -> Tensor {
-    let mut f = SafetensorsFile::open_path(dir.join("expected.safetensors")).expect("expected.safetensors");
-    f.read_as(name, pinhole_core::DType::F32)
-        .unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn ids(v: &serde_json::Value, key: &str) -> Vec<u32> {
-    v[key]
-        .as_array()
-        .unwrap_or_else(|| panic!("{key} missing"))
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+mod common;
+use common::{expected_tensor, fixtures, ids};
 
 fn check_fixture(name: &str) {
     let dir = fixtures().join(name);

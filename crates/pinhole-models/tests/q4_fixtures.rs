@@ -6,9 +6,9 @@
 //! weight change, so only sane bounds are asserted there.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use pinhole_core::hf::{CheckpointReader, SafetensorsFile};
+use pinhole_core::hf::CheckpointReader;
 use pinhole_core::quant::Q4Scheme;
 use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
@@ -20,23 +20,8 @@ use pinhole_models::model::Model;
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
 use pinhole_models::{processor, q4_load, GenerateOptions, TokenChoice};
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn expected_tensor(dir: &Path, name: &str) -> Tensor {
-    let mut f = SafetensorsFile::open_path(dir.join("expected.safetensors")).expect("expected.safetensors");
-    f.read_as(name, DType::F32).unwrap_or_else(|e| panic!("{name}: {e}"))
-}
-
-fn ids(v: &serde_json::Value, key: &str) -> Vec<u32> {
-    v[key]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect()
-}
+mod common;
+use common::{expected_tensor, fixtures, ids};
 
 /// Every weight the model needs, as the host sees it (4-bit ones as Q4 tensors), by canonical
 /// name: the CPU reference's view of the quantized folder.
