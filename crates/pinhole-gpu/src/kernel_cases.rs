@@ -417,6 +417,24 @@ fn small_op_cases(v: &mut Vec<Case>) -> R<()> {
     Ok(())
 }
 
+/// Phi's qk_layernorm: [S, H·D] → [S·H, D] → LayerNorm over D → back to [S, H·D].
+fn reshape_cases(v: &mut Vec<Case>) -> R<()> {
+    let mut rng = Rng::new(91);
+    for (s, h, d) in [(1, 1, 2), (5, 3, 20), (17, 4, 16), (2, 7, 33)] {
+        let mut c = Case::new(format!("reshape + head norm {s}x{h}x{d}"), 1e-5);
+        let x = c.input("x", randt(&mut rng, &[s, h * d], 2.0)?);
+        let w = c.weight("w", randt(&mut rng, &[d], 1.0)?);
+        let b = c.weight("b", randt(&mut rng, &[d], 1.0)?);
+        let per_head = c.graph.reshape(x, &[s * h, d])?;
+        let n = c.graph.layer_norm(per_head, w, b, 1e-5)?;
+        let back = c.graph.reshape(n, &[s, h * d])?;
+        c.graph.output(per_head);
+        c.graph.output(back);
+        v.push(c);
+    }
+    Ok(())
+}
+
 /// A small transformer-like block (composition and buffer reuse inside one submit).
 fn composed_case(v: &mut Vec<Case>) -> R<()> {
     let mut rng = Rng::new(130);
@@ -460,7 +478,7 @@ fn composed_case(v: &mut Vec<Case>) -> R<()> {
 /// Every case, in a fixed order (names are unique).
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let builders: [Builder; 9] = [
+    let builders: [Builder; 10] = [
         matmul_cases,
         attention_cases,
         patch_embed_cases,
@@ -469,6 +487,7 @@ pub fn all_cases() -> Vec<Case> {
         rope_cases,
         embedding_cases,
         small_op_cases,
+        reshape_cases,
         composed_case,
     ];
     for b in builders {
