@@ -9,7 +9,6 @@
 mod common;
 
 use common::{gpus, Case};
-use pinhole_core::graph::{Activation, AttnMask, AttnParams};
 use pinhole_core::rng::Rng;
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
@@ -46,19 +45,6 @@ fn matmul_f16_weights_close_to_f32_original() {
         let got = c.gpu_on(&gpu);
         let e = rel_error(got[0].as_f32().unwrap(), &want);
         assert!(e <= 3e-3, "f16 weights vs f32: {e}");
-    }
-}
-
-fn params(h: usize, kv: usize, d: usize, kv_len: usize, q_pos0: usize, mask: AttnMask) -> AttnParams {
-    AttnParams {
-        n_heads: h,
-        n_kv_heads: kv,
-        head_dim: d,
-        kv_len,
-        q_pos0,
-        scale: 1.0 / (d as f32).sqrt(),
-        softcap: 0.0,
-        mask,
     }
 }
 
@@ -107,65 +93,15 @@ fn write_rows_state_persists_across_runs() {
     }
 }
 
-/// A small transformer-like block: checks composition, pool reuse across runs and that a run
-/// is exactly one submission.
+/// The shared "composed decoder block" case (its numbers are checked by tests/kernel_cases.rs):
+/// pool reuse across runs, liveness reuse inside a run, and exactly one submission per run.
 #[test]
 fn composed_block_reuses_buffers_one_submit() {
     use pinhole_gpu::{Executor, WeightStore};
-    let mut rng = Rng::new(130);
-    let (s, d, h, hd, ff) = (11, 48, 4, 12, 70);
-    let mut c = Case::new();
-    let x = c.input("x", randt(&mut rng, &[s, d], 1.0));
-    let nw = c.weight("norm", randt(&mut rng, &[d], 0.5));
-    let wq = c.weight("wq", weight(&mut rng, &[h * hd, d], true));
-    let wk = c.weight("wk", weight(&mut rng, &[hd, d], true));
-    let wv = c.weight("wv", weight(&mut rng, &[hd, d], false));
-    let wo = c.weight("wo", weight(&mut rng, &[d, h * hd], false));
-    let wg = c.weight("wg", weight(&mut rng, &[ff, d], true));
-    let wu = c.weight("wu", weight(&mut rng, &[ff, d], true));
-    let wd = c.weight("wd", weight(&mut rng, &[d, ff], true));
-    let g = &mut c.graph;
-    let xn = g.rms_norm(x, nw, 1e-6, true).unwrap();
-    let q = g.matmul(xn, wq, None).unwrap();
-    let k = g.matmul(xn, wk, None).unwrap();
-    let v = g.matmul(xn, wv, None).unwrap();
-    let pos: Vec<u32> = (1..=s as u32).collect();
-    let cs = g.rope_table(&pos, hd, 10000.0).unwrap();
-    let q = g.rope(q, cs, h, hd, hd).unwrap();
-    let k = g.rope(k, cs, 1, hd, hd).unwrap();
-    let a = g
-        .attention(
-            q,
-            k,
-            v,
-            params(
-                h,
-                1,
-                hd,
-                s,
-                0,
-                AttnMask {
-                    causal: true,
-                    prefix_len: 5,
-                    window: 0,
-                },
-            ),
-        )
-        .unwrap();
-    let o = g.matmul(a, wo, None).unwrap();
-    let r = g.add(x, o).unwrap();
-    let rn = g.rms_norm(r, nw, 1e-6, true).unwrap();
-    let gate = g.matmul(rn, wg, None).unwrap();
-    let up = g.matmul(rn, wu, None).unwrap();
-    let act = g.gated(gate, up, Activation::GeluTanh).unwrap();
-    let down = g.matmul(act, wd, None).unwrap();
-    let y = g.add(r, down).unwrap();
-    let last = g.rows(y, s - 1, 1).unwrap();
-    let tok = g.argmax(last).unwrap();
-    g.output(y);
-    g.output(tok);
-    c.check(1e-5, "composed block");
-
+    let c = pinhole_gpu::kernel_cases::all_cases()
+        .into_iter()
+        .find(|c| c.name == "composed decoder block")
+        .expect("the shared composed case");
     for gpu in gpus() {
         let mut store = WeightStore::new();
         for (n, t) in &c.weights {
