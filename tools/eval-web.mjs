@@ -8,7 +8,8 @@
 //   node tools/eval-web.mjs --eval /tmp/eval --model models/pinhole-shapes --out /tmp/eval/web.json
 //   python tools/eval_shapes.py ... --answers "pinhole Chromium=/tmp/eval/web.json"
 //
-// Options: --limit N (first N scenes only), --max-new-tokens 48 (what eval_shapes.py uses).
+// Options: --limit N (first N scenes only), --tasks caption,count,detect (task by task, in
+// that order), --max-new-tokens 48 (what eval_shapes.py uses).
 // Resumable: answers already in --out are kept and skipped, and the file is rewritten every
 // 20 answers, so an interrupted run (SwiftShader is slow) continues where it stopped.
 // Needs pkg/ (tools/build-web.sh) and Debian's chromium (tests/browser/run.sh installs it).
@@ -32,13 +33,16 @@ if (!evalDir || !outFile) {
 const model = path.resolve(opt('model', path.join(ROOT, 'models/pinhole-shapes')));
 const limit = Number(opt('limit', Infinity));
 const maxNewTokens = Number(opt('max-new-tokens', 48));
+// Which tasks, in this order over all scenes: e.g. `caption` first, then `count,detect` on a
+// second (resumed) run, so a run cut short still covers its first task on every scene.
+const tasks = opt('tasks', 'caption,count,detect').split(',');
 
 const items = JSON.parse(fs.readFileSync(path.join(evalDir, 'items.json'), 'utf8'));
 const images = [...new Set(items.map((it) => it.image))].slice(0, limit);
 const wanted = new Set(images);
 const key = (it) => `${it.image}\t${it.prompt}`;
 const answers = fs.existsSync(outFile) ? JSON.parse(fs.readFileSync(outFile, 'utf8')) : {};
-const todo = items.filter((it) => wanted.has(it.image) && !(key(it) in answers));
+const todo = tasks.flatMap((t) => items.filter((it) => it.task === t && wanted.has(it.image) && !(key(it) in answers)));
 const save = () => {
   const tmp = `${outFile}.partial`;
   fs.writeFileSync(tmp, JSON.stringify(answers, null, 1) + '\n');

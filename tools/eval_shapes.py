@@ -141,6 +141,7 @@ def score(items: list[dict], answers: dict[str, str], reference: dict[str, str] 
     dets = [it for it in items if it["task"] == "detect"]
     res = {
         "scenes": len({it["image"] for it in items}),
+        "answered": {t: sum(it["task"] == t for it in items) for t in ("caption", "count", "detect")},
         "caption_exact": sum(answers[key(it)] == it["expected"] for it in caps) / max(1, len(caps)),
         "count_accuracy": sum(answers[key(it)] == it["expected"] for it in counts) / max(1, len(counts)),
     }
@@ -262,9 +263,12 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|")
     for label, r in results.items():
         agree = f"{r['agree_with_transformers'] * 100:.1f}%" if "agree_with_transformers" in r else "(reference)"
+        n = r["answered"]
+        # scenes answered; per task (caption / count / detect) when a partial run differs
+        scenes = str(r["scenes"]) if len(set(n.values())) == 1 else "{caption} / {count} / {detect}".format(**n)
         absent = "–" if r["detect_absent_correct"] is None else f"{r['detect_absent_correct'] * 100:.1f}%"
         print(
-            f"| {label} | {r['scenes']} | {r['caption_exact'] * 100:.1f}% | {r['count_accuracy'] * 100:.1f}% | "
+            f"| {label} | {scenes} | {r['caption_exact'] * 100:.1f}% | {r['count_accuracy'] * 100:.1f}% | "
             f"{r['detect_box_iou50'] * 100:.1f}% | {absent} | {agree} |"
         )
 
