@@ -142,8 +142,8 @@ def score(items: list[dict], answers: dict[str, str], reference: dict[str, str] 
     res = {
         "scenes": len({it["image"] for it in items}),
         "answered": {t: sum(it["task"] == t for it in items) for t in ("caption", "count", "detect")},
-        "caption_exact": sum(answers[key(it)] == it["expected"] for it in caps) / max(1, len(caps)),
-        "count_accuracy": sum(answers[key(it)] == it["expected"] for it in counts) / max(1, len(counts)),
+        "caption_exact": sum(answers[key(it)] == it["expected"] for it in caps) / len(caps) if caps else None,
+        "count_accuracy": sum(answers[key(it)] == it["expected"] for it in counts) / len(counts) if counts else None,
     }
     gt_boxes = hit = 0
     empty_ok = empty_n = 0
@@ -157,7 +157,7 @@ def score(items: list[dict], answers: dict[str, str], reference: dict[str, str] 
         for i, (wb, wl) in enumerate(want):
             if i < len(got) and got[i][1] == wl and iou(got[i][0], wb) >= 0.5:
                 hit += 1
-    res["detect_box_iou50"] = hit / max(1, gt_boxes)
+    res["detect_box_iou50"] = hit / gt_boxes if gt_boxes else None
     res["detect_absent_correct"] = empty_ok / empty_n if empty_n else None
     if reference is not None:
         res["agree_with_transformers"] = sum(answers[key(it)] == reference[key(it)] for it in items) / max(1, len(items))
@@ -266,11 +266,11 @@ def main() -> None:
         n = r["answered"]
         # scenes answered; per task (caption / count / detect) when a partial run differs
         scenes = str(r["scenes"]) if len(set(n.values())) == 1 else "{caption} / {count} / {detect}".format(**n)
-        absent = "–" if r["detect_absent_correct"] is None else f"{r['detect_absent_correct'] * 100:.1f}%"
-        print(
-            f"| {label} | {scenes} | {r['caption_exact'] * 100:.1f}% | {r['count_accuracy'] * 100:.1f}% | "
-            f"{r['detect_box_iou50'] * 100:.1f}% | {absent} | {agree} |"
+        cap, cnt, box, absent = (
+            "–" if r[k] is None else f"{r[k] * 100:.1f}%"
+            for k in ("caption_exact", "count_accuracy", "detect_box_iou50", "detect_absent_correct")
         )
+        print(f"| {label} | {scenes} | {cap} | {cnt} | {box} | {absent} | {agree} |")
 
 
 if __name__ == "__main__":
