@@ -34,8 +34,26 @@ ENVIRONMENT:
   PINHOLE_MAX_BINDING_BYTES   lower the per-binding size weights are split at (testing)
 ";
 
+/// The USAGE lines of one command (`pinhole CMD ...` and its indented continuation lines).
+fn command_usage(cmd: &str) -> Option<String> {
+    let head = format!("  pinhole {cmd}");
+    let mut lines = USAGE.lines().skip_while(|l| !l.starts_with(&head));
+    let first = lines.next()?;
+    let rest = lines.take_while(|l| l.starts_with("    "));
+    Some(std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n"))
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
+    // `pinhole CMD --help` (or -h) anywhere after a known command: that command's usage.
+    if let Some(cmd) = argv.first() {
+        if argv[1..].iter().any(|a| a == "--help" || a == "-h") {
+            if let Some(u) = command_usage(cmd) {
+                println!("USAGE:\n{u}");
+                return ExitCode::SUCCESS;
+            }
+        }
+    }
     let result = match argv.first().map(String::as_str) {
         Some("info") => info::run(&argv[1..]),
         Some("bench") => bench::run(&argv[1..]),
@@ -56,6 +74,11 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
+            if e.starts_with("unknown option") {
+                if let Some(cmd) = argv.first() {
+                    eprintln!("(run `pinhole {cmd} --help` for its options)");
+                }
+            }
             ExitCode::FAILURE
         }
     }

@@ -160,3 +160,22 @@ fn unreadable_image_too_long_prompt_and_nothing_written() {
     expect_error(&a, &["context", "8192"]);
     expect_error(&["generate", "--bogus"], &["--bogus"]);
 }
+
+#[test]
+fn help_per_command() {
+    for (cmd, needle) in [
+        ("quantize", "pinhole quantize --model DIR --out DIR"),
+        ("generate", "--repetition-penalty"),
+        ("caption", "pinhole caption [--model DIR] IMAGE"),
+        ("bench", "pinhole bench kernels"),
+    ] {
+        let (code, out, err) = run(&[cmd, "--help"]);
+        assert_eq!(code, 0, "{cmd} --help: {err}");
+        assert!(out.contains(needle), "{cmd} --help printed:\n{out}");
+        assert!(!out.contains("pinhole info"), "only the command's own usage:\n{out}");
+    }
+    let (code, _, err) = run(&["quantize", "--hepl"]);
+    assert_ne!(code, 0);
+    assert!(err.contains("unknown option --hepl"), "{err}");
+    assert!(err.contains("pinhole quantize --help"), "{err}");
+}
