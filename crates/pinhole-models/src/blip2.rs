@@ -415,16 +415,10 @@ impl Blip2Phi {
         let hidden = self.text.decoder(&mut g, x, s, 0, max_len)?;
         let last = g.rows(hidden, s - 1, 1)?;
         let last_logits = self.text.lm_head(&mut g, last)?;
-        let tok = choice.apply(&mut g, last_logits)?;
-        g.output(tok);
-        let mut out = StepOutputs {
-            token: Some(tok),
-            ..Default::default()
-        };
+        let mut out = StepOutputs::pick(&mut g, last_logits, choice)?;
         if all_logits {
             let l = self.text.lm_head(&mut g, hidden)?;
-            g.output(l);
-            out.logits = Some(l);
+            out = out.with_logits(&mut g, l);
         }
         Ok((g, out))
     }
@@ -443,15 +437,9 @@ impl Blip2Phi {
         let x = self.text.embed(&mut g, idt)?;
         let hidden = self.text.decoder(&mut g, x, 1, row, max_len)?;
         let l = self.text.lm_head(&mut g, hidden)?;
-        let tok = choice.apply(&mut g, l)?;
-        g.output(tok);
-        let mut out = StepOutputs {
-            token: Some(tok),
-            ..Default::default()
-        };
+        let mut out = StepOutputs::pick(&mut g, l, choice)?;
         if logits {
-            g.output(l);
-            out.logits = Some(l);
+            out = out.with_logits(&mut g, l);
         }
         Ok((g, out))
     }

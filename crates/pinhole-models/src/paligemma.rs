@@ -59,6 +59,26 @@ pub struct StepOutputs {
     pub logits: Option<TensorId>,
 }
 
+impl StepOutputs {
+    /// The tail of every step graph: the next token picked from `last_logits` by `choice`,
+    /// as the graph's first output.
+    pub fn pick(g: &mut Graph, last_logits: TensorId, choice: &TokenChoice) -> Result<Self> {
+        let tok = choice.apply(g, last_logits)?;
+        g.output(tok);
+        Ok(StepOutputs {
+            token: Some(tok),
+            logits: None,
+        })
+    }
+
+    /// Also read back `logits` (the next output): fixture comparisons and `--dump`.
+    pub fn with_logits(mut self, g: &mut Graph, logits: TensorId) -> Self {
+        g.output(logits);
+        self.logits = Some(logits);
+        self
+    }
+}
+
 fn act(a: HfAct) -> Activation {
     match a {
         HfAct::GeluTanh => Activation::GeluTanh,
@@ -380,16 +400,10 @@ impl PaliGemma {
         let hidden = self.decoder(&mut g, x, s, 0, s, max_len)?;
         let last = g.rows(hidden, s - 1, 1)?;
         let last_logits = self.lm_head(&mut g, last)?;
-        let tok = choice.apply(&mut g, last_logits)?;
-        g.output(tok);
-        let mut out = StepOutputs {
-            token: Some(tok),
-            ..Default::default()
-        };
+        let mut out = StepOutputs::pick(&mut g, last_logits, choice)?;
         if all_logits {
             let l = self.lm_head(&mut g, hidden)?;
-            g.output(l);
-            out.logits = Some(l);
+            out = out.with_logits(&mut g, l);
         }
         Ok((g, out))
     }
@@ -413,15 +427,9 @@ impl PaliGemma {
         let x = g.scale(emb, (t.hidden_size as f64).sqrt() as f32)?;
         let hidden = self.decoder(&mut g, x, 1, row, prefix_len, max_len)?;
         let l = self.lm_head(&mut g, hidden)?;
-        let tok = choice.apply(&mut g, l)?;
-        g.output(tok);
-        let mut out = StepOutputs {
-            token: Some(tok),
-            ..Default::default()
-        };
+        let mut out = StepOutputs::pick(&mut g, l, choice)?;
         if logits {
-            g.output(l);
-            out.logits = Some(l);
+            out = out.with_logits(&mut g, l);
         }
         Ok((g, out))
     }
