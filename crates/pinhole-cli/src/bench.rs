@@ -31,30 +31,40 @@ pub fn run(argv: &[String]) -> Result<(), String> {
                 "gflops": r.gflops, "gbps": r.gbps, "copy_ratio": r.copy_ratio,
             })).collect::<Vec<_>>(),
         });
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
     let a = &gpu.adapter;
-    println!(
+    outln!(
         "adapter: {} ({}, {}{})",
         a.name,
         a.backend,
         a.device_type,
         if a.is_software { ", software" } else { "" }
     );
-    println!(
+    outln!(
         "copy baseline: {:.1} GB/s ({} MiB vec4 copy)",
         report.copy_gbps,
         report.copy_bytes >> 20
     );
-    println!(
+    outln!(
         "{:<26} {:<22} {:>10} {:>9} {:>8} {:>7}",
-        "kernel", "shape", "median ms", "GFLOP/s", "GB/s", "×copy"
+        "kernel",
+        "shape",
+        "median ms",
+        "GFLOP/s",
+        "GB/s",
+        "×copy"
     );
     for r in &report.results {
-        println!(
+        outln!(
             "{:<26} {:<22} {:>10.3} {:>9.1} {:>8.1} {:>7.2}",
-            r.name, r.shape, r.median_ms, r.gflops, r.gbps, r.copy_ratio
+            r.name,
+            r.shape,
+            r.median_ms,
+            r.gflops,
+            r.gbps,
+            r.copy_ratio
         );
     }
     Ok(())

@@ -98,7 +98,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
     for img in &args.positional {
         let px = read_image(&lm, Path::new(img))?;
         let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, _| {})).map_err(|e| e.to_string())?;
-        println!("{}", g.text.trim());
+        outln!("{}", g.text.trim());
     }
     Ok(())
 }
@@ -142,7 +142,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let mut shown = 0usize;
     let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, text| {
         if stream && text.len() > shown && text.is_char_boundary(shown) {
-            print!("{}", &text[shown..]);
+            out!("{}", &text[shown..]);
             let _ = std::io::stdout().flush();
             shown = text.len();
         }
@@ -179,11 +179,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
                 "activations": ex.stats.pooled_bytes,
             },
         });
-        println!("{v}");
+        outln!("{v}");
     } else if stream {
-        println!();
+        outln!();
     } else {
-        println!("{}", g.text.trim());
+        outln!("{}", g.text.trim());
     }
     Ok(())
 }

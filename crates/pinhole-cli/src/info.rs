@@ -34,12 +34,12 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         });
         v["weight_binding_limit"] = json!(a.weight_binding_limit);
         v["kernels_compiled"] = json!(n);
-        println!("{v}");
+        outln!("{v}");
         return Ok(());
     }
-    println!("adapter        {}", a.name);
-    println!("backend        {}", a.backend);
-    println!(
+    outln!("adapter        {}", a.name);
+    outln!("backend        {}", a.backend);
+    outln!(
         "device type    {}{}",
         a.device_type,
         if a.is_software {
@@ -48,43 +48,43 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             ""
         }
     );
-    println!("driver         {} {}", a.driver, a.driver_info);
-    println!("shader-f16     {}", if a.shader_f16 { "yes" } else { "no" });
-    println!("subgroups      {}", if a.subgroups { "yes" } else { "no" });
-    println!("features       {}", a.features.join(", "));
-    println!("limits");
-    println!(
+    outln!("driver         {} {}", a.driver, a.driver_info);
+    outln!("shader-f16     {}", if a.shader_f16 { "yes" } else { "no" });
+    outln!("subgroups      {}", if a.subgroups { "yes" } else { "no" });
+    outln!("features       {}", a.features.join(", "));
+    outln!("limits");
+    outln!(
         "  max_storage_buffer_binding_size     {} ({:.0} MiB)",
         a.max_storage_buffer_binding_size,
         a.max_storage_buffer_binding_size as f64 / 1048576.0
     );
-    println!(
+    outln!(
         "  max_buffer_size                     {} ({:.0} MiB)",
         a.max_buffer_size,
         a.max_buffer_size as f64 / 1048576.0
     );
-    println!(
+    outln!(
         "  max_compute_workgroup_storage_size  {}",
         a.max_compute_workgroup_storage_size
     );
-    println!(
+    outln!(
         "  max_compute_invocations_per_workgroup {}",
         a.max_compute_invocations_per_workgroup
     );
-    println!(
+    outln!(
         "  max_compute_workgroups_per_dimension  {}",
         a.max_compute_workgroups_per_dimension
     );
-    println!(
+    outln!(
         "  max_storage_buffers_per_shader_stage  {}",
         a.max_storage_buffers_per_shader_stage
     );
     if a.weight_binding_limit != a.max_storage_buffer_binding_size {
-        println!(
+        outln!(
             "weights split at {} bytes (PINHOLE_MAX_BINDING_BYTES)",
             a.weight_binding_limit
         );
     }
-    println!("kernels        {n} pipelines compiled OK");
+    outln!("kernels        {n} pipelines compiled OK");
     Ok(())
 }

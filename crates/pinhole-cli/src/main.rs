@@ -3,6 +3,29 @@
 //! Commands: `generate`, `caption`, `quantize`, `info`, `bench kernels`. Each command lives in its own module; errors are
 //! printed as one friendly line and exit non-zero, never as a panic.
 
+/// `println!` for stdout that ends the process quietly when the reader has gone
+/// (`pinhole caption *.png | head -1`), as Unix tools do, instead of panicking on EPIPE.
+macro_rules! outln {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = writeln!(o, $($arg)*).and_then(|_| o.flush()) {
+            crate::stdout_failed(e)
+        }
+    }};
+}
+
+/// `print!` with the same handling as [`outln!`].
+macro_rules! out {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        let mut o = std::io::stdout().lock();
+        if let Err(e) = write!(o, $($arg)*).and_then(|_| o.flush()) {
+            crate::stdout_failed(e)
+        }
+    }};
+}
+
 mod args;
 mod bench;
 mod generate;
@@ -43,13 +66,23 @@ fn command_usage(cmd: &str) -> Option<String> {
     Some(std::iter::once(first).chain(rest).collect::<Vec<_>>().join("\n"))
 }
 
+/// stdout cannot be written: a closed pipe ends the process like SIGPIPE would (status 141,
+/// no message); anything else is reported.
+fn stdout_failed(e: std::io::Error) -> ! {
+    if e.kind() == std::io::ErrorKind::BrokenPipe {
+        std::process::exit(141);
+    }
+    eprintln!("error: cannot write to standard output: {e}");
+    std::process::exit(1)
+}
+
 fn main() -> ExitCode {
     let argv: Vec<String> = std::env::args().skip(1).collect();
     // `pinhole CMD --help` (or -h) anywhere after a known command: that command's usage.
     if let Some(cmd) = argv.first() {
         if argv[1..].iter().any(|a| a == "--help" || a == "-h") {
             if let Some(u) = command_usage(cmd) {
-                println!("USAGE:\n{u}");
+                outln!("USAGE:\n{u}");
                 return ExitCode::SUCCESS;
             }
         }
@@ -61,11 +94,11 @@ fn main() -> ExitCode {
         Some("caption") => generate::caption(&argv[1..]),
         Some("quantize") => quantize::run(&argv[1..]),
         Some("-h") | Some("--help") | Some("help") | None => {
-            print!("{USAGE}");
+            out!("{USAGE}");
             Ok(())
         }
         Some("--version") | Some("-V") => {
-            println!("pinhole {}", env!("CARGO_PKG_VERSION"));
+            outln!("pinhole {}", env!("CARGO_PKG_VERSION"));
             Ok(())
         }
         Some(other) => Err(format!("unknown command '{other}'. Run `pinhole --help` for the list.")),

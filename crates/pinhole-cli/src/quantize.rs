@@ -57,14 +57,19 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     if quiet {
         return Ok(());
     }
-    println!(
+    outln!(
         "{:<64} {:<14} {:<8} {:>12} {:>12} {:>9}",
-        "tensor", "shape", "stored", "bytes before", "bytes after", "rel err"
+        "tensor",
+        "shape",
+        "stored",
+        "bytes before",
+        "bytes after",
+        "rel err"
     );
     for t in &report.tensors {
         let shape = format!("{:?}", t.shape);
         let err = t.rel_error.map(|e| format!("{e:.2e}")).unwrap_or_else(|| "-".into());
-        println!(
+        outln!(
             "{:<64} {:<14} {:<8} {:>12} {:>12} {:>9}{}",
             t.name,
             shape,
@@ -76,7 +81,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         );
     }
     let q = report.tensors.iter().filter(|t| t.rel_error.is_some()).count();
-    println!(
+    outln!(
         "total: {} tensors ({q} quantized, {} group {}), {} → {} ({:.3}×), {:.2} bits per quantized weight",
         report.tensors.len(),
         scheme.meta(),
@@ -86,6 +91,6 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         report.bytes_out as f64 / report.bytes_in.max(1) as f64,
         report.bits_per_weight()
     );
-    println!("wrote {}", out.display());
+    outln!("wrote {}", out.display());
     Ok(())
 }

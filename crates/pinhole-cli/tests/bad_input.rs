@@ -179,3 +179,24 @@ fn help_per_command() {
     assert!(err.contains("unknown option --hepl"), "{err}");
     assert!(err.contains("pinhole quantize --help"), "{err}");
 }
+
+#[test]
+fn closed_stdout_ends_quietly() {
+    // `pinhole caption *.png | head -1`: the reader goes away; no panic, no backtrace.
+    use std::process::Stdio;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+        .arg("--help")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take()); // closed before the child writes (it has barely started)
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(141)),
+        "{:?} {err}",
+        out.status
+    );
+}
