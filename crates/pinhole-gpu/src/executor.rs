@@ -440,8 +440,15 @@ impl Executor {
         }
         let mut ds: Vec<Dispatch> = Vec::new();
         match *op {
-            Op::MatMul { x, w, bias } if matches!(val(w)?.dtype, DType::Q4(_)) => {
+            Op::MatMul { x, w, bias } => {
                 let wt = val(w)?.clone();
+                let q4 = matches!(wt.dtype, DType::Q4(_));
+                if !q4 && !matches!(wt.dtype, DType::F32 | DType::F16) {
+                    return Err(core_err(CoreError::DType {
+                        what: "matmul weight".into(),
+                        detail: format!("{} is not supported", wt.dtype.name()),
+                    }));
+                }
                 let m = rows_of(shape);
                 let bias_buf = match bias {
                     Some(b) => {
@@ -451,83 +458,49 @@ impl Executor {
                     None => gpu.dummy.clone(),
                 };
                 let xb = buf(x, "matmul input")?;
+                let max_groups = gpu.limits.max_compute_workgroups_per_dimension;
                 for c in &wt.chunks {
-                    // GEMV reads every packed word once for all (≤ 4) rows of x.
-                    let (kernel, gx, gy) = if m <= GEMV_MAX_ROWS {
-                        let (gx, gy) = grid(
-                            (c.rows as u64).div_ceil(Q4_GEMV_ROWS),
-                            gpu.limits.max_compute_workgroups_per_dimension,
-                        );
-                        (Kernel::Q4Gemv, gx, gy)
+                    // GEMV (≤ 4 rows of x) reads every weight once for all rows; GEMM tiles 64×64.
+                    let gemv = m <= GEMV_MAX_ROWS;
+                    let (kernel, params, groups) = if q4 {
+                        let (gx, gy) = if gemv {
+                            grid((c.rows as u64).div_ceil(Q4_GEMV_ROWS), max_groups)
+                        } else {
+                            (c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32)
+                        };
+                        let kernel = if gemv { Kernel::Q4Gemv } else { Kernel::Q4Gemm };
+                        (kernel, q4_params(&wt, c, m, bias.is_some(), gx)?, [gx, gy, 1])
                     } else {
-                        (Kernel::Q4Gemm, c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32)
+                        // Same parameters for both kernels; only the kernel and its grid differ.
+                        let (kernel, gx, gy, gz) = if gemv {
+                            let (gx, gy) = grid((c.rows as u64).div_ceil(4), max_groups);
+                            (Kernel::Gemv, gx, gy, m as u32)
+                        } else {
+                            (Kernel::Gemm, c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32, 1)
+                        };
+                        let params = words(&[
+                            m as u32,
+                            wt.rows() as u32,
+                            wt.cols() as u32,
+                            c.row0 as u32,
+                            c.rows as u32,
+                            bias.is_some() as u32,
+                            gx,
+                            0,
+                        ]);
+                        (kernel, params, [gx, gy, gz])
                     };
                     ds.push(Dispatch {
                         kernel,
-                        w_f16: false,
-                        params: q4_params(&wt, c, m, bias.is_some(), gx)?,
+                        w_f16: wt.dtype == DType::F16,
+                        params,
                         bindings: vec![
                             (1, xb.clone()),
                             (2, c.buffer.clone()),
                             (3, bias_buf.clone()),
                             (4, out.clone()),
                         ],
-                        groups: [gx, gy, 1],
-                    });
-                }
-            }
-            Op::MatMul { x, w, bias } => {
-                let wt = val(w)?.clone();
-                if !matches!(wt.dtype, DType::F32 | DType::F16) {
-                    return Err(core_err(CoreError::DType {
-                        what: "matmul weight".into(),
-                        detail: format!("{} is not supported", wt.dtype.name()),
-                    }));
-                }
-                let (k, nn) = (wt.cols(), wt.rows());
-                let m = rows_of(shape);
-                let bias_buf = match bias {
-                    Some(b) => {
-                        f32_store(b, "bias")?;
-                        buf(b, "matmul bias")?
-                    }
-                    None => gpu.dummy.clone(),
-                };
-                let xb = buf(x, "matmul input")?;
-                for c in &wt.chunks {
-                    let bindings = vec![
-                        (1, xb.clone()),
-                        (2, c.buffer.clone()),
-                        (3, bias_buf.clone()),
-                        (4, out.clone()),
-                    ];
-                    let f16 = wt.dtype == DType::F16;
-                    // Same parameters for both kernels; only the kernel and its grid differ.
-                    let (kernel, gx, gy, gz) = if m <= GEMV_MAX_ROWS {
-                        let (gx, gy) = grid(
-                            (c.rows as u64).div_ceil(4),
-                            gpu.limits.max_compute_workgroups_per_dimension,
-                        );
-                        (Kernel::Gemv, gx, gy, m as u32)
-                    } else {
-                        (Kernel::Gemm, c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32, 1)
-                    };
-                    let params = words(&[
-                        m as u32,
-                        nn as u32,
-                        k as u32,
-                        c.row0 as u32,
-                        c.rows as u32,
-                        bias.is_some() as u32,
-                        gx,
-                        0,
-                    ]);
-                    ds.push(Dispatch {
-                        kernel,
-                        w_f16: f16,
-                        params,
-                        bindings,
-                        groups: [gx, gy, gz],
+                        groups,
                     });
                 }
             }

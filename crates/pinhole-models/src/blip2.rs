@@ -413,13 +413,7 @@ impl Blip2Phi {
         let rows = g.constant(Tensor::u32(&[image_rows.len()], image_rows.to_vec())?);
         let x = g.scatter_rows(emb, img, rows)?;
         let hidden = self.text.decoder(&mut g, x, s, 0, max_len)?;
-        let last = g.rows(hidden, s - 1, 1)?;
-        let last_logits = self.text.lm_head(&mut g, last)?;
-        let mut out = StepOutputs::pick(&mut g, last_logits, choice)?;
-        if all_logits {
-            let l = self.text.lm_head(&mut g, hidden)?;
-            out = out.with_logits(&mut g, l);
-        }
+        let out = StepOutputs::from_hidden(&mut g, hidden, s, all_logits, choice, |g, x| self.text.lm_head(g, x))?;
         Ok((g, out))
     }
 
@@ -436,11 +430,7 @@ impl Blip2Phi {
         let idt = g.constant(Tensor::u32(&[1], vec![token])?);
         let x = self.text.embed(&mut g, idt)?;
         let hidden = self.text.decoder(&mut g, x, 1, row, max_len)?;
-        let l = self.text.lm_head(&mut g, hidden)?;
-        let mut out = StepOutputs::pick(&mut g, l, choice)?;
-        if logits {
-            out = out.with_logits(&mut g, l);
-        }
+        let out = StepOutputs::from_hidden(&mut g, hidden, 1, logits, choice, |g, x| self.text.lm_head(g, x))?;
         Ok((g, out))
     }
 }

@@ -60,22 +60,39 @@ pub struct StepOutputs {
 }
 
 impl StepOutputs {
-    /// The tail of every step graph: the next token picked from `last_logits` by `choice`,
-    /// as the graph's first output.
-    pub fn pick(g: &mut Graph, last_logits: TensorId, choice: &TokenChoice) -> Result<Self> {
+    /// The tail of every step graph, from the decoder's `hidden` rows (`rows` of them): the
+    /// next token from the last row's logits as `choice` picks it (first output), and with
+    /// `all_logits` every row's logits (second output, for fixture comparisons and `--dump`).
+    pub fn from_hidden(
+        g: &mut Graph,
+        hidden: TensorId,
+        rows: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+        lm_head: impl Fn(&mut Graph, TensorId) -> Result<TensorId>,
+    ) -> Result<Self> {
+        let last = if rows == 1 {
+            hidden
+        } else {
+            g.rows(hidden, rows - 1, 1)?
+        };
+        let last_logits = lm_head(g, last)?;
         let tok = choice.apply(g, last_logits)?;
         g.output(tok);
+        let logits = if !all_logits {
+            None
+        } else if rows == 1 {
+            Some(last_logits)
+        } else {
+            Some(lm_head(g, hidden)?)
+        };
+        if let Some(l) = logits {
+            g.output(l);
+        }
         Ok(StepOutputs {
             token: Some(tok),
-            logits: None,
+            logits,
         })
-    }
-
-    /// Also read back `logits` (the next output): fixture comparisons and `--dump`.
-    pub fn with_logits(mut self, g: &mut Graph, logits: TensorId) -> Self {
-        g.output(logits);
-        self.logits = Some(logits);
-        self
     }
 }
 
@@ -398,13 +415,7 @@ impl PaliGemma {
         // The Gemma embedding normaliser, applied to text and (already divided) image rows.
         let x = g.scale(emb, (t.hidden_size as f64).sqrt() as f32)?;
         let hidden = self.decoder(&mut g, x, s, 0, s, max_len)?;
-        let last = g.rows(hidden, s - 1, 1)?;
-        let last_logits = self.lm_head(&mut g, last)?;
-        let mut out = StepOutputs::pick(&mut g, last_logits, choice)?;
-        if all_logits {
-            let l = self.lm_head(&mut g, hidden)?;
-            out = out.with_logits(&mut g, l);
-        }
+        let out = StepOutputs::from_hidden(&mut g, hidden, s, all_logits, choice, |g, x| self.lm_head(g, x))?;
         Ok((g, out))
     }
 
@@ -426,11 +437,7 @@ impl PaliGemma {
         let emb = self.embed(&mut g, idt)?;
         let x = g.scale(emb, (t.hidden_size as f64).sqrt() as f32)?;
         let hidden = self.decoder(&mut g, x, 1, row, prefix_len, max_len)?;
-        let l = self.lm_head(&mut g, hidden)?;
-        let mut out = StepOutputs::pick(&mut g, l, choice)?;
-        if logits {
-            out = out.with_logits(&mut g, l);
-        }
+        let out = StepOutputs::from_hidden(&mut g, hidden, 1, logits, choice, |g, x| self.lm_head(g, x))?;
         Ok((g, out))
     }
 }
