@@ -186,6 +186,56 @@ fn bicubic(x: f64) -> f64 {
     }
 }
 
+/// Pillow's Lanczos filter (`lanczos_filter`: a sinc truncated at 3, windowed by sinc(x / 3)).
+fn lanczos(x: f64) -> f64 {
+    fn sinc(x: f64) -> f64 {
+        if x == 0.0 {
+            return 1.0;
+        }
+        let x = x * std::f64::consts::PI;
+        x.sin() / x
+    }
+    if (-3.0..3.0).contains(&x) {
+        sinc(x) * sinc(x / 3.0)
+    } else {
+        0.0
+    }
+}
+
+/// A Pillow resampling filter (the `resample` code of an image processor config).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// `Image.BICUBIC` (3): a = -0.5, support 2.
+    Bicubic,
+    /// `Image.LANCZOS` (1): support 3.
+    Lanczos,
+}
+
+impl Filter {
+    /// The filter for a PIL resample code, if pinhole implements it.
+    pub fn from_pil(code: u32) -> Option<Filter> {
+        match code {
+            1 => Some(Filter::Lanczos),
+            3 => Some(Filter::Bicubic),
+            _ => None,
+        }
+    }
+
+    fn support(self) -> f64 {
+        match self {
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    fn eval(self, x: f64) -> f64 {
+        match self {
+            Filter::Bicubic => bicubic(x),
+            Filter::Lanczos => lanczos(x),
+        }
+    }
+}
+
 /// Per output pixel: the first input pixel and the fixed-point weights of the input pixels
 /// from there on (Pillow's `precompute_coeffs` + `normalize_coeffs_8bpc`).
 struct Coeffs {
@@ -194,12 +244,11 @@ struct Coeffs {
     weights: Vec<i32>,
 }
 
-fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
-    const SUPPORT: f64 = 2.0;
+fn precompute_coeffs(in_size: usize, out_size: usize, filter: Filter) -> Coeffs {
     // Pillow computes `in1 - in0` in f32 (the box is float); exact for sizes below 2^24.
     let scale = (in_size as f32) as f64 / out_size as f64;
     let filterscale = if scale < 1.0 { 1.0 } else { scale };
-    let support = SUPPORT * filterscale;
+    let support = filter.support() * filterscale;
     let ksize = support.ceil() as usize * 2 + 1;
     let mut bounds = Vec::with_capacity(out_size);
     let mut weights = vec![0i32; out_size * ksize];
@@ -213,7 +262,7 @@ fn precompute_coeffs(in_size: usize, out_size: usize) -> Coeffs {
         let xmax = xmax.clamp(0, ksize as i64) as usize;
         let mut ww = 0.0;
         for (x, kx) in k.iter_mut().enumerate().take(xmax) {
-            let w = bicubic(((x as i64 + xmin) as f64 - center + 0.5) * ss);
+            let w = filter.eval(((x as i64 + xmin) as f64 - center + 0.5) * ss);
             *kx = w;
             ww += w;
         }
@@ -272,6 +321,18 @@ pub fn resize_bicubic(img: &Rgb8Image, height: usize, width: usize) -> Result<Rg
 
 /// [`resize_bicubic`] with the pass order of a given Pillow version.
 pub fn resize_bicubic_ordered(img: &Rgb8Image, height: usize, width: usize, order: PassOrder) -> Result<Rgb8Image> {
+    resize_filtered(img, height, width, Filter::Bicubic, order)
+}
+
+/// Pillow's `Image.resize((width, height), filter)` on an RGB image: the same separable
+/// fixed-point convolution for every filter, only the kernel and its support differ.
+pub fn resize_filtered(
+    img: &Rgb8Image,
+    height: usize,
+    width: usize,
+    filter: Filter,
+    order: PassOrder,
+) -> Result<Rgb8Image> {
     if height == 0 || width == 0 {
         return Err(Error::Invalid(format!(
             "cannot resize an image to {width}x{height}; the size must be positive"
@@ -295,8 +356,8 @@ pub fn resize_bicubic_ordered(img: &Rgb8Image, height: usize, width: usize, orde
     }
     let need_h = width != in_w;
     let need_v = height != in_h;
-    let horiz = precompute_coeffs(in_w, width);
-    let vert = precompute_coeffs(in_h, height);
+    let horiz = precompute_coeffs(in_w, width, filter);
+    let vert = precompute_coeffs(in_h, height, filter);
     let out = if need_h && need_v && order.vertical_first(in_h, in_w, height, width) {
         let tmp = vertical_pass(&img.data, in_w, in_h, 0, &vert)?;
         horizontal_pass(&tmp, in_w, 0..height, &horiz)
@@ -429,7 +490,7 @@ mod tests {
     #[test]
     fn coefficients_sum_to_one_in_fixed_point() {
         for (i, o) in [(50, 32), (13, 48), (1000, 7), (7, 1000), (1, 5)] {
-            let c = precompute_coeffs(i, o);
+            let c = precompute_coeffs(i, o, Filter::Bicubic);
             for (xx, &(_, n)) in c.bounds.iter().enumerate() {
                 let s: i64 = c.weights[xx * c.ksize..xx * c.ksize + n]
                     .iter()

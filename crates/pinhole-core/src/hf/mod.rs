@@ -10,7 +10,8 @@
 //!   [`blip2_config`]: the BLIP-2 + Phi (TinyGPT-V class) variant.
 //! * [`processor`]: `preprocessor_config.json` / `processor_config.json` and
 //!   `generation_config.json`.
-//! * [`image`]: image decoding and the exact PIL bicubic resize + normalisation SigLIP uses.
+//! * [`image`]: image decoding and the exact PIL bicubic / Lanczos resize + normalisation.
+//! * [`smolvlm_image`]: the SmolVLM / Idefics3 image processor (longest-edge resize, tiles).
 //!
 //! Everything parses from bytes, so it works in the browser (wasm32); the few helpers that read
 //! files from disk are only compiled for other targets.
@@ -22,10 +23,11 @@ pub mod image;
 mod json;
 pub mod processor;
 pub mod safetensors;
+pub mod smolvlm_image;
 
 pub use blip2_config::{Blip2PhiConfig, Blip2VisionConfig, PhiConfig, QFormerConfig};
 pub use checkpoint::{CheckpointReader, ShardIndex};
 pub use config::{Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig, TextModelType};
-pub use image::{decode_image, preprocess_image, resize_bicubic, PassOrder, Rgb8Image};
+pub use image::{decode_image, preprocess_image, resize_bicubic, resize_filtered, Filter, PassOrder, Rgb8Image};
 pub use processor::{GenerationConfig, ImageProcessorConfig};
 pub use safetensors::{ByteSource, SafetensorsFile, StDType, TensorInfo};
