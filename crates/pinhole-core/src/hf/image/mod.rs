@@ -1,9 +1,15 @@
 //! Image input: decoding and SigLIP preprocessing exactly as transformers' PIL-backend image
 //! processor does it.
 //!
-//! 1. [`decode_image`]: PNG, JPEG, WebP or GIF (first frame) bytes → 8-bit RGB. Transparency
-//!    is composited onto white with Pillow's integer `alpha_composite`, as transformers'
-//!    `convert_to_rgb` does; 16-bit PNGs are reduced as Pillow reads them.
+//! 1. [`decode_image`]: PNG, JPEG, WebP or GIF (first frame) bytes → 8-bit RGB, turned
+//!    upright by the EXIF orientation as transformers' `load_image` does
+//!    (`ImageOps.exif_transpose`; [`decode_image_with`] can turn that off). JPEG is decoded by
+//!    the `jpeg` module, a re-implementation of what Pillow's libjpeg-turbo computes (islow IDCT, fancy
+//!    upsampling, libjpeg's colour tables, Adobe CMYK), identical to Pillow on the photo
+//!    corpus (tests/photos.rs); the other formats by the `image` crate. Transparency is
+//!    composited onto white with Pillow's integer `alpha_composite`, as transformers'
+//!    `convert_to_rgb` does; 16-bit PNGs are reduced as Pillow reads them. Sizes are checked
+//!    against [`MAX_INPUT_PIXELS`] and [`MAX_INPUT_SIDE`] from the header, before decoding.
 //! 2. [`resize_bicubic`]: Pillow's `Image.resize(size, Image.BICUBIC)` (libImaging/Resample.c)
 //!    re-implemented operation for operation: separable convolution with the bicubic kernel
 //!    (a = -0.5) whose support is scaled by the downscale factor (antialiasing), coefficients
@@ -15,14 +21,14 @@
 //! 3. [`normalize`]: `(x · rescale_factor − mean) / std` with numpy's rounding (rescale in
 //!    f64 then cast to f32, normalise in f32) into a `[3, H, W]` f32 [`Tensor`].
 //!
-//! Decoding equals Pillow's exactly for PNG (8- and 16-bit, palette, alpha), GIF and WebP
-//! (lossless and lossy) on the test fixtures. JPEG does not: JPEG decoders are not bit-exact
-//! across implementations, and this crate's (zune-jpeg) differs from Pillow's libjpeg-turbo by
-//! 1-3 levels on smooth images and up to 23 on high-frequency colour with 4:2:0 chroma
-//! subsampling (tests/hf_image.rs lists the measured bounds). Resizing and normalisation of
-//! the same pixels are exact.
-//! EXIF orientation is not applied (transformers does not apply it to images given as PIL
-//! images either).
+//! Decoding equals Pillow's exactly on the test corpora (tests/hf_image.rs, tests/photos.rs):
+//! JPEG (baseline, progressive, every common subsampling, grayscale, CMYK), PNG (8- and
+//! 16-bit, palette, alpha), GIF and WebP (lossless and lossy, animated: first frame).
+
+mod exif;
+mod jpeg;
+
+pub use exif::{apply_orientation, orientation};
 
 use crate::error::{Error, Result};
 use crate::hf::processor::ImageProcessorConfig;
@@ -51,9 +57,56 @@ impl Rgb8Image {
     }
 }
 
-/// Decodes PNG, JPEG, WebP or GIF (first frame) bytes to RGB; `name` names the image in errors.
+/// Most pixels (width × height) an input image may have: 100 million, enough for the
+/// largest common camera photos (50-100 MP); larger inputs are refused from their header,
+/// before any pixel memory is allocated (decoding one costs about 4.5 bytes per pixel).
+pub const MAX_INPUT_PIXELS: usize = 100_000_000;
+
+/// Longest side an input image may have (a tiny GIF or WebP can announce a 65535-pixel
+/// canvas and cost seconds and hundreds of MB to "decode"; no camera comes close).
+pub const MAX_INPUT_SIDE: usize = 32_768;
+
+/// How [`decode_image_with`] reads an image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Turn the image upright according to its EXIF (or XMP) orientation, as transformers'
+    /// `load_image` does with `ImageOps.exif_transpose`. On by default.
+    pub apply_orientation: bool,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> DecodeOptions {
+        DecodeOptions {
+            apply_orientation: true,
+        }
+    }
+}
+
+/// Decodes PNG, JPEG, WebP or GIF (first frame) bytes to RGB and turns it upright by its EXIF
+/// orientation; `name` names the image in errors. See [`decode_image_with`].
 pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb8Image> {
-    use image::DynamicImage as D;
+    decode_image_with(bytes, name, DecodeOptions::default())
+}
+
+fn too_large(name: &str, w: usize, h: usize) -> Error {
+    Error::Unsupported(format!(
+        "image {name} is {w}x{h}: larger than pinhole's limit of {MAX_INPUT_PIXELS} pixels and          {MAX_INPUT_SIDE} pixels per side; scale it down first"
+    ))
+}
+
+fn check_size(name: &str, w: usize, h: usize) -> Result<()> {
+    if w > MAX_INPUT_SIDE || h > MAX_INPUT_SIDE || w.saturating_mul(h) > MAX_INPUT_PIXELS {
+        return Err(too_large(name, w, h));
+    }
+    Ok(())
+}
+
+/// Decodes PNG, JPEG, WebP or GIF (first frame) bytes to the RGB pixels transformers' PIL
+/// path sees: JPEG exactly as Pillow (libjpeg-turbo) decodes it (the `jpeg` module), the others with
+/// the `image` crate (identical to Pillow on the test corpus), transparency composited onto
+/// white, then the EXIF orientation applied unless `opts` turns it off. The size is checked
+/// against [`MAX_INPUT_PIXELS`] / [`MAX_INPUT_SIDE`] from the header, before decoding.
+pub fn decode_image_with(bytes: &[u8], name: &str, opts: DecodeOptions) -> Result<Rgb8Image> {
     if bytes.is_empty() {
         return Err(Error::Invalid(format!(
             "image {name} is empty (0 bytes); give a PNG, JPEG, WebP or GIF file"
@@ -65,23 +118,64 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb8Image> {
              it to one of those"
         ))
     })?;
-    if !matches!(
-        format,
-        image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::WebP | image::ImageFormat::Gif
-    ) {
-        return Err(Error::Unsupported(format!(
-            "image {name} is {format:?}; pinhole reads PNG, JPEG, WebP and GIF: convert it"
-        )));
+    let (img, exif, xmp) = match format {
+        image::ImageFormat::Jpeg => {
+            let d = jpeg::decode(bytes, MAX_INPUT_PIXELS, MAX_INPUT_SIDE).map_err(|e| match e {
+                jpeg::JpegError::TooLarge { width, height } => too_large(name, width, height),
+                jpeg::JpegError::Unsupported(m) => Error::Unsupported(format!("image {name}: {m}")),
+                jpeg::JpegError::Truncated => Error::Invalid(format!(
+                    "cannot decode image {name} (JPEG): the data ends before the image does; the \
+                     file is truncated"
+                )),
+                jpeg::JpegError::Corrupt(m) => Error::Invalid(format!(
+                    "cannot decode image {name} (JPEG): {m}; the file is corrupt or truncated"
+                )),
+            })?;
+            (Rgb8Image::new(d.width, d.height, d.rgb)?, d.exif, d.xmp)
+        }
+        image::ImageFormat::Png | image::ImageFormat::WebP | image::ImageFormat::Gif => {
+            decode_other(bytes, name, format)?
+        }
+        _ => {
+            return Err(Error::Unsupported(format!(
+                "image {name} is {format:?}; pinhole reads PNG, JPEG, WebP and GIF: convert it"
+            )))
+        }
+    };
+    if !opts.apply_orientation {
+        return Ok(img);
     }
-    let img = image::load_from_memory_with_format(bytes, format).map_err(|e| {
+    let o = exif::orientation(exif.as_deref(), xmp.as_deref());
+    Ok(exif::apply_orientation(img, o))
+}
+
+type Metadata = Option<Vec<u8>>;
+
+/// PNG, WebP and GIF through the `image` crate, with the sizes checked from the header first.
+fn decode_other(bytes: &[u8], name: &str, format: image::ImageFormat) -> Result<(Rgb8Image, Metadata, Metadata)> {
+    use image::{DynamicImage as D, ImageDecoder};
+    let corrupt = |e: image::ImageError| {
         Error::Invalid(format!(
             "cannot decode image {name} ({format:?}): {e}; the file is corrupt or truncated"
         ))
-    })?;
-    let (w, h) = (img.width() as usize, img.height() as usize);
+    };
+    let mut reader = image::ImageReader::with_format(std::io::Cursor::new(bytes), format);
+    // A backstop for what the header check below cannot see (the crate's own buffers).
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some((MAX_INPUT_PIXELS as u64) * 8);
+    reader.limits(limits);
+    let mut decoder = reader.into_decoder().map_err(corrupt)?;
+    let (w, h) = decoder.dimensions();
+    let (w, h) = (w as usize, h as usize);
+    check_size(name, w, h)?;
     if w == 0 || h == 0 {
         return Err(Error::Invalid(format!("image {name} is {w}x{h}: it has no pixels")));
     }
+    // Pillow reads EXIF from PNG eXIf and WebP EXIF chunks, XMP from iTXt / XMP chunks.
+    let exif = decoder.exif_metadata().ok().flatten();
+    let xmp = decoder.xmp_metadata().ok().flatten();
+    let img = D::from_decoder(decoder).map_err(corrupt)?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
     let n = w * h;
     let mut rgb = Vec::with_capacity(n * 3);
     match &img {
@@ -120,7 +214,7 @@ pub fn decode_image(bytes: &[u8], name: &str) -> Result<Rgb8Image> {
             push_rgba(&mut rgb, b.as_raw().chunks_exact(4).map(rgba4));
         }
     }
-    Rgb8Image::new(w, h, rgb)
+    Ok((Rgb8Image::new(w, h, rgb)?, exif, xmp))
 }
 
 fn hi(v: u16) -> u8 {
@@ -165,6 +259,16 @@ pub fn load_image(path: impl AsRef<std::path::Path>) -> Result<Rgb8Image> {
     let bytes =
         std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read image {shown}: {e}; check the path")))?;
     decode_image(&bytes, &shown)
+}
+
+/// [`load_image`] with [`DecodeOptions`] (not on wasm32).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_image_with(path: impl AsRef<std::path::Path>, opts: DecodeOptions) -> Result<Rgb8Image> {
+    let path = path.as_ref();
+    let shown = path.display().to_string();
+    let bytes =
+        std::fs::read(path).map_err(|e| Error::Invalid(format!("cannot read image {shown}: {e}; check the path")))?;
+    decode_image_with(&bytes, &shown, opts)
 }
 
 /// Largest resize output accepted (64 Mi pixels).
