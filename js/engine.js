@@ -1,3 +1,4 @@
+// @ts-check
 // The engine side of the package: it owns the wasm instance (pkg/, built from
 // crates/pinhole-web), streams model files into it and runs generation. It runs inside the
 // module worker (js/worker.js) by default, or on the page with `worker: false`.
@@ -8,7 +9,7 @@
 // reloads the model from where it came from (the cache, or the same files).
 
 import { PinholeError, toPinholeError, abortError, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE } from './errors.js';
-import { UrlSource, LocalSource, isLocalSource } from './cache.js';
+import { UrlSource, LocalSource, isLocalSource, CacheCorrupt } from './cache.js';
 
 const GLUE_URL = new URL('../pkg/pinhole_web.js', import.meta.url).href;
 const WASM_URL = new URL('../pkg/pinhole_web_bg.wasm', import.meta.url).href;
@@ -20,17 +21,49 @@ async function instantiate(onPanic) {
   instances += 1;
   // A different URL is a different module record: its own `wasm` and memory.
   const url = instances === 1 ? GLUE_URL : `${GLUE_URL}?instance=${instances}`;
-  const glue = await import(/* @vite-ignore */ url);
+  const glue = await import(/* @vite-ignore */ /* webpackIgnore: true */ url);
   await glue.default({ module_or_path: WASM_URL });
   glue.onPanic?.(onPanic);
   return glue;
 }
 
-const SMALL_FILES = ['config.json', 'tokenizer.json', 'generation_config.json'];
-const PROCESSOR_FILES = ['preprocessor_config.json', 'processor_config.json'];
+const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
+const PROCESSOR_FILES = ['preprocessor_config.json', 'processor_config.json'];
+/** A safetensors header larger than this is not sniffed for progress (the loader still reads it). */
+const MAX_SNIFFED_HEADER = 100 << 20;
 
-async function readAll(stream, size, name, place, signal) {
+/**
+ * Whether a response is a web page rather than the file asked for: a single-page app's server
+ * (Vite's default, most static hosts with a fallback) answers every unknown path with its
+ * index.html and status 200.
+ * @param {string} contentType @param {Uint8Array} [head] the first bytes of the body
+ */
+function isHtml(contentType, head) {
+  if (/^\s*text\/html/i.test(contentType)) return true;
+  if (!head) return false;
+  for (const b of head) {
+    if (b === 0x20 || b === 0x09 || b === 0x0a || b === 0x0d || b === 0xef || b === 0xbb || b === 0xbf) continue;
+    return b === 0x3c; // '<': neither JSON nor a safetensors length prefix starts with it
+  }
+  return false;
+}
+
+/** @param {Uint8Array} bytes */
+function parsesAsJson(bytes) {
+  try {
+    JSON.parse(new TextDecoder().decode(bytes));
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * @param {ReadableStream<Uint8Array>} stream @param {number | undefined} size exact size, if known
+ * @param {string} what the file's URL or path, for errors @param {AbortSignal | undefined} signal
+ */
+async function readAll(stream, size, what, signal) {
   const reader = stream.getReader();
   const parts = [];
   let n = 0;
@@ -39,13 +72,18 @@ async function readAll(stream, size, name, place, signal) {
       reader.cancel().catch(() => {});
       throw abortError();
     }
-    const { value, done } = await reader.read();
-    if (done) break;
-    parts.push(value);
-    n += value.byteLength;
+    let r;
+    try {
+      r = await reader.read();
+    } catch (e) {
+      throw readError(e, what, n, signal);
+    }
+    if (r.done) break;
+    parts.push(r.value);
+    n += r.value.byteLength;
   }
   if (size !== undefined && n !== size) {
-    throw new PinholeError('network', `${place}${name}: ${n} of ${size} bytes arrived; the download was cut: load again`);
+    throw new PinholeError('network', `${what}: ${n} of ${size} bytes arrived; the download was cut: load again`);
   }
   const out = new Uint8Array(n);
   let o = 0;
@@ -54,6 +92,135 @@ async function readAll(stream, size, name, place, signal) {
     o += p.byteLength;
   }
   return out;
+}
+
+/** A failed read of a body: an abort, a corrupt cache entry, or the network. */
+function readError(e, what, n, signal) {
+  if (signal?.aborted || e?.name === 'AbortError' || e?.code === 'aborted') return abortError();
+  if (e instanceof PinholeError) return e;
+  return new PinholeError('network', `${what}: the download failed after ${n} bytes (${e?.message ?? e}); load again`, { cause: e });
+}
+
+/**
+ * Reads the first bytes of a stream without losing them: resolves to those bytes and a stream
+ * that yields everything, them included.
+ * @param {ReadableStream<Uint8Array>} stream
+ */
+async function peek(stream) {
+  const reader = stream.getReader();
+  const first = await reader.read();
+  const head = first.done ? new Uint8Array(0) : first.value;
+  let sent = false;
+  const whole = new ReadableStream({
+    async pull(c) {
+      if (!sent) {
+        sent = true;
+        if (first.done) c.close();
+        else c.enqueue(head);
+        return;
+      }
+      const r = await reader.read();
+      if (r.done) c.close();
+      else c.enqueue(r.value);
+    },
+    cancel(reason) {
+      return reader.cancel(reason);
+    },
+  });
+  return { head, stream: whole };
+}
+
+/**
+ * Learns a safetensors file's length from its header as the first chunks pass by: 8 bytes of
+ * header length, the JSON header, then data up to the largest `data_offsets` end. Progress only;
+ * the Rust loader checks the same header for real.
+ */
+class HeaderSniffer {
+  constructor() {
+    this.buf = new Uint8Array(0);
+    this.given = false;
+  }
+
+  /** @param {Uint8Array} chunk @returns {number | null} the file length, once known (once) */
+  push(chunk) {
+    if (this.given) return null;
+    const limit = this.buf.byteLength >= 8 ? 8 + this.headerLen() : 8 + MAX_SNIFFED_HEADER;
+    const take = chunk.subarray(0, Math.max(0, limit - this.buf.byteLength));
+    const b = new Uint8Array(this.buf.byteLength + take.byteLength);
+    b.set(this.buf, 0);
+    b.set(take, this.buf.byteLength);
+    this.buf = b;
+    if (this.buf.byteLength < 8) return null;
+    const n = this.headerLen();
+    if (n > MAX_SNIFFED_HEADER) {
+      this.given = true;
+      return null;
+    }
+    if (this.buf.byteLength < 8 + n) return null;
+    this.given = true;
+    const json = this.buf.subarray(8, 8 + n);
+    this.buf = new Uint8Array(0);
+    try {
+      const header = JSON.parse(new TextDecoder().decode(json));
+      let end = 0;
+      for (const [k, v] of Object.entries(header)) {
+        if (k !== '__metadata__' && Array.isArray(v?.data_offsets)) end = Math.max(end, Number(v.data_offsets[1]) || 0);
+      }
+      return 8 + n + end;
+    } catch {
+      return null;
+    }
+  }
+
+  headerLen() {
+    const v = new DataView(this.buf.buffer, this.buf.byteOffset, 8);
+    return v.getUint32(0, true) + v.getUint32(4, true) * 2 ** 32;
+  }
+}
+
+/**
+ * Progress of one load. Every event satisfies totalLoaded <= totalBytes, and they are equal on
+ * the 'ready' event. A file's size counts once it is known exactly (File.size, an uncompressed
+ * Content-Length, the safetensors header, the end of its stream); until then its bytes so far.
+ * For a sharded checkpoint the index's `total_size` stands in for shards not opened yet.
+ */
+class Progress {
+  /** @param {(e: object) => void} emit */
+  constructor(emit) {
+    this.emit = emit;
+    /** @type {Map<string, {loaded: number, size: number | null}>} */
+    this.files = new Map();
+    this.pendingData = 0; // bytes expected from shards not opened yet
+  }
+
+  /** @param {string} name @param {number} loaded @param {number | null} size */
+  set(name, loaded, size) {
+    this.files.set(name, { loaded, size });
+  }
+
+  get totalLoaded() {
+    let t = 0;
+    for (const f of this.files.values()) t += f.loaded;
+    return t;
+  }
+
+  get totalBytes() {
+    let t = this.pendingData;
+    for (const f of this.files.values()) t += Math.max(f.loaded, f.size ?? 0);
+    return Math.max(t, this.totalLoaded);
+  }
+
+  /** @param {string} name @param {string} phase */
+  event(name, phase) {
+    const f = this.files.get(name) ?? { loaded: 0, size: null };
+    this.emit({ file: name, loaded: f.loaded, total: f.size, phase, totalLoaded: this.totalLoaded, totalBytes: this.totalBytes });
+  }
+
+  ready() {
+    this.pendingData = 0;
+    const t = this.totalLoaded;
+    this.emit({ file: null, loaded: t, total: t, phase: 'ready', totalLoaded: t, totalBytes: t });
+  }
 }
 
 export class Engine {
@@ -65,10 +232,16 @@ export class Engine {
     this.adapter = null;
     this.loadArgs = null; // how to reload after a panic
     this.panic = null; // {promise, reject} of the current instance
+    /** @type {Promise<unknown>} */
     this.queue = Promise.resolve();
   }
 
-  // Runs `fn` after every earlier call (one GPU job at a time, in order).
+  /**
+   * Runs `fn` after every earlier call (one GPU job at a time, in order).
+   * @template T
+   * @param {() => Promise<T>} fn
+   * @returns {Promise<T>}
+   */
   serial(fn) {
     const run = this.queue.then(fn, fn);
     this.queue = run.catch(() => {});
@@ -139,12 +312,16 @@ export class Engine {
 
   /**
    * Loads a model. `source`: URL string | URL | FileList | File[] | FileSystemDirectoryHandle.
-   * @param {{dtype?: string, maxBindingBytes?: number, signal?: AbortSignal, onProgress?: Function}} opts
+   * @param {{dtype?: string, maxBindingBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
    */
   load(source, opts = {}) {
     return this.serial(() => this.loadNow(source, opts));
   }
 
+  /**
+   * @param {any} source
+   * @param {{dtype?: string, maxBindingBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
+   */
   async loadNow(source, { dtype = 'auto', maxBindingBytes, signal, onProgress } = {}) {
     if (signal?.aborted) throw abortError();
     await this.ensureInstance(maxBindingBytes);
@@ -152,7 +329,7 @@ export class Engine {
       this.safe(() => this.model.dispose());
       this.model = null;
     }
-    const src = isLocalSource(source) ? new LocalSource(source) : new UrlSource(source, { signal });
+    /** @param {object} e */
     const progress = (e) => {
       try {
         onProgress?.(e);
@@ -160,97 +337,194 @@ export class Engine {
         /* a throwing progress callback must not break the load */
       }
     };
+    const opts = { dtype, signal, progress };
     const t0 = performance.now();
-    let totalLoaded = 0;
-    let totalBytes = 0;
+    let out;
+    if (isLocalSource(source)) {
+      out = await this.loadFrom(new LocalSource(source), opts);
+    } else {
+      try {
+        out = await this.loadFrom(new UrlSource(source, { signal }), opts);
+      } catch (e) {
+        if (!(e instanceof CacheCorrupt) || signal?.aborted) throw e;
+        // The source dropped the bad entry and the manifest: download everything again.
+        try {
+          out = await this.loadFrom(new UrlSource(source, { signal, readCache: false }), opts);
+        } catch (e2) {
+          if (e2?.code !== 'network') throw e2;
+          throw new PinholeError('bad-model', `${e.message}; it was removed from the cache, and downloading ${e.file} again failed (${e2.message}): go online and load again`, { cause: e2 });
+        }
+      }
+    }
+    this.loadArgs = { source, opts: { dtype, maxBindingBytes } };
+    return { ...out, loadMs: performance.now() - t0 };
+  }
+
+  /**
+   * One attempt at loading from one source.
+   * @param {UrlSource | LocalSource} src
+   * @param {{dtype: string, signal?: AbortSignal, progress: (e: object) => void}} opts
+   */
+  async loadFrom(src, { dtype, signal, progress }) {
+    const tally = new Progress(progress);
+    const place = src.place.endsWith('/') ? src.place : `${src.place}/`;
+    // Set when a server answered a model file with a web page: the error then says so.
+    let htmlAt = '';
+    const missing = (name) =>
+      new PinholeError(
+        'bad-model',
+        `${src.place}: ${name} is missing` +
+          (htmlAt
+            ? ` (the server answered ${htmlAt} with an HTML page, not the file: a single-page app's fallback? check the model URL)`
+            : '; a model folder in Hugging Face layout has config.json, tokenizer.json, preprocessor_config.json and model.safetensors (or model.safetensors.index.json and its shards)'),
+      );
+    /**
+     * A JSON file, or null when it is absent. An HTML page instead of it counts as absent; an
+     * optional file that does not parse as JSON too (it is not what the model folder holds).
+     * @param {string} name @param {boolean} optional
+     */
+    const readJson = async (name, optional) => {
+      const f = await src.open(name);
+      if (!f) return null;
+      const phase = f.fromCache ? 'cache' : 'download';
+      const bytes = await readAll(f.stream, f.size, `${place}${name}`, signal);
+      if (isHtml(f.contentType, bytes.subarray(0, 64)) || (optional && !parsesAsJson(bytes))) {
+        if (isHtml(f.contentType, bytes.subarray(0, 64))) htmlAt ||= `${place}${name}`;
+        await src.absent(name);
+        return null;
+      }
+      tally.set(name, bytes.byteLength, bytes.byteLength);
+      tally.event(name, phase);
+      return bytes;
+    };
+    /**
+     * A safetensors file, or null when absent (or an HTML page stands in for it).
+     * @param {string} name
+     */
+    const openWeights = async (name) => {
+      const f = await src.open(name);
+      if (!f) return null;
+      let head;
+      let stream;
+      try {
+        ({ head, stream } = await peek(f.stream));
+      } catch (e) {
+        throw readError(e, `${place}${name}`, 0, signal);
+      }
+      if (isHtml(f.contentType, head)) {
+        stream.cancel().catch(() => {});
+        htmlAt ||= `${place}${name}`;
+        await src.absent(name);
+        return null;
+      }
+      return { ...f, stream };
+    };
+
     try {
       await src.init();
-      const small = {};
-      const fetchSmall = async (name) => {
-        const f = await src.open(name);
-        if (!f) return null;
-        if (f.size !== undefined) totalBytes += f.size;
-        const bytes = await readAll(f.stream, f.size, name, `${src.place}${src.place.endsWith('/') ? '' : '/'}`, signal);
-        totalLoaded += bytes.byteLength;
-        if (f.size === undefined) totalBytes += bytes.byteLength;
-        progress({ file: name, loaded: bytes.byteLength, total: bytes.byteLength, phase: f.fromCache ? 'cache' : 'download', totalLoaded, totalBytes });
-        return bytes;
-      };
-      for (const name of SMALL_FILES) small[name] = await fetchSmall(name);
+      const config = await readJson('config.json', false);
+      if (!config) throw missing('config.json');
+      const tokenizer = await readJson('tokenizer.json', false);
+      if (!tokenizer) throw missing('tokenizer.json');
+      const generation = await readJson('generation_config.json', true);
       let procName = null;
+      let proc = null;
       for (const name of PROCESSOR_FILES) {
-        small[name] = await fetchSmall(name);
-        if (small[name]) {
+        proc = await readJson(name, true);
+        if (proc) {
           procName = name;
           break;
         }
       }
-      const missing = (name) =>
-        new PinholeError('bad-model', `${src.place}: ${name} is missing; a model folder in Hugging Face layout has config.json, tokenizer.json, preprocessor_config.json and model.safetensors (or a sharded index)`);
-      if (!small['config.json']) throw missing('config.json');
-      if (!small['tokenizer.json']) throw missing('tokenizer.json');
-      if (!procName) throw missing('preprocessor_config.json');
-      const loader = await this.guard(() =>
-        this.engine.beginLoad(src.place, small['config.json'], small[procName], procName, small['generation_config.json'] ?? undefined, small['tokenizer.json'], dtype),
-      );
-      for (const name of [...SMALL_FILES, procName]) if (small[name]) await src.commit(name);
+      if (!proc || !procName) throw missing('preprocessor_config.json');
+      const loader = await this.guard(() => this.engine.beginLoad(src.place, config, proc, procName, generation ?? undefined, tokenizer, dtype));
+      // The configs parsed: their cache entries may be kept.
+      for (const name of ['config.json', 'tokenizer.json', procName, ...(generation ? ['generation_config.json'] : [])]) await src.commit(name);
 
-      const index = await fetchSmall(INDEX_FILE);
-      if (index) {
+      // A single file first; the index only when there is none (no 404 for most models).
+      let first = await openWeights(SINGLE_FILE);
+      if (!first) {
+        const index = await readJson(INDEX_FILE, true);
+        if (!index) throw missing(SINGLE_FILE);
         await this.guard(() => loader.setIndex(index, INDEX_FILE));
         await src.commit(INDEX_FILE);
+        try {
+          const total = Number(JSON.parse(new TextDecoder().decode(index))?.metadata?.total_size);
+          if (Number.isSafeInteger(total) && total > 0) tally.pendingData = total;
+        } catch {
+          /* the loader parsed it; a missing total only makes the progress total grow later */
+        }
       }
       const files = loader.weightFiles();
       for (const name of files) {
-        const f = await src.open(name);
+        const f = name === SINGLE_FILE && first ? first : await openWeights(name);
+        first = null;
         if (!f) throw missing(name);
-        if (f.size !== undefined) totalBytes += f.size;
-        loader.beginFile(name, f.size);
-        const reader = f.stream.getReader();
-        let loaded = 0;
-        let lastReport = 0;
-        const phase = f.fromCache ? 'cache' : 'download';
-        progress({ file: name, loaded: 0, total: f.size ?? null, phase, totalLoaded, totalBytes });
-        try {
-          for (;;) {
-            if (signal?.aborted) throw abortError();
-            let r;
-            try {
-              r = await reader.read();
-            } catch (e) {
-              if (signal?.aborted || e?.name === 'AbortError') throw abortError();
-              throw new PinholeError('network', `${src.place}${name}: the download failed after ${loaded} bytes (${e?.message ?? e}); load again`, { cause: e });
-            }
-            if (r.done) break;
-            // Tensors completed by this chunk are converted and uploaded now.
-            await this.guard(() => loader.push(r.value));
-            loaded += r.value.byteLength;
-            totalLoaded += r.value.byteLength;
-            const now = performance.now();
-            if (now - lastReport > 50) {
-              lastReport = now;
-              progress({ file: name, loaded, total: f.size ?? null, phase, totalLoaded, totalBytes });
-            }
-          }
-        } catch (e) {
-          reader.cancel().catch(() => {});
-          throw e;
-        }
-        await this.guard(() => loader.endFile());
-        await src.commit(name);
-        progress({ file: name, loaded, total: f.size ?? loaded, phase, totalLoaded, totalBytes });
+        await this.streamWeights(loader, src, f, name, { place, signal, tally });
       }
-      this.model = await this.guard(() => loader.finish());
+      const model = await this.guard(() => loader.finish());
+      this.model = model;
       await src.finish();
-      this.modelInfo = JSON.parse(this.model.infoJson());
-      this.loadArgs = { source, opts: { dtype, maxBindingBytes } };
-      const loadMs = performance.now() - t0;
-      progress({ file: null, loaded: totalLoaded, total: totalBytes, phase: 'ready', totalLoaded, totalBytes });
-      return { info: this.modelInfo, adapter: this.adapter, loadMs };
+      this.modelInfo = JSON.parse(model.infoJson());
+      tally.ready();
+      return { info: this.modelInfo, adapter: this.adapter };
     } catch (e) {
       await src.discardAll().catch(() => {});
       throw toPinholeError(e);
     }
+  }
+
+  /**
+   * Streams one safetensors file into the loader: tensors are converted and uploaded as their
+   * bytes arrive.
+   */
+  async streamWeights(loader, src, f, name, { place, signal, tally }) {
+    let size = f.size ?? null;
+    tally.pendingData = Math.max(0, tally.pendingData - (size ?? 0));
+    loader.beginFile(name, f.size);
+    const sniffer = new HeaderSniffer();
+    const reader = f.stream.getReader();
+    let loaded = 0;
+    let lastReport = 0;
+    const phase = f.fromCache ? 'cache' : 'download';
+    tally.set(name, 0, size);
+    tally.event(name, phase);
+    try {
+      for (;;) {
+        if (signal?.aborted) throw abortError();
+        let r;
+        try {
+          r = await reader.read();
+        } catch (e) {
+          throw readError(e, `${place}${name}`, loaded, signal);
+        }
+        if (r.done) break;
+        if (size === null) {
+          const s = sniffer.push(r.value);
+          if (s !== null) {
+            size = s;
+            tally.pendingData = Math.max(0, tally.pendingData - s);
+          }
+        }
+        // Tensors completed by this chunk are converted and uploaded now.
+        await this.guard(() => loader.push(r.value));
+        loaded += r.value.byteLength;
+        tally.set(name, loaded, size);
+        const now = performance.now();
+        if (now - lastReport > 50) {
+          lastReport = now;
+          tally.event(name, phase);
+        }
+      }
+    } catch (e) {
+      reader.cancel().catch(() => {});
+      throw e;
+    }
+    await this.guard(() => loader.endFile());
+    await src.commit(name);
+    // The whole file arrived and the loader checked it against its header: this is its size.
+    tally.set(name, loaded, loaded);
+    tally.event(name, phase);
   }
 
   /** After a panic: a fresh instance with the same model (from the cache or the same files). */
@@ -268,7 +542,7 @@ export class Engine {
     if (typeof Blob !== 'undefined' && image instanceof Blob) {
       const bytes = new Uint8Array(await image.arrayBuffer());
       try {
-        return await this.guard(() => this.model.pixelsFromEncoded(bytes, image.name || image.type || 'image'));
+        return await this.guard(() => this.model.pixelsFromEncoded(bytes, /** @type {File} */ (image).name || image.type || 'image'));
       } catch (e) {
         // Formats the Rust decoder does not read (AVIF, BMP, SVG...) are decoded by the browser.
         const mine = /image\/(png|jpeg|webp|gif)/.test(image.type);
@@ -307,7 +581,9 @@ export class Engine {
 
   /**
    * Generates. `onToken({text, tokenId})` receives each new piece of text.
-   * @returns {Promise<{text: string, tokenIds: number[], boxes: object[], timings: object}>}
+   * @param {any} image
+   * @param {{prompt?: string, maxNewTokens?: number, signal?: AbortSignal, onToken?: (piece: {text: string, tokenId: number}) => void}} [opts]
+   * @returns {Promise<{text: string, tokenIds: number[], boxes: object[], timings: object, stoppedOnEos: boolean, promptTokens: number}>}
    */
   generate(image, { prompt = 'caption en', maxNewTokens = 32, signal, onToken } = {}) {
     return this.serial(async () => {
@@ -344,6 +620,9 @@ export class Engine {
   kernelTests(filter) {
     return this.serial(async () => {
       await this.ensureInstance();
+      if (typeof this.engine.runKernelTests !== 'function') {
+        throw new PinholeError('bad-request', 'this build of the engine has no kernel test cases (the published package leaves them out): build it with `bash tools/build-web.sh --kernel-tests` and serve pkg-kernel-tests/ as pkg/');
+      }
       return JSON.parse(await this.guard(() => this.engine.runKernelTests(filter ?? undefined)));
     });
   }

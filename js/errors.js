@@ -1,7 +1,8 @@
+// @ts-check
 // PinholeError: every failure of the package is a rejected promise with one of these.
 // `code` is stable (switch on it); `message` says what happened and what to do.
 
-/** @type {readonly string[]} */
+/** @type {readonly import('./types.js').PinholeErrorCode[]} */
 export const ERROR_CODES = Object.freeze([
   'no-webgpu', // the browser has no WebGPU (or no adapter): see the message for what to do
   'network', // a download failed (offline, HTTP error, CORS)
@@ -19,14 +20,16 @@ export const ERROR_CODES = Object.freeze([
 
 export class PinholeError extends Error {
   /**
-   * @param {string} code one of ERROR_CODES
+   * @param {import('./types.js').PinholeErrorCode | string} code one of ERROR_CODES
    * @param {string} message
    * @param {{cause?: unknown}} [options]
    */
   constructor(code, message, options) {
     super(message, options);
+    /** @type {'PinholeError'} */
     this.name = 'PinholeError';
-    this.code = ERROR_CODES.includes(code) ? code : 'internal';
+    /** @type {import('./types.js').PinholeErrorCode} */
+    this.code = ERROR_CODES.includes(/** @type {any} */ (code)) ? /** @type {import('./types.js').PinholeErrorCode} */ (code) : 'internal';
   }
 
   /** A plain object that survives postMessage. */

@@ -1,18 +1,23 @@
-// Types of the pinhole npm package (hand-written; the implementation is js/index.js).
+// Types of the pinhole npm package (hand-written; the implementation is js/index.js, checked
+// against these declarations by tests/types/check.ts).
 
-export type PinholeErrorCode =
-  | 'no-webgpu'
-  | 'network'
-  | 'bad-model'
-  | 'bad-image'
-  | 'prompt-too-long'
-  | 'bad-request'
-  | 'aborted'
-  | 'device-lost'
-  | 'gpu'
-  | 'busy'
-  | 'disposed'
-  | 'internal';
+import type {
+  PinholeErrorCode,
+  ModelSource,
+  BundledModelName,
+  LoadOptions,
+  Support,
+  CachedModel,
+  KernelTestReport,
+  ModelInfo,
+  EngineAdapter,
+  ImageInput,
+  GenerateOptions,
+  GenerateResult,
+  StreamPiece,
+} from './types.js';
+
+export type * from './types.js';
 
 export declare const ERROR_CODES: readonly PinholeErrorCode[];
 
@@ -27,167 +32,10 @@ export declare class PinholeError extends Error {
   toJSON(): { code: PinholeErrorCode; message: string };
 }
 
-/** A model folder in Hugging Face layout: its URL, local files, or a directory handle. */
-export type ModelSource = string | URL | FileList | File[] | FileSystemDirectoryHandle;
-
-/** Anything the page can show as an image. */
-export type ImageInput =
-  | HTMLImageElement
-  | HTMLCanvasElement
-  | OffscreenCanvas
-  | ImageBitmap
-  | ImageData
-  | VideoFrame
-  | HTMLVideoElement
-  | Blob
-  | File;
-
-export interface ProgressEvent {
-  /** The file this event is about; `null` on the final 'ready' event. */
-  file: string | null;
-  /** Bytes of `file` read so far. */
-  loaded: number;
-  /** Size of `file` when known (Content-Length, File.size), else null. */
-  total: number | null;
-  /** 'download' (network), 'cache' (Cache Storage or local files), 'ready' (model loaded). */
-  phase: 'download' | 'cache' | 'ready';
-  /** Bytes of all files read so far. */
-  totalLoaded: number;
-  /** Sum of the sizes known so far (grows as each file starts). */
-  totalBytes: number;
-}
-
-export interface LoadOptions {
-  onProgress?: (event: ProgressEvent) => void;
-  /** Aborts downloads and the load; the promise rejects with code 'aborted'. */
-  signal?: AbortSignal;
-  /** Run the engine in a module Web Worker (default) or on the calling thread (false). */
-  worker?: boolean;
-  /** Matrix weight storage on the GPU: 'auto' (f16 for f16/bf16 checkpoints), 'f32', 'f16'. */
-  dtype?: 'auto' | 'f32' | 'f16';
-  /** Lowers the size at which weights are split across bindings (testing the phone path). */
-  maxBindingBytes?: number;
-}
-
-export interface GenerateOptions {
-  /** PaliGemma prompts: 'caption en', 'describe en', 'answer en <question>', 'detect <object>', 'ocr'. */
-  prompt?: string;
-  /** Default 32. */
-  maxNewTokens?: number;
-  /** Stops generation between tokens; the promise rejects with code 'aborted'. */
-  signal?: AbortSignal;
-}
-
-/** A box from `<locYYYY>` tokens, coordinates normalised to [0, 1] of the image. */
-export interface DetectionBox {
-  label: string;
-  xMin: number;
-  yMin: number;
-  xMax: number;
-  yMax: number;
-}
-
-export interface Timings {
-  imageEncodeMs: number;
-  prefillMs: number;
-  decodeMs: number;
-  tokensPerSecond: number;
-}
-
-export interface GenerateResult {
-  text: string;
-  /** Generated ids, including the EOS id when generation stopped on it. */
-  tokenIds: number[];
-  boxes: DetectionBox[];
-  timings: Timings;
-  stoppedOnEos: boolean;
-  /** Length of the prompt in tokens (image tokens included). */
-  promptTokens: number;
-}
-
-export interface StreamPiece {
-  /** The text this token added. */
-  text: string;
-  tokenId: number;
-}
-
-export interface AdapterInfo {
-  vendor: string;
-  architecture: string;
-  description: string;
-}
-
-export interface Support {
-  webgpu: boolean;
-  f16: boolean;
-  subgroups: boolean;
-  /** A software (fallback) adapter such as SwiftShader: correct but slow. */
-  fallbackAdapter: boolean;
-  adapter: AdapterInfo | null;
-  limits: Record<string, number> | null;
-  /** Why WebGPU is not usable, when it is not. */
-  message?: string;
-}
-
-export interface ModelInfo {
-  /** 'paligemma' or 'blip-2+phi'. */
-  modelType: string;
-  /** [height, width] of the pixels the vision tower takes. */
-  imageSize: [number, number];
-  imageTokens: number;
-  weightDtype: 'f32' | 'f16';
-  weightBytes: number;
-  contextLength: number;
-}
-
-/** The engine's adapter, as wgpu sees it. */
-export interface EngineAdapter {
-  name: string;
-  backend: string;
-  deviceType: string;
-  driver: string;
-  isSoftware: boolean;
-  shaderF16: boolean;
-  subgroups: boolean;
-  features: string[];
-  limits: Record<string, number>;
-  weightBindingLimit: number;
-}
-
-export interface CachedModel {
-  url: string;
-  files: { name: string; bytes: number | null }[];
-  bytes: number;
-  /** A complete load finished (the next load needs no network). */
-  complete: boolean;
-}
-
-export interface KernelCaseReport {
-  name: string;
-  bindingLimit: number;
-  passed: boolean;
-  maxRelError: number | null;
-  tol: number;
-  message: string;
-}
-
-export interface KernelTestReport {
-  adapter: string;
-  isSoftware: boolean;
-  devices: number;
-  totalCases: number;
-  ran: number;
-  passed: number;
-  failed: number;
-  ok: boolean;
-  notes: string[];
-  ms: number;
-  cases: KernelCaseReport[];
-}
-
 export declare class Pinhole {
   private constructor();
-  static load(source: ModelSource, options?: LoadOptions): Promise<Pinhole>;
+  /** A model folder URL, local files, or nothing / 'pinhole-shapes' for the model in the package. */
+  static load(source?: ModelSource | BundledModelName, options?: LoadOptions): Promise<Pinhole>;
   static support(): Promise<Support>;
   static readonly cache: {
     list(): Promise<CachedModel[]>;

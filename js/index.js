@@ -1,3 +1,4 @@
+// @ts-check
 // pinhole: vision-language models on the user's GPU through WebGPU.
 //
 //   import { Pinhole } from 'pinhole';
@@ -12,10 +13,13 @@
 // decoded by the same Rust code as the desktop CLI, so captions match it.
 
 import { PinholeError, toPinholeError, fromJSON, abortError, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE, ERROR_CODES } from './errors.js';
-import { listCache, deleteCache, CACHE_NAME } from './cache.js';
+import { listCache, deleteCache, CACHE_NAME, baseUrl } from './cache.js';
+import { dispatch } from './dispatch.js';
+import { bundledModel, BUNDLED_MODEL } from './bundled.js';
 
 export { PinholeError, ERROR_CODES, CACHE_NAME };
 
+/** @type {ImageBitmapOptions} */
 const BITMAP_OPTIONS = { premultiplyAlpha: 'none', colorSpaceConversion: 'none' };
 
 /** The worker-backed engine: every call is a message; aborts are messages too. */
@@ -47,6 +51,12 @@ class WorkerBackend {
     }
   }
 
+  /**
+   * @param {string} op
+   * @param {import('./dispatch.js').Payload} [payload]
+   * @param {import('./dispatch.js').Callbacks & {transfer?: Transferable[]}} [callbacks]
+   * @returns {Promise<any>}
+   */
   call(op, payload = {}, { signal, onProgress, onToken, transfer = [] } = {}) {
     if (this.broken) return Promise.reject(this.broken);
     if (signal?.aborted) return Promise.reject(abortError());
@@ -91,25 +101,16 @@ class LocalBackend {
     this.enginePromise = import('./engine.js').then((m) => new m.Engine());
   }
 
+  /**
+   * @param {string} op
+   * @param {import('./dispatch.js').Payload} [payload]
+   * @param {import('./dispatch.js').Callbacks & {transfer?: Transferable[]}} [callbacks]
+   * @returns {Promise<any>}
+   */
   async call(op, payload = {}, { signal, onProgress, onToken } = {}) {
     const engine = await this.enginePromise;
     try {
-      switch (op) {
-        case 'load':
-          return await engine.load(payload.source, { ...payload.options, signal, onProgress });
-        case 'generate':
-          return await engine.generate(payload.image, { ...payload.options, signal, onToken: payload.stream ? onToken : undefined });
-        case 'dispose':
-          return await engine.dispose();
-        case 'info':
-          return engine.info();
-        case 'kernelTests':
-          return await engine.kernelTests(payload.filter);
-        case 'debugPanic':
-          return await engine.debugPanic();
-        default:
-          throw new Error(`unknown op ${op}`);
-      }
+      return await dispatch(engine, op, payload, { signal, onProgress, onToken });
     } catch (e) {
       throw toPinholeError(e);
     }
@@ -121,6 +122,21 @@ class LocalBackend {
 function makeBackend(worker) {
   if (worker !== false && typeof Worker !== 'undefined') return new WorkerBackend();
   return new LocalBackend();
+}
+
+/**
+ * A model URL made absolute against the calling page (document.baseURI), so a relative URL means
+ * the same with the worker (whose own base is its script's URL) as without it.
+ */
+function resolveSource(source) {
+  if (source === undefined || source === BUNDLED_MODEL) return bundledModel();
+  if (source instanceof URL) return source.href;
+  if (typeof source !== 'string') return source;
+  try {
+    return new URL(source, baseUrl()).href;
+  } catch (e) {
+    throw new PinholeError('bad-request', `not a model URL: ${source} (${e?.message ?? e})`);
+  }
 }
 
 function isA(x, name) {
@@ -207,25 +223,31 @@ export class Pinhole {
   constructor(backend, loaded) {
     this._backend = backend;
     this._disposed = false;
-    /** Model facts: image size and tokens, weight dtype and bytes, context length. */
+    /** Model facts: image size and tokens, weight dtype and bytes, context length. @type {import('./types.js').ModelInfo | null} */
     this.info = loaded?.info ?? null;
-    /** The engine's adapter (name, backend, isSoftware, shaderF16, limits ...). */
+    /** The engine's adapter (name, backend, isSoftware, shaderF16, limits ...). @type {import('./types.js').EngineAdapter | null} */
     this.adapter = loaded?.adapter ?? null;
-    /** Milliseconds the load took. */
+    /** Milliseconds the load took. @type {number | null} */
     this.loadMs = loaded?.loadMs ?? null;
   }
 
   /**
-   * Loads a model: a URL of a folder in Hugging Face layout, a FileList / File[], or a
-   * FileSystemDirectoryHandle.
+   * Loads a model: a URL of a folder in Hugging Face layout, a FileList / File[], a
+   * FileSystemDirectoryHandle, or nothing (or 'pinhole-shapes') for the model in the package.
+   */
+  /**
+   * @param {import('./types.js').ModelSource | import('./types.js').BundledModelName} [source]
+   * @param {import('./types.js').LoadOptions} [options]
+   * @returns {Promise<Pinhole>}
    */
   static async load(source, { onProgress, signal, worker = true, dtype = 'auto', maxBindingBytes } = {}) {
     if (signal?.aborted) throw abortError();
     if (!globalThis.navigator?.gpu) throw new PinholeError('no-webgpu', NO_WEBGPU_MESSAGE);
-    if (source == null || source === '') throw new PinholeError('bad-request', 'Pinhole.load needs a model folder URL, a FileList / File[] or a FileSystemDirectoryHandle');
+    if (source === null || source === '') throw new PinholeError('bad-request', "Pinhole.load needs a model folder URL, a FileList / File[], a FileSystemDirectoryHandle, or nothing (or 'pinhole-shapes') for the bundled model");
+    const resolved = resolveSource(source);
     const backend = makeBackend(worker);
     try {
-      const loaded = await backend.call('load', { source: source instanceof URL ? source.href : source, options: { dtype, maxBindingBytes } }, { signal, onProgress });
+      const loaded = await backend.call('load', { source: resolved, options: { dtype, maxBindingBytes } }, { signal, onProgress });
       return new Pinhole(backend, loaded);
     } catch (e) {
       backend.terminate();
@@ -233,7 +255,10 @@ export class Pinhole {
     }
   }
 
-  /** What this browser offers: { webgpu, f16, subgroups, fallbackAdapter, adapter, limits }. */
+  /**
+   * What this browser offers: { webgpu, f16, subgroups, fallbackAdapter, adapter, limits }.
+   * @returns {Promise<import('./types.js').Support>}
+   */
   static async support() {
     const gpu = globalThis.navigator?.gpu;
     const none = { webgpu: false, f16: false, subgroups: false, fallbackAdapter: false, adapter: null, limits: null };
@@ -261,15 +286,23 @@ export class Pinhole {
 
   /** The model cache (Cache Storage). */
   static cache = {
-    /** @returns {Promise<{url: string, files: {name: string, bytes: number|null}[], bytes: number, complete: boolean}[]>} */
+    /** @returns {Promise<import('./types.js').CachedModel[]>} */
     list: () => listCache(),
-    /** Deletes one model folder's files (or all with no argument); resolves to the number of entries removed. */
+    /**
+     * Deletes one model folder's files (or all with no argument); resolves to the number of entries removed.
+     * @param {string | URL} [url]
+     * @returns {Promise<number>}
+     */
     delete: (url) => deleteCache(url),
   };
 
   /**
    * Runs the kernel test cases shared with the native tests under this browser's WebGPU (each
    * case against the CPU reference, on the adapter's limit and a lowered binding limit).
+   */
+  /**
+   * @param {{worker?: boolean, filter?: string}} [options]
+   * @returns {Promise<import('./types.js').KernelTestReport>}
    */
   static async runKernelTests({ worker = true, filter } = {}) {
     if (!globalThis.navigator?.gpu) throw new PinholeError('no-webgpu', NO_WEBGPU_MESSAGE);
@@ -285,7 +318,12 @@ export class Pinhole {
     if (this._disposed) throw new PinholeError('disposed', 'this model was disposed; load it again');
   }
 
-  /** Generates text for one image. */
+  /**
+   * Generates text for one image.
+   * @param {import('./types.js').ImageInput} image
+   * @param {import('./types.js').GenerateOptions} [options]
+   * @returns {Promise<import('./types.js').GenerateResult>}
+   */
   async generate(image, { prompt = 'caption en', maxNewTokens = 32, signal } = {}) {
     this._check();
     if (signal?.aborted) throw abortError();
@@ -293,7 +331,12 @@ export class Pinhole {
     return this._backend.call('generate', { image: value, options: { prompt, maxNewTokens } }, { signal, transfer });
   }
 
-  /** Generates and yields each new piece of text as soon as it is known: { text, tokenId }. */
+  /**
+   * Generates and yields each new piece of text as soon as it is known: { text, tokenId }.
+   * @param {import('./types.js').ImageInput} image
+   * @param {import('./types.js').GenerateOptions} [options]
+   * @returns {AsyncGenerator<import('./types.js').StreamPiece, import('./types.js').GenerateResult, undefined>}
+   */
   async *stream(image, { prompt = 'caption en', maxNewTokens = 32, signal } = {}) {
     this._check();
     const ch = channel();

@@ -1,4 +1,6 @@
-// The module worker that runs the engine off the page's main thread. Messages in:
+// @ts-check
+// The module worker that runs the engine off the page's main thread (the calls themselves are
+// js/dispatch.js, shared with the in-thread backend). Messages in:
 //   {id, op: 'load', source, options}      {id, op: 'generate', image, options}
 //   {id, op: 'abort', target}              {id, op: 'dispose' | 'info' | 'kernelTests' | 'debugPanic'}
 // Messages out (same id): {type: 'progress', event} | {type: 'token', piece}
@@ -7,6 +9,7 @@
 
 import { Engine } from './engine.js';
 import { toPinholeError } from './errors.js';
+import { dispatch } from './dispatch.js';
 
 const engine = new Engine();
 const controllers = new Map();
@@ -20,35 +23,6 @@ self.addEventListener('error', (e) => {
   if (e.error instanceof WebAssembly.RuntimeError) e.preventDefault();
 });
 
-async function handle(msg) {
-  const { id, op } = msg;
-  const signal = controllers.get(id)?.signal;
-  switch (op) {
-    case 'load':
-      return engine.load(msg.source, {
-        ...msg.options,
-        signal,
-        onProgress: (event) => self.postMessage({ id, type: 'progress', event }),
-      });
-    case 'generate':
-      return engine.generate(msg.image, {
-        ...msg.options,
-        signal,
-        onToken: msg.stream ? (piece) => self.postMessage({ id, type: 'token', piece }) : undefined,
-      });
-    case 'dispose':
-      return engine.dispose();
-    case 'info':
-      return engine.info();
-    case 'kernelTests':
-      return engine.kernelTests(msg.filter);
-    case 'debugPanic':
-      return engine.debugPanic();
-    default:
-      throw new Error(`unknown op ${op}`);
-  }
-}
-
 self.onmessage = async (ev) => {
   const msg = ev.data;
   if (msg.op === 'abort') {
@@ -58,7 +32,11 @@ self.onmessage = async (ev) => {
   const { id } = msg;
   controllers.set(id, new AbortController());
   try {
-    const value = await handle(msg);
+    const value = await dispatch(engine, msg.op, msg, {
+      signal: controllers.get(id)?.signal,
+      onProgress: (event) => self.postMessage({ id, type: 'progress', event }),
+      onToken: (piece) => self.postMessage({ id, type: 'token', piece }),
+    });
     self.postMessage({ id, type: 'result', value });
   } catch (e) {
     self.postMessage({ id, type: 'error', error: toPinholeError(e).toJSON() });

@@ -6,9 +6,15 @@
 //   /            -> www/            (index.html, app.js, style.css, sw.js)
 //   /js/...      -> js/             (the package's ESM sources)
 //   /pkg/...     -> pkg/            (wasm-bindgen output, built by tools/build-web.sh)
+//   /models/pinhole-shapes-q4/ -> the model in the package (`Pinhole.load()` with no URL)
 //   /model/...   -> the default model folder (models/pinhole-shapes/, or the pg1-mqa test fixture
 //                   until the bundled model exists; override with --model DIR)
 // Extra mounts (used by tests) come from `startServer({ mounts: { '/tests/': 'dir' } })`.
+// Two behaviours of real servers, for the tests: `gzip: true` compresses every response
+// (Content-Encoding: gzip, chunked, no Content-Length, like `vite preview`), and `spa: true`
+// answers every unknown path with www/index.html and status 200 (a single-page app's fallback,
+// like Vite's default `appType: 'spa'`). `intercept(req, res)` sees each request first and
+// handles it when it returns true (the tests cut downloads and go offline with it).
 //
 // Usage: node tools/serve.mjs [--port 8080] [--host 127.0.0.1] [--model DIR]
 // Port 0 picks a free port. The first stdout line is always `pinhole demo: http://HOST:PORT/`.
@@ -16,6 +22,7 @@
 import http from 'node:http';
 import fs from 'node:fs';
 import path from 'node:path';
+import zlib from 'node:zlib';
 import { fileURLToPath } from 'node:url';
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
@@ -77,11 +84,13 @@ function resolvePath(mounts, urlPath) {
  * Starts the server. Resolves to { url, port, close() } once it listens.
  * `quiet` suppresses the request log (the tests use it).
  */
-export function startServer({ port = 8080, host = '127.0.0.1', model = defaultModelDir(), mounts = {}, quiet = false } = {}) {
+export function startServer({ port = 8080, host = '127.0.0.1', model = defaultModelDir(), mounts = {}, quiet = false, gzip = false, spa = false, intercept = null } = {}) {
   const table = {
     '/': path.join(ROOT, 'www'),
     '/js/': path.join(ROOT, 'js'),
     '/pkg/': path.join(ROOT, 'pkg'),
+    // The model inside the npm package (js/bundled.js finds it at ../models/ from js/).
+    '/models/pinhole-shapes-q4/': path.join(ROOT, 'models/pinhole-shapes-q4'),
     '/model/': model,
     ...mounts,
   };
@@ -92,11 +101,14 @@ export function startServer({ port = 8080, host = '127.0.0.1', model = defaultMo
       res.end(req.method === 'HEAD' ? undefined : body);
       if (!quiet && status >= 400) console.log(`${status} ${req.method} ${url.pathname}`);
     };
+    if (intercept && intercept(req, res)) return;
     if (req.method !== 'GET' && req.method !== 'HEAD') return send(405, 'method not allowed\n', { Allow: 'GET, HEAD' });
+    const fallback = path.join(table['/'], 'index.html');
     let file = resolvePath(table, url.pathname);
-    if (!file) return send(404, 'not found\n');
+    if (!file && !spa) return send(404, 'not found\n');
     let stat;
     try {
+      if (!file) throw new Error('no file');
       stat = fs.statSync(file);
       if (stat.isDirectory()) {
         if (!url.pathname.endsWith('/')) return send(301, '', { Location: url.pathname + '/' + url.search });
@@ -104,7 +116,9 @@ export function startServer({ port = 8080, host = '127.0.0.1', model = defaultMo
         stat = fs.statSync(file);
       }
     } catch {
-      return send(404, 'not found\n');
+      if (!spa) return send(404, 'not found\n');
+      file = fallback;
+      stat = fs.statSync(file);
     }
     const headers = {
       'Content-Type': MIME[path.extname(file).toLowerCase()] || 'application/octet-stream',
@@ -114,6 +128,17 @@ export function startServer({ port = 8080, host = '127.0.0.1', model = defaultMo
       'Accept-Ranges': 'bytes',
       'Last-Modified': stat.mtime.toUTCString(),
     };
+    if (gzip && /\bgzip\b/.test(req.headers['accept-encoding'] ?? '')) {
+      // Compressed as it is read: no Content-Length, no ranges.
+      delete headers['Accept-Ranges'];
+      res.writeHead(200, { ...headers, 'Content-Encoding': 'gzip', Vary: 'Accept-Encoding' });
+      if (req.method === 'HEAD') return res.end();
+      const z = zlib.createGzip();
+      const stream = fs.createReadStream(file);
+      stream.on('error', () => res.destroy());
+      stream.pipe(z).pipe(res);
+      return;
+    }
     let start = 0;
     let end = stat.size - 1;
     let status = 200;

@@ -162,6 +162,8 @@ function selectedSource() {
     const top = (files[0].webkitRelativePath || files[0].name).split('/')[0];
     return { source: files, name: `folder "${top}" (${files.length} files)` };
   }
+  // The 4-bit copy of the shapes model that ships inside the npm package: `Pinhole.load()`.
+  if (kind === 'package') return { source: undefined, name: 'the model in the npm package (4-bit)' };
   return { source: DEFAULT_MODEL_URL, name: 'bundled default model' };
 }
 

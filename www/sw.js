@@ -23,6 +23,8 @@ const SHELL = [
   'js/engine.js',
   'js/errors.js',
   'js/cache.js',
+  'js/dispatch.js',
+  'js/bundled.js',
   'pkg/pinhole_web.js',
   'pkg/pinhole_web_bg.wasm',
 ];
