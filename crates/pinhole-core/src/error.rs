@@ -17,6 +17,15 @@ pub enum Error {
     Unsupported(String),
     /// Something else that was given is not valid (an out-of-range id, a bad parameter).
     Invalid(String),
+    /// A size read from `file` (at `key`) is over one of pinhole's documented limits
+    /// ([`crate::hf::limits`]); checked before anything is allocated from it.
+    Limit {
+        file: String,
+        key: String,
+        /// The value as given (a number, or `a x b` for a product that overflows).
+        value: String,
+        limit: u64,
+    },
 }
 
 impl fmt::Display for Error {
@@ -27,6 +36,16 @@ impl fmt::Display for Error {
             Error::Graph(m) => write!(f, "graph error: {m}"),
             Error::Unsupported(m) => write!(f, "unsupported: {m}"),
             Error::Invalid(m) => write!(f, "invalid input: {m}"),
+            Error::Limit {
+                file,
+                key,
+                value,
+                limit,
+            } => write!(
+                f,
+                "over a limit: {file}: `{key}` is {value}, over pinhole's limit of {limit}; the file \
+                 is damaged or describes a model larger than pinhole supports (limits: RELIABILITY.md)"
+            ),
         }
     }
 }

@@ -227,7 +227,8 @@ pub async fn generate_with(
     let mut rng = Rng::new(opts.sampling.map_or(0, |s| s.seed));
     let ids = processor::prompt_ids(m, &lm.tokenizer, prompt)?;
     let s = ids.len();
-    let needed = s + opts.max_new_tokens;
+    // Saturating: `--max-new-tokens 18446744073709551615` is "too long", not a wrapped sum.
+    let needed = s.saturating_add(opts.max_new_tokens);
     let limit = m.max_positions();
     if needed > limit {
         return Err(Error::TooLong { needed, limit });

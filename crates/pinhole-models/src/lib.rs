@@ -30,6 +30,7 @@ pub mod q4_load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;
 pub mod stream_loader;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use generate::{generate_with, GenerateOptions, Generation, Sampling, Timings, TokenChoice};

@@ -126,10 +126,7 @@ pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tok
         Some((b, name)) => GenerationConfig::parse(b, name)?,
         None => GenerationConfig::default(),
     };
-    let tokenizer = tokenizers::Tokenizer::from_bytes(files.tokenizer.0).map_err(|e| Error::Tokenizer {
-        file: files.tokenizer.1.to_string(),
-        message: e.to_string(),
-    })?;
+    let tokenizer = crate::tokenizer::load(files.tokenizer.0, files.tokenizer.1)?;
     let cfg_dtype = match &cfg {
         ModelConfig::PaliGemma(c) => c.dtype,
         ModelConfig::Blip2Phi(c) => c.dtype,
@@ -146,6 +143,17 @@ pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tok
         ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, proc_cfg, gen_cfg, matrix_dtype)),
         ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, proc_cfg, gen_cfg, matrix_dtype)),
     };
+    // Every image is resized to the processor's size, and only the vision tower's size can be
+    // used: a mismatch is an error here rather than after each image has been resized (which
+    // a hostile size would make expensive).
+    let p = model.processor();
+    let [_, side, _] = model.pixel_shape();
+    if p.do_resize && p.size != (side, side) {
+        return Err(Error::Core(pinhole_core::Error::Invalid(format!(
+            "{}: size {}x{} differs from the vision tower's image_size {side} in {}; fix the processor config",
+            files.processor.1, p.size.0, p.size.1, files.config.1
+        ))));
+    }
     Ok((model, tokenizer))
 }
 

@@ -14,12 +14,20 @@ use pinhole_core::Tensor;
 
 use crate::error::{Error, Result};
 use crate::model::Model;
+use crate::tokenizer::contained;
 
 fn tok_err(message: String) -> Error {
     Error::Tokenizer {
         file: "tokenizer.json".into(),
         message,
     }
+}
+
+/// `tok.encode` with a panic inside the tokenizers crate contained ([`crate::tokenizer`]).
+fn encode(tok: &tokenizers::Tokenizer, text: &str, special: bool) -> Result<tokenizers::Encoding> {
+    contained("tokenizer.json", "encoding the prompt", || {
+        tok.encode(text, special).map_err(|e| tok_err(e.to_string()))
+    })
 }
 
 /// Token ids of the prompt (with the image placeholders) for `prompt`.
@@ -33,7 +41,7 @@ pub fn prompt_ids(model: &Model, tok: &tokenizers::Tokenizer, prompt: &str) -> R
                 .or_else(|| tok.token_to_id("<bos>"))
                 .ok_or_else(|| tok_err("no <bos> token and no bos_token_id in config.json".into()))?;
             let text = format!("{prompt}\n");
-            let enc = tok.encode(text.as_str(), false).map_err(|e| tok_err(e.to_string()))?;
+            let enc = encode(tok, &text, false)?;
             let mut ids = vec![cfg.image_token_index; m.num_image_tokens()];
             ids.push(bos);
             ids.extend_from_slice(enc.get_ids());
@@ -42,7 +50,7 @@ pub fn prompt_ids(model: &Model, tok: &tokenizers::Tokenizer, prompt: &str) -> R
         Model::Blip2Phi(m) => {
             // add_special_tokens = true: the tokenizer's post-processor decides (as
             // `tokenizer(text)` does in transformers).
-            let enc = tok.encode(prompt, true).map_err(|e| tok_err(e.to_string()))?;
+            let enc = encode(tok, prompt, true)?;
             // Without an image token id, id 0 only holds the rows the image features replace.
             let mut ids = vec![m.cfg.image_token_index.unwrap_or(0); m.num_image_tokens()];
             ids.extend_from_slice(enc.get_ids());
@@ -97,10 +105,14 @@ pub fn pixels(model: &Model, bytes: &[u8], name: &str) -> Result<Tensor> {
 
 /// Decodes generated ids to text, skipping special tokens.
 pub fn decode(tok: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, true).map_err(|e| tok_err(e.to_string()))
+    contained("tokenizer.json", "decoding", || {
+        tok.decode(ids, true).map_err(|e| tok_err(e.to_string()))
+    })
 }
 
 /// Decodes generated ids keeping special tokens (so `<locYYYY>` boxes can be parsed).
 pub fn decode_with_special(tok: &tokenizers::Tokenizer, ids: &[u32]) -> Result<String> {
-    tok.decode(ids, false).map_err(|e| tok_err(e.to_string()))
+    contained("tokenizer.json", "decoding", || {
+        tok.decode(ids, false).map_err(|e| tok_err(e.to_string()))
+    })
 }

@@ -22,6 +22,10 @@ use crate::error::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::hf::json::read_file;
 use crate::hf::json::Obj;
+use crate::hf::limits::{
+    at_most, MAX_CHANNELS, MAX_HEADS, MAX_IMAGE_SIDE, MAX_IMAGE_TOKENS, MAX_INTERMEDIATE, MAX_LAYERS, MAX_POSITIONS,
+    MAX_VOCAB, MAX_WIDTH,
+};
 use crate::hf::Activation;
 use crate::tensor::DType;
 
@@ -44,14 +48,16 @@ pub struct Blip2VisionConfig {
 }
 
 impl Blip2VisionConfig {
+    /// `(image_size / patch_size)²` (at most
+    /// [`MAX_IMAGE_TOKENS`](crate::hf::limits::MAX_IMAGE_TOKENS) for a parsed config).
     pub fn num_patches(&self) -> usize {
         let side = self.image_size / self.patch_size.max(1);
-        side * side
+        side.saturating_mul(side)
     }
 
     /// Patches plus the class token.
     pub fn seq_len(&self) -> usize {
-        self.num_patches() + 1
+        self.num_patches().saturating_add(1)
     }
 
     pub fn head_dim(&self) -> usize {
@@ -189,13 +195,13 @@ impl Blip2PhiConfig {
 
         let layer_norm_eps = v.f64("layer_norm_eps", 1e-6)?;
         let vision = Blip2VisionConfig {
-            hidden_size: positive(file, "vision_config.hidden_size", v.usize("hidden_size", 1408)?)?,
-            intermediate_size: v.usize("intermediate_size", 6144)?,
-            num_hidden_layers: v.usize("num_hidden_layers", 39)?,
-            num_attention_heads: v.usize("num_attention_heads", 16)?,
-            num_channels: v.usize("num_channels", 3)?,
-            image_size: v.square("image_size", 224)?,
-            patch_size: positive(file, "vision_config.patch_size", v.square("patch_size", 14)?)?,
+            hidden_size: v.dim_pos("hidden_size", 1408, MAX_WIDTH)?,
+            intermediate_size: v.dim_pos("intermediate_size", 6144, MAX_INTERMEDIATE)?,
+            num_hidden_layers: v.dim("num_hidden_layers", 39, MAX_LAYERS)?,
+            num_attention_heads: v.dim("num_attention_heads", 16, MAX_HEADS)?,
+            num_channels: v.dim_pos("num_channels", 3, MAX_CHANNELS)?,
+            image_size: v.square_dim("image_size", 224, MAX_IMAGE_SIDE)?,
+            patch_size: v.square_dim("patch_size", 14, MAX_IMAGE_SIDE)?,
             layer_norm_eps,
             hidden_act: activation(&v, "hidden_act", "gelu")?,
             qkv_bias: v.bool("qkv_bias", true)?,
@@ -207,6 +213,13 @@ impl Blip2PhiConfig {
             vision.image_size,
             vision.patch_size,
         )?;
+        // The class token makes it one more row.
+        at_most(
+            file,
+            "vision_config: (image_size / patch_size)² + 1 image rows",
+            vision.seq_len(),
+            MAX_IMAGE_TOKENS,
+        )?;
         divides(
             file,
             "vision_config.hidden_size / num_attention_heads",
@@ -215,10 +228,10 @@ impl Blip2PhiConfig {
         )?;
 
         let qformer = QFormerConfig {
-            hidden_size: q.usize("hidden_size", 768)?,
-            num_hidden_layers: q.usize("num_hidden_layers", 12)?,
-            num_attention_heads: q.usize("num_attention_heads", 12)?,
-            intermediate_size: q.usize("intermediate_size", 3072)?,
+            hidden_size: q.dim_pos("hidden_size", 768, MAX_WIDTH)?,
+            num_hidden_layers: q.dim("num_hidden_layers", 12, MAX_LAYERS)?,
+            num_attention_heads: q.dim("num_attention_heads", 12, MAX_HEADS)?,
+            intermediate_size: q.dim_pos("intermediate_size", 3072, MAX_INTERMEDIATE)?,
             hidden_act: activation(&q, "hidden_act", "gelu")?,
             layer_norm_eps: q.f64("layer_norm_eps", 1e-12)?,
             cross_attention_frequency: positive(
@@ -264,9 +277,12 @@ impl Blip2PhiConfig {
             }
         }
         Ok(Blip2PhiConfig {
-            num_query_tokens: positive(file, "num_query_tokens", obj.usize("num_query_tokens", 32)?)?,
+            num_query_tokens: obj.dim_pos("num_query_tokens", 32, MAX_IMAGE_TOKENS)?,
             image_token_index,
-            projection_hidden: obj.opt_usize_or("pinhole_projection_hidden", None)?,
+            projection_hidden: match obj.opt_dim_or("pinhole_projection_hidden", None, MAX_WIDTH)? {
+                Some(w) => Some(obj.nonzero("pinhole_projection_hidden", w)?),
+                None => None,
+            },
             dtype: obj.dtype()?,
             eos_token_ids: obj.token_ids("eos_token_id", &[])?,
             vision,
@@ -288,12 +304,8 @@ impl Blip2PhiConfig {
 impl PhiConfig {
     fn from_obj(t: &Obj) -> Result<PhiConfig> {
         let file = t.file;
-        let hidden_size = positive(file, "text_config.hidden_size", t.usize("hidden_size", 2048)?)?;
-        let num_attention_heads = positive(
-            file,
-            "text_config.num_attention_heads",
-            t.usize("num_attention_heads", 32)?,
-        )?;
+        let hidden_size = t.dim_pos("hidden_size", 2048, MAX_WIDTH)?;
+        let num_attention_heads = t.dim_pos("num_attention_heads", 32, MAX_HEADS)?;
         divides(
             file,
             "text_config.hidden_size / num_attention_heads",
@@ -301,7 +313,7 @@ impl PhiConfig {
             num_attention_heads,
         )?;
         let num_key_value_heads = t
-            .opt_usize_or("num_key_value_heads", None)?
+            .opt_dim_or("num_key_value_heads", None, MAX_HEADS)?
             .unwrap_or(num_attention_heads);
         divides(
             file,
@@ -323,14 +335,14 @@ impl PhiConfig {
             )));
         }
         let cfg = PhiConfig {
-            vocab_size: positive(file, "text_config.vocab_size", t.usize("vocab_size", 51200)?)?,
+            vocab_size: t.dim_pos("vocab_size", 51200, MAX_VOCAB)?,
             hidden_size,
-            intermediate_size: t.usize("intermediate_size", 8192)?,
-            num_hidden_layers: t.usize("num_hidden_layers", 24)?,
+            intermediate_size: t.dim_pos("intermediate_size", 8192, MAX_INTERMEDIATE)?,
+            num_hidden_layers: t.dim("num_hidden_layers", 24, MAX_LAYERS)?,
             num_attention_heads,
             num_key_value_heads,
             head_dim: hidden_size / num_attention_heads,
-            max_position_embeddings: t.usize("max_position_embeddings", 2048)?,
+            max_position_embeddings: t.dim_pos("max_position_embeddings", 2048, MAX_POSITIONS)?,
             layer_norm_eps: t.f64("layer_norm_eps", 1e-5)?,
             hidden_act: activation(t, "hidden_act", "gelu_new")?,
             rope_theta,

@@ -21,6 +21,10 @@ use crate::error::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::hf::json::read_file;
 use crate::hf::json::{parse_object, Obj};
+use crate::hf::limits::{
+    at_most, product_at_most, MAX_CHANNELS, MAX_HEADS, MAX_IMAGE_SIDE, MAX_IMAGE_TOKENS, MAX_INTERMEDIATE, MAX_LAYERS,
+    MAX_POSITIONS, MAX_VOCAB, MAX_WIDTH,
+};
 use crate::tensor::DType;
 
 /// An MLP / vision activation.
@@ -112,10 +116,11 @@ pub struct SiglipVisionConfig {
 }
 
 impl SiglipVisionConfig {
-    /// Patches per image: `(image_size / patch_size)²`.
+    /// Patches per image: `(image_size / patch_size)²` (at most
+    /// [`MAX_IMAGE_TOKENS`](crate::hf::limits::MAX_IMAGE_TOKENS) for a parsed config).
     pub fn num_patches(&self) -> usize {
         let side = self.image_size / self.patch_size.max(1);
-        side * side
+        side.saturating_mul(side)
     }
 }
 
@@ -190,7 +195,7 @@ impl PaliGemmaConfig {
 
     fn from_obj(obj: &Obj) -> Result<PaliGemmaConfig> {
         let file = obj.file;
-        let projection_dim = obj.usize("projection_dim", 2048)?;
+        let projection_dim = obj.dim_pos("projection_dim", 2048, MAX_WIDTH)?;
         let idx = obj.opt_u32("image_token_index")?;
         let id = obj.opt_u32("image_token_id")?;
         let image_token_index = match (idx, id) {
@@ -221,11 +226,17 @@ impl PaliGemmaConfig {
                 vision.image_size, vision.patch_size
             )));
         }
+        at_most(
+            file,
+            "vision_config: (image_size / patch_size)² image tokens",
+            vision.num_patches(),
+            MAX_IMAGE_TOKENS,
+        )?;
         Ok(PaliGemmaConfig {
             image_token_index,
-            vocab_size: obj.usize("vocab_size", 257152)?,
+            vocab_size: obj.dim_pos("vocab_size", 257152, MAX_VOCAB)?,
             projection_dim,
-            hidden_size: obj.usize("hidden_size", 2048)?,
+            hidden_size: obj.dim_pos("hidden_size", 2048, MAX_WIDTH)?,
             tie_word_embeddings: obj.bool("tie_word_embeddings", true)?,
             num_image_tokens: vision.num_patches(),
             dtype: obj.dtype()?,
@@ -287,14 +298,24 @@ impl SiglipVisionConfig {
                 )));
             }
         }
+        let hidden_size = obj.dim_pos("hidden_size", d.hidden_size, MAX_WIDTH)?;
+        let num_attention_heads = obj.dim_pos("num_attention_heads", d.num_attention_heads, MAX_HEADS)?;
+        // SigLIP's attention splits the width into equal heads (transformers raises otherwise).
+        if !hidden_size.is_multiple_of(num_attention_heads) {
+            return Err(Error::Unsupported(format!(
+                "{}: vision_config.hidden_size {hidden_size} is not a multiple of \
+                 num_attention_heads {num_attention_heads}",
+                obj.file
+            )));
+        }
         Ok(SiglipVisionConfig {
-            hidden_size: obj.usize("hidden_size", d.hidden_size)?,
-            intermediate_size: obj.usize("intermediate_size", d.intermediate_size)?,
-            num_hidden_layers: obj.usize("num_hidden_layers", d.num_hidden_layers)?,
-            num_attention_heads: obj.usize("num_attention_heads", d.num_attention_heads)?,
-            num_channels: obj.usize("num_channels", 3)?,
-            image_size: obj.square("image_size", d.image_size)?,
-            patch_size: obj.square("patch_size", d.patch_size)?,
+            hidden_size,
+            intermediate_size: obj.dim_pos("intermediate_size", d.intermediate_size, MAX_INTERMEDIATE)?,
+            num_hidden_layers: obj.dim("num_hidden_layers", d.num_hidden_layers, MAX_LAYERS)?,
+            num_attention_heads,
+            num_channels: obj.dim_pos("num_channels", 3, MAX_CHANNELS)?,
+            image_size: obj.square_dim("image_size", d.image_size, MAX_IMAGE_SIDE)?,
+            patch_size: obj.square_dim("patch_size", d.patch_size, MAX_IMAGE_SIDE)?,
             layer_norm_eps: obj.f64("layer_norm_eps", 1e-6)?,
             hidden_act: obj.activation("hidden_act", false)?,
             vision_use_head: obj.bool("vision_use_head", d.vision_use_head)?,
@@ -323,14 +344,15 @@ impl TextConfig {
             (false, false) => (3072, 24576, 28, 16, 16, 256000),
             (false, true) => (2304, 9216, 26, 8, 4, 256000),
         };
-        let num_hidden_layers = obj.usize("num_hidden_layers", l)?;
+        // Checked before `layer_types` sizes a vector with it.
+        let num_hidden_layers = obj.dim("num_hidden_layers", l, MAX_LAYERS)?;
         let hidden_activation = if gemma2 {
             obj.activation("hidden_activation", false)?
         } else {
             obj.activation("hidden_act", true)?
         };
         let sliding_window = if gemma2 {
-            obj.opt_usize_or("sliding_window", Some(4096))?
+            obj.opt_dim_or("sliding_window", Some(4096), MAX_POSITIONS)?
         } else {
             None
         };
@@ -351,14 +373,14 @@ impl TextConfig {
         let rope_theta = obj.rope_theta()?;
         let cfg = TextConfig {
             model_type,
-            vocab_size: obj.usize("vocab_size", v)?,
-            hidden_size: obj.usize("hidden_size", h)?,
-            intermediate_size: obj.usize("intermediate_size", i)?,
+            vocab_size: obj.dim_pos("vocab_size", v, MAX_VOCAB)?,
+            hidden_size: obj.dim_pos("hidden_size", h, MAX_WIDTH)?,
+            intermediate_size: obj.dim_pos("intermediate_size", i, MAX_INTERMEDIATE)?,
             num_hidden_layers,
-            num_attention_heads: obj.usize("num_attention_heads", nh)?,
-            num_key_value_heads: obj.usize("num_key_value_heads", kv)?,
-            head_dim: obj.usize("head_dim", 256)?,
-            max_position_embeddings: obj.usize("max_position_embeddings", 8192)?,
+            num_attention_heads: obj.dim("num_attention_heads", nh, MAX_HEADS)?,
+            num_key_value_heads: obj.dim("num_key_value_heads", kv, MAX_HEADS)?,
+            head_dim: obj.dim_pos("head_dim", 256, MAX_WIDTH)?,
+            max_position_embeddings: obj.dim_pos("max_position_embeddings", 8192, MAX_POSITIONS)?,
             rms_norm_eps: obj.f64("rms_norm_eps", 1e-6)?,
             hidden_activation,
             rope_theta,
@@ -384,6 +406,14 @@ impl TextConfig {
                 cfg.num_attention_heads, cfg.num_key_value_heads
             )));
         }
+        // The q projection is heads × head_dim wide.
+        product_at_most(
+            file,
+            "text_config: num_attention_heads x head_dim",
+            cfg.num_attention_heads,
+            cfg.head_dim,
+            MAX_WIDTH,
+        )?;
         Ok(cfg)
     }
 }

@@ -4,6 +4,7 @@
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
+use crate::hf::limits;
 use crate::tensor::DType;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -100,6 +101,44 @@ impl<'a> Obj<'a> {
 
     pub(crate) fn usize(&self, key: &str, default: usize) -> Result<usize> {
         self.get(key).map_or(Ok(default), |v| self.as_usize(key, v))
+    }
+
+    /// A size that must be at most `max` (one of [`crate::hf::limits`]), checked before the
+    /// caller can allocate or multiply with it.
+    pub(crate) fn dim(&self, key: &str, default: usize, max: usize) -> Result<usize> {
+        let v = self.usize(key, default)?;
+        limits::at_most(self.file, &format!("{}{key}", self.path), v, max)
+    }
+
+    /// [`Obj::dim`] that must also be non-zero (a width, a count of heads, a vocabulary).
+    pub(crate) fn dim_pos(&self, key: &str, default: usize, max: usize) -> Result<usize> {
+        let v = self.dim(key, default, max)?;
+        self.nonzero(key, v)
+    }
+
+    pub(crate) fn nonzero(&self, key: &str, v: usize) -> Result<usize> {
+        if v == 0 {
+            return Err(Error::Invalid(format!(
+                "{}: `{}{key}` must be > 0; fix the config file",
+                self.file, self.path
+            )));
+        }
+        Ok(v)
+    }
+
+    /// [`Obj::opt_usize_or`] with the limit of [`Obj::dim`].
+    pub(crate) fn opt_dim_or(&self, key: &str, default: Option<usize>, max: usize) -> Result<Option<usize>> {
+        match self.opt_usize_or(key, default)? {
+            Some(v) => limits::at_most(self.file, &format!("{}{key}", self.path), v, max).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Obj::square`] that must be in `1..=max`.
+    pub(crate) fn square_dim(&self, key: &str, default: usize, max: usize) -> Result<usize> {
+        let v = self.square(key, default)?;
+        let v = limits::at_most(self.file, &format!("{}{key}", self.path), v, max)?;
+        self.nonzero(key, v)
     }
 
     /// Missing → `default`; explicit null → `None`.

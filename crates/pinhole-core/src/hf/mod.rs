@@ -11,6 +11,7 @@
 //! * [`processor`]: `preprocessor_config.json` / `processor_config.json` and
 //!   `generation_config.json`.
 //! * [`image`]: image decoding and the exact PIL bicubic / Lanczos resize + normalisation.
+//! * [`limits`]: the upper limits on sizes read from model files, checked before allocating.
 //! * [`smolvlm_image`]: the SmolVLM / Idefics3 image processor (longest-edge resize, tiles).
 //!
 //! Everything parses from bytes, so it works in the browser (wasm32); the few helpers that read
@@ -21,6 +22,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod image;
 mod json;
+pub mod limits;
 pub mod processor;
 pub mod safetensors;
 pub mod smolvlm_image;

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 #[cfg(not(target_arch = "wasm32"))]
 use crate::hf::json::read_file;
 use crate::hf::json::{parse_object, Obj};
+use crate::hf::limits::{MAX_IMAGE_SIDE, MAX_IMAGE_TOKENS};
 
 /// The image preprocessing of `preprocessor_config.json` (or the `image_processor` entry of a
 /// transformers 5 `processor_config.json`), with `SiglipImageProcessor`'s defaults.
@@ -52,13 +53,18 @@ impl ImageProcessorConfig {
         let root = parse_object(bytes, file)?;
         let top = Obj::new(file, "", &root);
         let (obj, seq_fallback) = match top.sub("image_processor")? {
-            Some(nested) => (nested, top.opt_usize_or("image_seq_length", None)?),
+            Some(nested) => (nested, top.opt_dim_or("image_seq_length", None, MAX_IMAGE_TOKENS)?),
             None => (top.clone(), None),
         };
         let d = ImageProcessorConfig::default();
         let size = match obj.sub("size")? {
             None => d.size,
-            Some(s) => match (s.opt_usize_or("height", None)?, s.opt_usize_or("width", None)?) {
+            // Bounded before anything is resized to it: the resize target decides the work
+            // and memory spent on every image.
+            Some(s) => match (
+                s.opt_dim_or("height", None, MAX_IMAGE_SIDE)?,
+                s.opt_dim_or("width", None, MAX_IMAGE_SIDE)?,
+            ) {
                 (Some(h), Some(w)) if h > 0 && w > 0 => (h, w),
                 _ => {
                     return Err(Error::Unsupported(format!(
@@ -80,7 +86,9 @@ impl ImageProcessorConfig {
             image_mean: obj.triple("image_mean", d.image_mean)?,
             image_std: obj.triple("image_std", d.image_std)?,
             do_convert_rgb: obj.opt_bool("do_convert_rgb")?.unwrap_or(true),
-            image_seq_length: obj.opt_usize_or("image_seq_length", None)?.or(seq_fallback),
+            image_seq_length: obj
+                .opt_dim_or("image_seq_length", None, MAX_IMAGE_TOKENS)?
+                .or(seq_fallback),
         };
         if cfg.do_resize && cfg.resample != 3 {
             return Err(Error::Unsupported(format!(
