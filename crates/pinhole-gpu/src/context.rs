@@ -208,18 +208,25 @@ impl Gpu {
             return Ok(p.clone());
         }
         let family = kernel.family();
+        let cached = lock(&self.modules).get(&family).cloned();
+        // Join the includes before the error scope opens, so that a bad include returns with
+        // the scope stack balanced.
+        let source = if cached.is_none() {
+            family.source()?
+        } else {
+            String::new()
+        };
         let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = {
-            let mut modules = lock(&self.modules);
-            modules
-                .entry(family)
-                .or_insert_with(|| {
-                    self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                        label: Some(family.file()),
-                        source: wgpu::ShaderSource::Wgsl(family.source().into()),
-                    })
-                })
-                .clone()
+        let module = match cached {
+            Some(m) => m,
+            None => {
+                let m = self.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                    label: Some(family.file()),
+                    source: wgpu::ShaderSource::Wgsl(source.into()),
+                });
+                lock(&self.modules).insert(family, m.clone());
+                m
+            }
         };
         let constants: Vec<(&str, f64)> = if kernel.has_weight_dtype() {
             vec![("W_F16", if w_f16 { 1.0 } else { 0.0 })]

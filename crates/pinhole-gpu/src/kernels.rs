@@ -1,9 +1,9 @@
 //! The kernel registry: which WGSL file and entry point implements each kernel, and whether
 //! the kernel is specialised on the weight storage dtype (override `W_F16`).
 //!
-//! The WGSL lives in the repository's top-level `shaders/` folder, one file per kernel family,
-//! and is compiled into the binary with `include_str!` so native and wasm builds carry exactly
-//! the same source.
+//! The WGSL lives in this crate's `shaders/` folder, one file per kernel family plus shared
+//! snippets in `shaders/common/`, joined by [`crate::wgsl`] and compiled into the binary with
+//! `include_str!` so native and wasm builds carry exactly the same source.
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
@@ -37,20 +37,9 @@ impl Family {
         }
     }
 
-    pub fn source(self) -> &'static str {
-        match self {
-            Family::Matmul => include_str!("../../../shaders/matmul.wgsl"),
-            Family::Attention => include_str!("../../../shaders/attention.wgsl"),
-            Family::Norm => include_str!("../../../shaders/norm.wgsl"),
-            Family::Elementwise => include_str!("../../../shaders/elementwise.wgsl"),
-            Family::Copy => include_str!("../../../shaders/copy.wgsl"),
-            Family::Rope => include_str!("../../../shaders/rope.wgsl"),
-            Family::Embedding => include_str!("../../../shaders/embedding.wgsl"),
-            Family::Argmax => include_str!("../../../shaders/argmax.wgsl"),
-            Family::Sample => include_str!("../../../shaders/sample.wgsl"),
-            Family::PatchEmbed => include_str!("../../../shaders/patch_embed.wgsl"),
-            Family::Q4 => include_str!("../../../shaders/q4.wgsl"),
-        }
+    /// The module source with its `// #include` lines resolved ([`crate::wgsl`]).
+    pub fn source(self) -> crate::error::Result<String> {
+        crate::wgsl::source(self.file())
     }
 
     pub const ALL: [Family; 11] = [

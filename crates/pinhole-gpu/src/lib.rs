@@ -3,6 +3,7 @@
 //!
 //! * [`context`]: adapter/device setup, limits, the pipeline cache, error capture.
 //! * [`kernels`]: which WGSL file and entry point implements each kernel.
+//! * [`wgsl`]: the WGSL sources (`shaders/`) and the `// #include` step that joins them.
 //! * [`weights`]: weights uploaded tensor by tensor and split across bindings.
 //! * [`executor`]: runs a `pinhole_core::Graph` in one submission.
 //! * `kernel_cases` (feature `kernel-cases`): kernel test cases shared by the native tests and
@@ -17,6 +18,7 @@ pub mod kernel_cases;
 pub mod kernels;
 mod readback;
 pub mod weights;
+pub mod wgsl;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub mod bench;

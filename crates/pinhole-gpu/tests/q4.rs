@@ -1,4 +1,4 @@
-//! 4-bit kernels (shaders/q4.wgsl) against the CPU reference of the same quantized weights
+//! 4-bit kernels (crates/pinhole-gpu/shaders/q4.wgsl) against the CPU reference of the same quantized weights
 //! (dequantize, then the f32 op) on seeded random data: GEMV (M ≤ 4) and GEMM (M > 4) at
 //! sizes that are not multiples of the tiles, both schemes, two group sizes, with and without
 //! bias, the embedding gather, a tied embedding/LM head, with poisoned outputs, and on a second

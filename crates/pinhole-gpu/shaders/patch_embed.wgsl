@@ -4,10 +4,8 @@
 // Layouts: pixels [C, H, W] f32 (normalised image); weight [E, C, P, P] (u32 words of f32, or
 // f16 pairs when W_F16); bias [E] f32; pos [Np, E] f32; out [Np, E] f32, patches in row-major
 // order (Np = (H/P)·(W/P)), which is the sequence order of SigLIP / ViT.
-// Specialisation: override W_F16.
+// Specialisation: override W_F16 (common/weight.wgsl).
 // Dispatch: one thread per output element, 256 per workgroup, (gx, gy, 1).
-
-override W_F16: bool = false;
 
 struct Params {
     c: u32,
@@ -22,22 +20,17 @@ struct Params {
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> px: array<f32>;
-@group(0) @binding(2) var<storage, read> wt: array<u32>;
+@group(0) @binding(2) var<storage, read> w: array<u32>;
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 @group(0) @binding(5) var<storage, read> pos: array<f32>;
 
-fn load_w(i: u32) -> f32 {
-    if (W_F16) {
-        let pair = unpack2x16float(wt[i >> 1u]);
-        return select(pair.x, pair.y, (i & 1u) == 1u);
-    }
-    return bitcast<f32>(wt[i]);
-}
+// #include "common/weight.wgsl"
+// #include "common/grid.wgsl"
 
 @compute @workgroup_size(256)
 fn patch_embed(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.gx) * 256u + li;
+    let i = elem_index(wg, li);
     if (i >= p.np * p.e) {
         return;
     }

@@ -25,9 +25,11 @@ struct Params {
 @group(0) @binding(2) var<storage, read> cs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
+// #include "common/grid.wgsl"
+
 @compute @workgroup_size(256)
 fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.gx) * 256u + li;
+    let i = elem_index(wg, li);
     let width = p.n_heads * p.head_dim;
     if (i >= p.s * width) {
         return;

@@ -49,12 +49,15 @@ struct Params {
 @group(0) @binding(3) var<storage, read> ids: array<u32>;
 @group(0) @binding(4) var<storage, read_write> out_x: array<f32>;
 
+// #include "common/reduce.wgsl"
+// #include "common/grid.wgsl"
+
 const WG: u32 = 256u;
+const RED_N: u32 = WG;
 const NONE: u32 = 0xffffffffu;
 // pinhole_core::graph::SAMPLE_MIN_EXPONENT
 const MIN_EXP: f32 = -80.0;
 
-var<workgroup> red_f: array<f32, 256>;
 var<workgroup> red_u: array<u32, 256>;
 var<workgroup> scan: array<f32, 256>;
 var<workgroup> total_mass: f32;
@@ -68,34 +71,6 @@ fn key_of(v: f32) -> u32 {
 fn weight(v: f32, m: f32) -> f32 {
     let e = (v - m) / p.temperature;
     return select(exp(e), 0.0, e < MIN_EXP);
-}
-
-fn reduce_sum(li: u32, v: f32) -> f32 {
-    red_f[li] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (li < s) {
-            red_f[li] = red_f[li] + red_f[li + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red_f[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_max(li: u32, v: f32) -> f32 {
-    red_f[li] = v;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (li < s) {
-            red_f[li] = max(red_f[li], red_f[li + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red_f[0];
-    workgroupBarrier();
-    return r;
 }
 
 // op 0: sum, 1: min, 2: max.
@@ -135,7 +110,7 @@ fn mass_at(li: u32, base: u32, k: u32, m: f32) -> f32 {
 
 @compute @workgroup_size(256)
 fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = wg.x + wg.y * p.gx;
+    let row = group_index(wg);
     if (row >= p.rows) {
         return;
     }
@@ -231,7 +206,7 @@ fn sample(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
 
 @compute @workgroup_size(256)
 fn repetition_penalty(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.gx) * WG + li;
+    let i = elem_index(wg, li);
     if (i >= p.rows * p.n_ids) {
         return;
     }

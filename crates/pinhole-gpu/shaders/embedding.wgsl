@@ -8,10 +8,8 @@
 //            257k-token vocabulary is over 1 GB in f16) takes one dispatch per chunk.
 //   scatter: src [R, E] f32, index [R] u32, out [S, E] f32: out[index[r]] = src[r]
 //            (out already holds a copy of the destination).
-// Specialisation: override W_F16 (table storage).
+// Specialisation: override W_F16 (table storage, common/weight.wgsl).
 // Dispatch: one thread per output element, 256 per workgroup, (gx, gy, 1).
-
-override W_F16: bool = false;
 
 struct Params {
     s: u32,
@@ -25,22 +23,17 @@ struct Params {
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> table: array<u32>;
+@group(0) @binding(1) var<storage, read> w: array<u32>; // the table
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read> src: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
-fn load_t(i: u32) -> f32 {
-    if (W_F16) {
-        let pair = unpack2x16float(table[i >> 1u]);
-        return select(pair.x, pair.y, (i & 1u) == 1u);
-    }
-    return bitcast<f32>(table[i]);
-}
+// #include "common/weight.wgsl"
+// #include "common/grid.wgsl"
 
 @compute @workgroup_size(256)
 fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.gx) * 256u + li;
+    let i = elem_index(wg, li);
     if (i >= p.s * p.e) {
         return;
     }
@@ -48,13 +41,13 @@ fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
     let c = i % p.e;
     let id = ids[r];
     if (id >= p.row0 && id < p.row0 + p.rows) {
-        out[i] = load_t((id - p.row0) * p.e + c);
+        out[i] = load_w((id - p.row0) * p.e + c);
     }
 }
 
 @compute @workgroup_size(256)
 fn scatter(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.gx) * 256u + li;
+    let i = elem_index(wg, li);
     if (i >= p.s * p.e) {
         return;
     }

@@ -25,9 +25,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read> src4: array<vec4<u32>>;
 @group(0) @binding(4) var<storage, read_write> dst4: array<vec4<u32>>;
 
-fn elem_index(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.gx) * 256u + li;
-}
+// #include "common/grid.wgsl"
 
 @compute @workgroup_size(256)
 fn copy_range(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {

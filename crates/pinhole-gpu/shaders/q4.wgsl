@@ -51,14 +51,17 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 @group(0) @binding(5) var<storage, read> ids: array<u32>;
 
+// #include "common/f16.wgsl"
+// #include "common/linear.wgsl"
+// #include "common/grid.wgsl"
+
 fn word(i: u32) -> u32 {
     return w[i >> 2u][i & 3u];
 }
 
 // Half number h of the f16 array starting at word `base`.
 fn half_at(base: u32, h: u32) -> f32 {
-    let v = unpack2x16float(word(base + (h >> 1u)));
-    return select(v.x, v.y, (h & 1u) == 1u);
+    return f16_half(word(base + (h >> 1u)), h);
 }
 
 // Scale and offset of group g (index into [nc, K/group]).
@@ -82,13 +85,6 @@ fn deq4(q: u32, sh: u32, so: vec2<f32>) -> vec4<f32> {
     return (n - 8.0) * so.x;
 }
 
-fn bias_at(col: u32) -> f32 {
-    if (p.has_bias != 0u) {
-        return bias[p.n0 + col];
-    }
-    return 0.0;
-}
-
 const TPR: u32 = 32u; // threads per weight row (gemv)
 const RPW: u32 = 8u;  // weight rows per workgroup (gemv)
 
@@ -96,7 +92,7 @@ var<workgroup> red: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let blk = wg.x + wg.y * p.gx;
+    let blk = group_index(wg);
     let r = li / TPR;
     let t = li % TPR;
     let col = blk * RPW + r;
@@ -141,12 +137,7 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
 }
 
-const TM: u32 = 64u;
-const TN: u32 = 64u;
 const TK: u32 = 32u;
-
-var<workgroup> xs: array<f32, 2048>; // [TK][TM]
-var<workgroup> ws: array<f32, 2048>; // [TK][TN]
 
 @compute @workgroup_size(16, 16)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
@@ -189,36 +180,16 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
             ws[(wq * 8u + 4u + j) * TN + c] = hi[j];
         }
         workgroupBarrier();
-        for (var kk = 0u; kk < TK; kk++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = xs[kk * TM + lid.y * 4u + i];
-                b[i] = ws[kk * TN + lid.x * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
-                }
-            }
-        }
+        tile_fma(lid, &acc);
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        let r = row0 + lid.y * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let cc = col0 + lid.x * 4u + j;
-            if (r < p.m && cc < p.nc) {
-                y[r * p.n + p.n0 + cc] = acc[i * 4u + j] + bias_at(cc);
-            }
-        }
-    }
+    tile_store(row0, col0, lid, acc);
 }
 
 // Embedding gather from a 4-bit table chunk (rows n0 .. n0+nc of [V, K]): p.m ids, out [m, K].
 @compute @workgroup_size(256)
 fn gather(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let i = (wg.x + wg.y * p.gx) * 256u + li;
+    let i = elem_index(wg, li);
     if (i >= p.m * p.k) {
         return;
     }

@@ -9,7 +9,7 @@
 //   softcap: out = s · tanh(a / s)
 // Dispatch: 256 threads per workgroup, (gx, gy, 1) with element = (wg.x + wg.y·gx)·256 + lane.
 // WGSL has no erf and its tanh may overflow for large inputs on some drivers, so both are
-// written out here with known accuracy (see tanh_acc and erf_acc).
+// written out with known accuracy (tanh_acc in common/tanh.wgsl, erf_acc here).
 
 struct Params {
     n: u32,
@@ -27,17 +27,8 @@ struct Params {
 @group(0) @binding(2) var<storage, read> b: array<f32>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-// tanh with small relative error everywhere: a short odd series near zero (where 1 − e^(−2x)
-// would cancel), the exponential form elsewhere (it cannot overflow).
-fn tanh_acc(x: f32) -> f32 {
-    let ax = abs(x);
-    if (ax < 0.125) {
-        let x2 = x * x;
-        return x * (1.0 + x2 * (-1.0 / 3.0 + x2 * (2.0 / 15.0 + x2 * (-17.0 / 315.0))));
-    }
-    let t = exp(-2.0 * ax);
-    return sign(x) * (1.0 - t) / (1.0 + t);
-}
+// #include "common/tanh.wgsl"
+// #include "common/grid.wgsl"
 
 // erf with absolute error below ~1.2e-7 (Chebyshev fit of erfc, Numerical Recipes' erfcc).
 fn erf_acc(x: f32) -> f32 {
@@ -61,10 +52,6 @@ fn activate(v: f32) -> f32 {
             return v / (1.0 + exp(-v));
         }
     }
-}
-
-fn elem_index(wg: vec3<u32>, li: u32) -> u32 {
-    return (wg.x + wg.y * p.gx) * 256u + li;
 }
 
 @compute @workgroup_size(256)

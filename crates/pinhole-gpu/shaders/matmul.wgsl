@@ -9,7 +9,7 @@
 //   bias [N]     f32, read when has_bias != 0 (otherwise a dummy buffer is bound)
 //   y    [M, N]  f32; this dispatch writes columns n0 .. n0+Nc. Weights larger than the
 //        per-binding limit are split by rows into chunks, one dispatch per chunk.
-// Specialisation: override W_F16 (weight storage).
+// Specialisation: override W_F16 (weight storage, common/weight.wgsl).
 // Entry points and dispatch:
 //   gemm: 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in steps of
 //         16 through workgroup memory. Dispatch (ceil(Nc/64), ceil(M/64), 1).
@@ -17,8 +17,6 @@
 //         and reduce in workgroup memory; f16 weights are read as whole u32 words (two
 //         weights per load). Dispatch (gx, gy, M) with gx·gy ≥ ceil(Nc/4),
 //         block index = wg.x + wg.y·gx.
-
-override W_F16: bool = false;
 
 struct Params {
     m: u32,
@@ -37,27 +35,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-fn load_w(i: u32) -> f32 {
-    if (W_F16) {
-        let pair = unpack2x16float(w[i >> 1u]);
-        return select(pair.x, pair.y, (i & 1u) == 1u);
-    }
-    return bitcast<f32>(w[i]);
-}
+// #include "common/weight.wgsl"
+// #include "common/linear.wgsl"
+// #include "common/grid.wgsl"
 
-fn bias_at(col: u32) -> f32 {
-    if (p.has_bias != 0u) {
-        return bias[p.n0 + col];
-    }
-    return 0.0;
-}
-
-const TM: u32 = 64u;
-const TN: u32 = 64u;
 const TK: u32 = 16u;
-
-var<workgroup> xs: array<f32, 1024>; // [TK][TM]
-var<workgroup> ws: array<f32, 1024>; // [TK][TN]
 
 @compute @workgroup_size(16, 16)
 fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
@@ -86,37 +68,17 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
             ws[c * TN + r] = wv;
         }
         workgroupBarrier();
-        for (var c = 0u; c < TK; c++) {
-            var a: array<f32, 4>;
-            var b: array<f32, 4>;
-            for (var i = 0u; i < 4u; i++) {
-                a[i] = xs[c * TM + lid.y * 4u + i];
-                b[i] = ws[c * TN + lid.x * 4u + i];
-            }
-            for (var i = 0u; i < 4u; i++) {
-                for (var j = 0u; j < 4u; j++) {
-                    acc[i * 4u + j] = fma(a[i], b[j], acc[i * 4u + j]);
-                }
-            }
-        }
+        tile_fma(lid, &acc);
         workgroupBarrier();
     }
-    for (var i = 0u; i < 4u; i++) {
-        let r = row0 + lid.y * 4u + i;
-        for (var j = 0u; j < 4u; j++) {
-            let c = col0 + lid.x * 4u + j;
-            if (r < p.m && c < p.nc) {
-                y[r * p.n + p.n0 + c] = acc[i * 4u + j] + bias_at(c);
-            }
-        }
-    }
+    tile_store(row0, col0, lid, acc);
 }
 
 var<workgroup> red: array<f32, 256>;
 
 @compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let blk = wg.x + wg.y * p.gx;
+    let blk = group_index(wg);
     let m = wg.z;
     let r = li / 64u;
     let t = li % 64u;

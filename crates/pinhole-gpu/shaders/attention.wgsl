@@ -34,13 +34,17 @@ struct Params {
 @group(0) @binding(3) var<storage, read> v: array<f32>;
 @group(0) @binding(4) var<storage, read_write> out: array<f32>;
 
+// #include "common/reduce.wgsl"
+// #include "common/tanh.wgsl"
+// #include "common/grid.wgsl"
+
 const BK: u32 = 64u;
+const RED_N: u32 = BK; // the workgroup size
 // A large finite "minus infinity": WGSL lets implementations assume no infinities.
 const NEG: f32 = -3.0e38;
 
 var<workgroup> qs: array<f32, 512>;
 var<workgroup> probs: array<f32, 64>;
-var<workgroup> red: array<f32, 64>;
 
 fn allowed(i: u32, j: u32) -> bool {
     if (i < p.prefix_len && j < p.prefix_len) {
@@ -55,42 +59,9 @@ fn allowed(i: u32, j: u32) -> bool {
     return true;
 }
 
-fn tanh_safe(x: f32) -> f32 {
-    let t = exp(-2.0 * abs(x));
-    return sign(x) * (1.0 - t) / (1.0 + t);
-}
-
-fn reduce_max(li: u32, val: f32) -> f32 {
-    red[li] = val;
-    workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
-        if (li < s) {
-            red[li] = max(red[li], red[li + s]);
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
-fn reduce_sum(li: u32, val: f32) -> f32 {
-    red[li] = val;
-    workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
-        if (li < s) {
-            red[li] += red[li + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
-
 @compute @workgroup_size(64)
 fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let idx = wg.x + wg.y * p.gx;
+    let idx = group_index(wg);
     if (idx >= p.s * p.n_heads) {
         return;
     }
@@ -131,7 +102,7 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
             }
             s = dot * p.scale;
             if (p.softcap > 0.0) {
-                s = p.softcap * tanh_safe(s / p.softcap);
+                s = p.softcap * tanh_acc(s / p.softcap);
             }
         }
         let m_new = max(m_run, reduce_max(li, s));

@@ -23,25 +23,14 @@ struct Params {
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-var<workgroup> red: array<f32, 256>;
+// #include "common/reduce.wgsl"
+// #include "common/grid.wgsl"
 
-fn reduce_sum(li: u32, val: f32) -> f32 {
-    red[li] = val;
-    workgroupBarrier();
-    for (var s = 128u; s > 0u; s >>= 1u) {
-        if (li < s) {
-            red[li] += red[li + s];
-        }
-        workgroupBarrier();
-    }
-    let r = red[0];
-    workgroupBarrier();
-    return r;
-}
+const RED_N: u32 = 256u; // the workgroup size
 
 @compute @workgroup_size(256)
 fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = wg.x + wg.y * p.gx;
+    let row = group_index(wg);
     if (row >= p.rows) {
         return;
     }
@@ -64,7 +53,7 @@ fn layer_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_in
 
 @compute @workgroup_size(256)
 fn rms_norm(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row = wg.x + wg.y * p.gx;
+    let row = group_index(wg);
     if (row >= p.rows) {
         return;
     }

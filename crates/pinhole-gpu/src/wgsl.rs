@@ -1,0 +1,160 @@
+//! The WGSL sources and the one step that joins them.
+//!
+//! Each kernel family is one file in `crates/pinhole-gpu/shaders/`; code that several families
+//! share (f16 decode, workgroup reductions, grid indexing, the GEMM tile, tanh) lives once in
+//! `shaders/common/`. A line that is exactly
+//!
+//! ```text
+//! // #include "common/reduce.wgsl"
+//! ```
+//!
+//! (a WGSL comment, so every file stays plain WGSL text) is replaced by the named file, itself
+//! expanded. A file is pasted at most once per module, where it is first included: WGSL forbids
+//! declaring a name twice, and two snippets may include the same third one. Each snippet's
+//! header says which names the including file must declare (WGSL resolves module-scope names
+//! in any order). An unknown file, a malformed include line or an include cycle is an error
+//! naming the chain. Every file is compiled in with `include_str!`, so native and wasm builds
+//! carry the same text and nothing is read at run time.
+
+use crate::error::{GpuError, Result};
+
+/// Every WGSL file of the crate, by its path under `shaders/`.
+pub const FILES: &[(&str, &str)] = &[
+    ("argmax.wgsl", include_str!("../shaders/argmax.wgsl")),
+    ("attention.wgsl", include_str!("../shaders/attention.wgsl")),
+    ("copy.wgsl", include_str!("../shaders/copy.wgsl")),
+    ("elementwise.wgsl", include_str!("../shaders/elementwise.wgsl")),
+    ("embedding.wgsl", include_str!("../shaders/embedding.wgsl")),
+    ("matmul.wgsl", include_str!("../shaders/matmul.wgsl")),
+    ("norm.wgsl", include_str!("../shaders/norm.wgsl")),
+    ("patch_embed.wgsl", include_str!("../shaders/patch_embed.wgsl")),
+    ("q4.wgsl", include_str!("../shaders/q4.wgsl")),
+    ("rope.wgsl", include_str!("../shaders/rope.wgsl")),
+    ("sample.wgsl", include_str!("../shaders/sample.wgsl")),
+    ("common/f16.wgsl", include_str!("../shaders/common/f16.wgsl")),
+    ("common/grid.wgsl", include_str!("../shaders/common/grid.wgsl")),
+    ("common/linear.wgsl", include_str!("../shaders/common/linear.wgsl")),
+    ("common/reduce.wgsl", include_str!("../shaders/common/reduce.wgsl")),
+    ("common/tanh.wgsl", include_str!("../shaders/common/tanh.wgsl")),
+    ("common/weight.wgsl", include_str!("../shaders/common/weight.wgsl")),
+];
+
+const DIRECTIVE: &str = "// #include";
+
+/// The module source of `file` (a path under `shaders/`) with its includes resolved.
+pub fn source(file: &str) -> Result<String> {
+    expand(FILES, file).map_err(|message| GpuError::Shader {
+        kernel: file.to_string(),
+        message,
+    })
+}
+
+/// Resolves the includes of `root` against `files`; the error names the include chain.
+pub(crate) fn expand(files: &[(&str, &str)], root: &str) -> std::result::Result<String, String> {
+    let mut out = String::new();
+    let mut pasted: Vec<&str> = Vec::new();
+    paste(files, root, &mut Vec::new(), &mut pasted, &mut out)?;
+    Ok(out)
+}
+
+fn paste<'a>(
+    files: &[(&'a str, &str)],
+    name: &str,
+    stack: &mut Vec<&'a str>,
+    pasted: &mut Vec<&'a str>,
+    out: &mut String,
+) -> std::result::Result<(), String> {
+    let chain = |stack: &[&str]| stack.iter().map(|s| format!("{s} → ")).collect::<String>();
+    let Some(&(key, text)) = files.iter().find(|(n, _)| *n == name) else {
+        return Err(format!(
+            "{}{name}: no such WGSL file in pinhole-gpu/shaders",
+            chain(stack)
+        ));
+    };
+    if stack.contains(&key) {
+        return Err(format!("include cycle: {}{name}", chain(stack)));
+    }
+    if pasted.contains(&key) {
+        return Ok(());
+    }
+    pasted.push(key);
+    stack.push(key);
+    for (i, line) in text.lines().enumerate() {
+        let Some(rest) = line.trim().strip_prefix(DIRECTIVE) else {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        };
+        let target = rest
+            .trim()
+            .strip_prefix('"')
+            .and_then(|r| r.strip_suffix('"'))
+            .filter(|t| !t.is_empty() && !t.contains('"'))
+            .ok_or_else(|| format!("{key}:{}: expected `{DIRECTIVE} \"common/file.wgsl\"`", i + 1))?;
+        paste(files, target, stack, pasted, out)?;
+    }
+    stack.pop();
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn includes_are_pasted_once_in_place() {
+        let files = [
+            ("main.wgsl", "a\n// #include \"x.wgsl\"\n  // #include \"y.wgsl\"\nb\n"),
+            ("x.wgsl", "x1\n// #include \"y.wgsl\"\n"),
+            ("y.wgsl", "y1\n"),
+        ];
+        assert_eq!(expand(&files, "main.wgsl").unwrap(), "a\nx1\ny1\nb\n");
+    }
+
+    #[test]
+    fn unknown_files_cycles_and_bad_lines_are_errors() {
+        let files = [
+            ("a.wgsl", "// #include \"b.wgsl\"\n"),
+            ("b.wgsl", "// #include \"a.wgsl\"\n"),
+            ("c.wgsl", "// #include \"nope.wgsl\"\n"),
+            ("d.wgsl", "// #include common/x.wgsl\n"),
+        ];
+        let e = expand(&files, "a.wgsl").unwrap_err();
+        assert!(e.contains("cycle: a.wgsl → b.wgsl → a.wgsl"), "{e}");
+        let e = expand(&files, "c.wgsl").unwrap_err();
+        assert!(e.contains("c.wgsl → nope.wgsl: no such"), "{e}");
+        let e = expand(&files, "d.wgsl").unwrap_err();
+        assert!(e.contains("d.wgsl:1: expected"), "{e}");
+        assert!(source("missing.wgsl").is_err());
+    }
+
+    #[test]
+    fn every_shader_expands_without_leftover_includes() {
+        for (name, _) in FILES {
+            let s = source(name).unwrap();
+            assert!(!s.contains(DIRECTIVE), "{name}");
+        }
+        // The shared snippets really are shared: one definition per module.
+        let q4 = source("q4.wgsl").unwrap();
+        assert_eq!(q4.matches("fn tile_fma(").count(), 1);
+        assert_eq!(q4.matches("fn f16_half(").count(), 1);
+    }
+
+    #[test]
+    fn the_table_lists_every_file_in_shaders() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shaders");
+        let mut on_disk = Vec::new();
+        for dir in ["", "common/"] {
+            for e in std::fs::read_dir(root.join(dir)).unwrap() {
+                let name = e.unwrap().file_name().to_string_lossy().into_owned();
+                if name.ends_with(".wgsl") {
+                    on_disk.push(format!("{dir}{name}"));
+                }
+            }
+        }
+        on_disk.sort();
+        let mut listed: Vec<String> = FILES.iter().map(|(n, _)| n.to_string()).collect();
+        listed.sort();
+        assert_eq!(on_disk, listed);
+    }
+}
