@@ -557,7 +557,7 @@ impl Graph {
     /// The cos/sin table for `positions`, computed the way transformers does (f32 inverse
     /// frequencies, f32 products) with a correctly rounded cos/sin, as a constant.
     pub fn rope_table(&mut self, positions: &[u32], rotary_dim: usize, theta: f32) -> Result<TensorId> {
-        let t = crate::reference::rope_cos_sin(positions, rotary_dim, theta)?;
+        let t = rope_cos_sin(positions, rotary_dim, theta)?;
         Ok(self.constant(t))
     }
 
@@ -722,4 +722,26 @@ impl Op {
             Op::WriteRows { .. } => "write_rows",
         }
     }
+}
+
+/// cos/sin table `[S, rotary_dim]` for `positions`, as transformers computes it: inverse
+/// frequencies `1 / theta^(2i/rotary_dim)` in f32, the product position·inv_freq in f32, then
+/// cos and sin of that f32 value.
+pub fn rope_cos_sin(positions: &[u32], rotary_dim: usize, theta: f32) -> Result<Tensor> {
+    if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
+        return Err(Error::Invalid(format!(
+            "rotary_dim must be even and > 0, got {rotary_dim}"
+        )));
+    }
+    let half = rotary_dim / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / theta.powf((2 * i) as f32 / rotary_dim as f32))
+        .collect();
+    let mut out = Vec::with_capacity(positions.len() * rotary_dim);
+    for &p in positions {
+        let f: Vec<f32> = inv.iter().map(|&iv| p as f32 * iv).collect();
+        out.extend(f.iter().map(|&a| (a as f64).cos() as f32));
+        out.extend(f.iter().map(|&a| (a as f64).sin() as f32));
+    }
+    Tensor::f32(&[positions.len(), rotary_dim], out)
 }

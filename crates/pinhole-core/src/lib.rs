@@ -6,11 +6,13 @@
 //! * [`reference`]: a plain, obviously-correct CPU implementation of every op. Kernels are tested
 //!   against it, and it is the specification the WGSL must meet.
 //! * [`quant`]: the 4-bit weight format, quantizer and dequantizing reference.
+//! * [`num`]: f16 rounding and the relative error measure (no dependencies).
 //! * [`rng`]: a tiny seeded generator so tests are reproducible without extra dependencies.
 
 pub mod error;
 pub mod graph;
 pub mod hf;
+pub mod num;
 pub mod quant;
 pub mod reference;
 pub mod rng;

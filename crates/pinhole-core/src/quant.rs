@@ -23,7 +23,7 @@
 //! compute with the same numbers.
 
 use crate::error::{Error, Result};
-use crate::tensor::round_f16;
+use crate::num::round_f16;
 
 /// Group sizes pinhole accepts. Multiples of 32 keep every group a whole number of
 /// `vec4<u32>` loads in the kernels.
@@ -300,8 +300,8 @@ pub fn chunk_layout(rows: usize, k: usize, f: Q4Format) -> (usize, usize, usize)
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::num::rel_error;
     use crate::rng::Rng;
-    use crate::tensor::rel_error;
 
     #[test]
     fn packing_order_is_low_nibble_first() {

@@ -186,28 +186,6 @@ pub fn erf(x: f64) -> f64 {
     }
 }
 
-/// cos/sin table `[S, rotary_dim]` for `positions`, as transformers computes it: inverse
-/// frequencies `1 / theta^(2i/rotary_dim)` in f32, the product position·inv_freq in f32, then
-/// cos and sin of that f32 value.
-pub fn rope_cos_sin(positions: &[u32], rotary_dim: usize, theta: f32) -> Result<Tensor> {
-    if rotary_dim == 0 || !rotary_dim.is_multiple_of(2) {
-        return Err(Error::Invalid(format!(
-            "rotary_dim must be even and > 0, got {rotary_dim}"
-        )));
-    }
-    let half = rotary_dim / 2;
-    let inv: Vec<f32> = (0..half)
-        .map(|i| 1.0 / theta.powf((2 * i) as f32 / rotary_dim as f32))
-        .collect();
-    let mut out = Vec::with_capacity(positions.len() * rotary_dim);
-    for &p in positions {
-        let f: Vec<f32> = inv.iter().map(|&iv| p as f32 * iv).collect();
-        out.extend(f.iter().map(|&a| (a as f64).cos() as f32));
-        out.extend(f.iter().map(|&a| (a as f64).sin() as f32));
-    }
-    Tensor::f32(&[positions.len(), rotary_dim], out)
-}
-
 /// Rotate-half RoPE on the first `rotary_dim` dims of every head; the rest passes through.
 pub fn rope(x: &[f32], cos_sin: &[f32], s: usize, n_heads: usize, head_dim: usize, rotary_dim: usize) -> Vec<f32> {
     let mut y = x.to_vec();

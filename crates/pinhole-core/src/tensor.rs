@@ -8,6 +8,8 @@ use std::borrow::Cow;
 
 use crate::error::{shape_err, Error, Result};
 use crate::quant::{self, Q4Data, Q4Format};
+// Re-exported: callers have always found these here.
+pub use crate::num::{rel_error, round_f16};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum DType {
@@ -222,10 +224,6 @@ pub fn rows_of(shape: &[usize]) -> usize {
     }
 }
 
-pub fn round_f16(x: f32) -> f32 {
-    half::f16::from_f32(x).to_f32()
-}
-
 fn check_len(what: &str, shape: &[usize], len: usize) -> Result<()> {
     if numel(shape) != len {
         return Err(shape_err(
@@ -234,23 +232,4 @@ fn check_len(what: &str, shape: &[usize], len: usize) -> Result<()> {
         ));
     }
     Ok(())
-}
-
-/// ‖a − b‖ / ‖b‖, the error measure every kernel test uses.
-pub fn rel_error(a: &[f32], b: &[f32]) -> f64 {
-    if a.len() != b.len() {
-        return f64::INFINITY;
-    }
-    let mut num = 0.0f64;
-    let mut den = 0.0f64;
-    for (&x, &y) in a.iter().zip(b) {
-        let d = x as f64 - y as f64;
-        num += d * d;
-        den += (y as f64) * (y as f64);
-    }
-    if den == 0.0 {
-        num.sqrt()
-    } else {
-        (num / den).sqrt()
-    }
 }
