@@ -15,6 +15,7 @@ use crate::context::Gpu;
 use crate::error::{GpuError, Result};
 use crate::executor::Executor;
 use crate::kernels::{grid, Kernel};
+use crate::params::CopyParams;
 use crate::weights::WeightStore;
 
 #[derive(Clone, Debug)]
@@ -59,14 +60,18 @@ pub fn copy_bandwidth(gpu: &Arc<Gpu>, bytes: u64, runs: usize) -> Result<f64> {
         (words as u64 / 4).div_ceil(256),
         gpu.limits.max_compute_workgroups_per_dimension,
     );
-    let params: [u32; 8] = [words, 0, 0, 0, gx, 0, 0, 0];
+    let params = CopyParams {
+        n: words,
+        gx,
+        ..Default::default()
+    };
     let ubuf = gpu.device.create_buffer(&wgpu::BufferDescriptor {
         label: Some("bench params"),
         size: 32,
         usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    gpu.queue.write_buffer(&ubuf, 0, bytemuck::cast_slice(&params));
+    gpu.queue.write_buffer(&ubuf, 0, bytemuck::bytes_of(&params));
     let layout = pipeline.get_bind_group_layout(0);
     let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
         label: Some("bench copy"),

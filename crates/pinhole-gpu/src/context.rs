@@ -257,15 +257,11 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    /// Compiles every kernel (both weight dtypes where relevant); used by tests and `info`.
+    /// Compiles every kernel of the table (both weight dtypes where relevant); used by tests
+    /// and `info`. Returns the number of pipelines.
     pub async fn compile_all(&self) -> Result<usize> {
-        use Kernel::*;
-        let all = [
-            Gemm, Gemv, Attention, LayerNorm, RmsNorm, Act, Gated, Add, Scale, SoftCap, CopyRange, Fill, CopyVec4,
-            Rope, Gather, Scatter, Argmax, PatchEmbed, Q4Gemv, Q4Gemm, Q4Gather,
-        ];
         let mut n = 0;
-        for k in all {
+        for &k in Kernel::ALL {
             for f16 in [false, true] {
                 if f16 && !k.has_weight_dtype() {
                     continue;

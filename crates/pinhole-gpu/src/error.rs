@@ -12,6 +12,9 @@ pub enum GpuError {
     RequestDevice(String),
     /// A WGSL kernel failed to compile or its pipeline failed to build.
     Shader { kernel: String, message: String },
+    /// The executor built a dispatch that does not match the kernel's row in the kernel table
+    /// (params struct or bindings): a bug in pinhole, caught before the GPU sees it.
+    Dispatch { kernel: String, message: String },
     /// A tensor or buffer does not fit a device limit.
     TooLarge {
         what: String,
@@ -41,6 +44,11 @@ impl fmt::Display for GpuError {
             ),
             GpuError::RequestDevice(m) => write!(f, "the GPU adapter refused to create a device: {m}"),
             GpuError::Shader { kernel, message } => write!(f, "kernel '{kernel}' failed to compile: {message}"),
+            GpuError::Dispatch { kernel, message } => write!(
+                f,
+                "internal error: a dispatch of kernel '{kernel}' does not match the kernel table ({message}); \
+                 please report this as a pinhole bug"
+            ),
             GpuError::TooLarge {
                 what,
                 bytes,

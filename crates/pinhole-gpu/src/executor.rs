@@ -18,6 +18,10 @@ use pinhole_core::{DType, Error as CoreError, Tensor};
 use crate::context::Gpu;
 use crate::error::{GpuError, Result};
 use crate::kernels::{grid, Kernel};
+use crate::params::{
+    ArgmaxParams, AttentionParams, CopyParams, ElementwiseParams, EmbeddingParams, KernelParams, MatmulParams,
+    NormParams, PatchEmbedParams, Q4Params, RopeParams, SampleParams,
+};
 use crate::readback::MapFuture;
 use crate::weights::{Chunk, GpuTensor, WeightStore};
 
@@ -32,6 +36,61 @@ struct Dispatch {
     params: Vec<u8>,
     bindings: Vec<(u32, wgpu::Buffer)>,
     groups: [u32; 3],
+}
+
+impl Dispatch {
+    /// A dispatch of `kernel` with its params struct and its storage buffers by WGSL binding
+    /// name. The struct and the names must be the ones of the kernel's row in the kernel table
+    /// (which `tests/layout.rs` checks against the shader), so a wrong, missing or extra
+    /// binding is an error here instead of a validation failure or a silent misread.
+    fn new<P: KernelParams>(
+        kernel: Kernel,
+        params: P,
+        groups: [u32; 3],
+        bind: &[(&str, &wgpu::Buffer)],
+    ) -> Result<Dispatch> {
+        let mismatch = |message: String| GpuError::Dispatch {
+            kernel: kernel.label(),
+            message,
+        };
+        if P::LAYOUT.name != kernel.params().name {
+            return Err(mismatch(format!(
+                "params are {} but the kernel takes {}",
+                P::LAYOUT.name,
+                kernel.params().name
+            )));
+        }
+        let want = kernel.bindings();
+        let names = |v: &mut dyn Iterator<Item = &str>| v.collect::<Vec<_>>().join(", ");
+        if bind.len() != want.len() {
+            return Err(mismatch(format!(
+                "bound [{}], the kernel uses [{}]",
+                names(&mut bind.iter().map(|b| b.0)),
+                names(&mut want.iter().map(|w| w.1))
+            )));
+        }
+        let mut bindings = Vec::with_capacity(want.len());
+        for &(slot, name) in want {
+            let b = bind
+                .iter()
+                .find(|b| b.0 == name)
+                .ok_or_else(|| mismatch(format!("binding '{name}' (slot {slot}) is not bound")))?;
+            bindings.push((slot, b.1.clone()));
+        }
+        Ok(Dispatch {
+            kernel,
+            w_f16: false,
+            params: bytemuck::bytes_of(&params).to_vec(),
+            bindings,
+            groups,
+        })
+    }
+
+    /// Selects the f16-weight specialisation (`W_F16`) of a weight-reading kernel.
+    fn f16(mut self, on: bool) -> Self {
+        self.w_f16 = on;
+        self
+    }
 }
 
 /// Counters for tests and `--json` reports.
@@ -61,14 +120,6 @@ pub struct Executor {
     /// write shows up in tests instead of passing by luck.
     pub poison: bool,
     pub stats: RunStats,
-}
-
-fn words(v: &[u32]) -> Vec<u8> {
-    bytemuck::cast_slice(v).to_vec()
-}
-
-fn f2u(x: f32) -> u32 {
-    x.to_bits()
 }
 
 fn core_err(e: CoreError) -> GpuError {
@@ -411,13 +462,19 @@ impl Executor {
             let e = st.cols();
             let n = g.numel(src).map_err(core_err)?;
             let (gx, gy) = grid1(n);
-            plan.dispatches.push(Dispatch {
-                kernel: Kernel::CopyRange,
-                w_f16: false,
-                params: words(&[n as u32, 0, (row * e) as u32, 0, gx, 0, 0, 0]),
-                bindings: vec![(1, buf(src, "write_rows src")?), (2, Self::single(&st, &gpu, "state")?)],
-                groups: [gx, gy, 1],
-            });
+            let params = CopyParams {
+                n: n as u32,
+                dst_off: (row * e) as u32,
+                gx,
+                ..Default::default()
+            };
+            let (src_b, dst_b) = (buf(src, "write_rows src")?, Self::single(&st, &gpu, "state")?);
+            plan.dispatches.push(Dispatch::new(
+                Kernel::CopyRange,
+                params,
+                [gx, gy, 1],
+                &[("src", &src_b), ("dst", &dst_b)],
+            )?);
             return Ok(st);
         }
 
@@ -430,14 +487,26 @@ impl Executor {
         )?;
         if self.poison {
             let (gx, gy) = grid1(out_elems);
-            plan.dispatches.push(Dispatch {
-                kernel: Kernel::Fill,
-                w_f16: false,
-                params: words(&[out_elems as u32, 0, 0, 0xFFFF_FFFF, gx, 0, 0, 0]),
-                bindings: vec![(2, out.clone())],
-                groups: [gx, gy, 1],
-            });
+            let params = CopyParams {
+                n: out_elems as u32,
+                value: 0xFFFF_FFFF,
+                gx,
+                ..Default::default()
+            };
+            plan.dispatches
+                .push(Dispatch::new(Kernel::Fill, params, [gx, gy, 1], &[("dst", &out)])?);
         }
+        // The copy of `n` words from `src` (from word `src_off`) into the output.
+        let copy = |src: &wgpu::Buffer, n: usize, src_off: usize| -> Result<Dispatch> {
+            let (gx, gy) = grid1(n);
+            let params = CopyParams {
+                n: n as u32,
+                src_off: src_off as u32,
+                gx,
+                ..Default::default()
+            };
+            Dispatch::new(Kernel::CopyRange, params, [gx, gy, 1], &[("src", src), ("dst", &out)])
+        };
         let mut ds: Vec<Dispatch> = Vec::new();
         match *op {
             Op::MatMul { x, w, bias } => {
@@ -462,14 +531,16 @@ impl Executor {
                 for c in &wt.chunks {
                     // GEMV (≤ 4 rows of x) reads every weight once for all rows; GEMM tiles 64×64.
                     let gemv = m <= GEMV_MAX_ROWS;
-                    let (kernel, params, groups) = if q4 {
+                    let bind = [("x", &xb), ("w", &c.buffer), ("bias", &bias_buf), ("y", &out)];
+                    let d = if q4 {
                         let (gx, gy) = if gemv {
                             grid((c.rows as u64).div_ceil(Q4_GEMV_ROWS), max_groups)
                         } else {
                             (c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32)
                         };
                         let kernel = if gemv { Kernel::Q4Gemv } else { Kernel::Q4Gemm };
-                        (kernel, q4_params(&wt, c, m, bias.is_some(), gx)?, [gx, gy, 1])
+                        let params = q4_params(&wt, c, m, bias.is_some(), gx)?;
+                        Dispatch::new(kernel, params, [gx, gy, 1], &bind)?
                     } else {
                         // Same parameters for both kernels; only the kernel and its grid differ.
                         let (kernel, gx, gy, gz) = if gemv {
@@ -478,62 +549,45 @@ impl Executor {
                         } else {
                             (Kernel::Gemm, c.rows.div_ceil(64) as u32, m.div_ceil(64) as u32, 1)
                         };
-                        let params = words(&[
-                            m as u32,
-                            wt.rows() as u32,
-                            wt.cols() as u32,
-                            c.row0 as u32,
-                            c.rows as u32,
-                            bias.is_some() as u32,
+                        let params = MatmulParams {
+                            m: m as u32,
+                            n: wt.rows() as u32,
+                            k: wt.cols() as u32,
+                            n0: c.row0 as u32,
+                            nc: c.rows as u32,
+                            has_bias: bias.is_some() as u32,
                             gx,
-                            0,
-                        ]);
-                        (kernel, params, [gx, gy, gz])
+                            _pad: 0,
+                        };
+                        Dispatch::new(kernel, params, [gx, gy, gz], &bind)?.f16(wt.dtype == DType::F16)
                     };
-                    ds.push(Dispatch {
-                        kernel,
-                        w_f16: wt.dtype == DType::F16,
-                        params,
-                        bindings: vec![
-                            (1, xb.clone()),
-                            (2, c.buffer.clone()),
-                            (3, bias_buf.clone()),
-                            (4, out.clone()),
-                        ],
-                        groups,
-                    });
+                    ds.push(d);
                 }
             }
             Op::Attention { q, k, v, p } => {
                 let s = shape[0];
                 let (gx, gy) = grid((s * p.n_heads) as u64, gpu.limits.max_compute_workgroups_per_dimension);
-                let params = words(&[
-                    s as u32,
-                    p.n_heads as u32,
-                    p.n_kv_heads as u32,
-                    p.head_dim as u32,
-                    p.kv_len as u32,
-                    p.q_pos0 as u32,
-                    p.mask.causal as u32,
-                    p.mask.prefix_len as u32,
-                    p.mask.window as u32,
+                let params = AttentionParams {
+                    s: s as u32,
+                    n_heads: p.n_heads as u32,
+                    n_kv: p.n_kv_heads as u32,
+                    head_dim: p.head_dim as u32,
+                    kv_len: p.kv_len as u32,
+                    q_pos0: p.q_pos0 as u32,
+                    causal: p.mask.causal as u32,
+                    prefix_len: p.mask.prefix_len as u32,
+                    window: p.mask.window as u32,
                     gx,
-                    f2u(p.scale),
-                    f2u(p.softcap),
-                ]);
-                let bindings = vec![
-                    (1, buf(q, "attention q")?),
-                    (2, buf(k, "attention k")?),
-                    (3, buf(v, "attention v")?),
-                    (4, out.clone()),
-                ];
-                ds.push(Dispatch {
-                    kernel: Kernel::Attention,
-                    w_f16: false,
+                    scale: p.scale,
+                    softcap: p.softcap,
+                };
+                let (qb, kb, vb) = (buf(q, "attention q")?, buf(k, "attention k")?, buf(v, "attention v")?);
+                ds.push(Dispatch::new(
+                    Kernel::Attention,
                     params,
-                    bindings,
-                    groups: [gx, gy, 1],
-                });
+                    [gx, gy, 1],
+                    &[("q", &qb), ("k", &kb), ("v", &vb), ("out", &out)],
+                )?);
             }
             Op::PatchEmbed {
                 pixels,
@@ -545,115 +599,102 @@ impl Executor {
                 let ps = g.shape(pixels).map_err(core_err)?.to_vec();
                 f32_store(b, "bias")?;
                 f32_store(pos, "position embedding")?;
-                let wt = val(w)?;
-                let f16 = wt.dtype == DType::F16;
+                let f16 = val(w)?.dtype == DType::F16;
                 let (gx, gy) = grid1(out_elems);
-                let params = words(&[
-                    ps[0] as u32,
-                    ps[1] as u32,
-                    ps[2] as u32,
-                    patch as u32,
-                    shape[1] as u32,
-                    shape[0] as u32,
+                let params = PatchEmbedParams {
+                    c: ps[0] as u32,
+                    h: ps[1] as u32,
+                    w: ps[2] as u32,
+                    psize: patch as u32,
+                    e: shape[1] as u32,
+                    np: shape[0] as u32,
                     gx,
-                    0,
-                ]);
-                let bindings = vec![
-                    (1, buf(pixels, "pixels")?),
-                    (2, buf(w, "patch weight")?),
-                    (3, buf(b, "patch bias")?),
-                    (4, out.clone()),
-                    (5, buf(pos, "position embedding")?),
+                    _pad: 0,
+                };
+                let bind = [
+                    ("px", &buf(pixels, "pixels")?),
+                    ("w", &buf(w, "patch weight")?),
+                    ("bias", &buf(b, "patch bias")?),
+                    ("out", &out),
+                    ("pos", &buf(pos, "position embedding")?),
                 ];
-                ds.push(Dispatch {
-                    kernel: Kernel::PatchEmbed,
-                    w_f16: f16,
-                    params,
-                    bindings,
-                    groups: [gx, gy, 1],
-                });
+                ds.push(Dispatch::new(Kernel::PatchEmbed, params, [gx, gy, 1], &bind)?.f16(f16));
             }
             Op::LayerNorm { x, w, b, eps } => {
                 f32_store(w, "weight")?;
                 f32_store(b, "bias")?;
                 let rows = rows_of(shape);
                 let (gx, gy) = grid(rows as u64, gpu.limits.max_compute_workgroups_per_dimension);
-                let params = words(&[rows as u32, shape[shape.len() - 1] as u32, f2u(eps), 0, gx, 0, 0, 0]);
-                ds.push(Dispatch {
-                    kernel: Kernel::LayerNorm,
-                    w_f16: false,
-                    params,
-                    bindings: vec![
-                        (1, buf(x, "x")?),
-                        (2, buf(w, "norm weight")?),
-                        (3, buf(b, "norm bias")?),
-                        (4, out.clone()),
-                    ],
-                    groups: [gx, gy, 1],
-                });
+                let params = NormParams {
+                    rows: rows as u32,
+                    d: shape[shape.len() - 1] as u32,
+                    eps,
+                    gx,
+                    ..Default::default()
+                };
+                let bind = [
+                    ("x", &buf(x, "x")?),
+                    ("w", &buf(w, "norm weight")?),
+                    ("b", &buf(b, "norm bias")?),
+                    ("y", &out),
+                ];
+                ds.push(Dispatch::new(Kernel::LayerNorm, params, [gx, gy, 1], &bind)?);
             }
             Op::RmsNorm { x, w, eps, add_one } => {
                 f32_store(w, "weight")?;
                 let rows = rows_of(shape);
                 let (gx, gy) = grid(rows as u64, gpu.limits.max_compute_workgroups_per_dimension);
-                let params = words(&[
-                    rows as u32,
-                    shape[shape.len() - 1] as u32,
-                    f2u(eps),
-                    add_one as u32,
+                let params = NormParams {
+                    rows: rows as u32,
+                    d: shape[shape.len() - 1] as u32,
+                    eps,
+                    add_one: add_one as u32,
                     gx,
-                    0,
-                    0,
-                    0,
-                ]);
-                ds.push(Dispatch {
-                    kernel: Kernel::RmsNorm,
-                    w_f16: false,
-                    params,
-                    bindings: vec![(1, buf(x, "x")?), (2, buf(w, "norm weight")?), (4, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                    ..Default::default()
+                };
+                let bind = [("x", &buf(x, "x")?), ("w", &buf(w, "norm weight")?), ("y", &out)];
+                ds.push(Dispatch::new(Kernel::RmsNorm, params, [gx, gy, 1], &bind)?);
             }
             Op::Act { x, act } => ds.push(ew(
                 Kernel::Act,
                 out_elems,
                 act_code(act),
                 0.0,
-                vec![(1, buf(x, "x")?), (3, out.clone())],
+                &[("a", &buf(x, "x")?), ("out", &out)],
                 grid1,
-            )),
+            )?),
             Op::Gated { gate, up, act } => ds.push(ew(
                 Kernel::Gated,
                 out_elems,
                 act_code(act),
                 0.0,
-                vec![(1, buf(gate, "gate")?), (2, buf(up, "up")?), (3, out.clone())],
+                &[("a", &buf(gate, "gate")?), ("b", &buf(up, "up")?), ("out", &out)],
                 grid1,
-            )),
+            )?),
             Op::Add { a, b } => ds.push(ew(
                 Kernel::Add,
                 out_elems,
                 0,
                 0.0,
-                vec![(1, buf(a, "a")?), (2, buf(b, "b")?), (3, out.clone())],
+                &[("a", &buf(a, "a")?), ("b", &buf(b, "b")?), ("out", &out)],
                 grid1,
-            )),
+            )?),
             Op::Scale { x, s } => ds.push(ew(
                 Kernel::Scale,
                 out_elems,
                 0,
                 s,
-                vec![(1, buf(x, "x")?), (3, out.clone())],
+                &[("a", &buf(x, "x")?), ("out", &out)],
                 grid1,
-            )),
+            )?),
             Op::SoftCap { x, cap } => ds.push(ew(
                 Kernel::SoftCap,
                 out_elems,
                 0,
                 cap,
-                vec![(1, buf(x, "x")?), (3, out.clone())],
+                &[("a", &buf(x, "x")?), ("out", &out)],
                 grid1,
-            )),
+            )?),
             Op::Rope {
                 x,
                 cos_sin,
@@ -662,23 +703,16 @@ impl Executor {
                 rotary_dim,
             } => {
                 let (gx, gy) = grid1(out_elems);
-                let params = words(&[
-                    shape[0] as u32,
-                    n_heads as u32,
-                    head_dim as u32,
-                    rotary_dim as u32,
+                let params = RopeParams {
+                    s: shape[0] as u32,
+                    n_heads: n_heads as u32,
+                    head_dim: head_dim as u32,
+                    rot: rotary_dim as u32,
                     gx,
-                    0,
-                    0,
-                    0,
-                ]);
-                ds.push(Dispatch {
-                    kernel: Kernel::Rope,
-                    w_f16: false,
-                    params,
-                    bindings: vec![(1, buf(x, "x")?), (2, buf(cos_sin, "cos_sin")?), (3, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                    ..Default::default()
+                };
+                let bind = [("x", &buf(x, "x")?), ("cs", &buf(cos_sin, "cos_sin")?), ("out", &out)];
+                ds.push(Dispatch::new(Kernel::Rope, params, [gx, gy, 1], &bind)?);
             }
             Op::Embedding { table, ids } if matches!(val(table)?.dtype, DType::Q4(_)) => {
                 let t = val(table)?.clone();
@@ -686,13 +720,9 @@ impl Executor {
                 let idb = buf(ids, "ids")?;
                 let (gx, gy) = grid1(out_elems);
                 for c in &t.chunks {
-                    ds.push(Dispatch {
-                        kernel: Kernel::Q4Gather,
-                        w_f16: false,
-                        params: q4_params(&t, c, shape[0], false, gx)?,
-                        bindings: vec![(2, c.buffer.clone()), (4, out.clone()), (5, idb.clone())],
-                        groups: [gx, gy, 1],
-                    });
+                    let params = q4_params(&t, c, shape[0], false, gx)?;
+                    let bind = [("w", &c.buffer), ("y", &out), ("ids", &idb)];
+                    ds.push(Dispatch::new(Kernel::Q4Gather, params, [gx, gy, 1], &bind)?);
                 }
             }
             Op::Embedding { table, ids } => {
@@ -701,120 +731,79 @@ impl Executor {
                 let idb = buf(ids, "ids")?;
                 let (gx, gy) = grid1(out_elems);
                 for c in &t.chunks {
-                    let params = words(&[
-                        shape[0] as u32,
-                        shape[1] as u32,
-                        c.row0 as u32,
-                        c.rows as u32,
+                    let params = EmbeddingParams {
+                        s: shape[0] as u32,
+                        e: shape[1] as u32,
+                        row0: c.row0 as u32,
+                        rows: c.rows as u32,
                         gx,
-                        0,
-                        0,
-                        0,
-                    ]);
-                    ds.push(Dispatch {
-                        kernel: Kernel::Gather,
-                        w_f16: t.dtype == DType::F16,
-                        params,
-                        bindings: vec![(1, c.buffer.clone()), (2, idb.clone()), (4, out.clone())],
-                        groups: [gx, gy, 1],
-                    });
+                        ..Default::default()
+                    };
+                    let bind = [("w", &c.buffer), ("ids", &idb), ("out", &out)];
+                    ds.push(Dispatch::new(Kernel::Gather, params, [gx, gy, 1], &bind)?.f16(t.dtype == DType::F16));
                 }
             }
             Op::ScatterRows { dst, src, index } => {
                 self.check_ids(g, index, shape[0], "scatter index")?;
-                let (gx, gy) = grid1(out_elems);
-                ds.push(Dispatch {
-                    kernel: Kernel::CopyRange,
-                    w_f16: false,
-                    params: words(&[out_elems as u32, 0, 0, 0, gx, 0, 0, 0]),
-                    bindings: vec![(1, buf(dst, "dst")?), (2, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                ds.push(copy(&buf(dst, "dst")?, out_elems, 0)?);
                 let ss = g.shape(src).map_err(core_err)?;
-                let n_src = numel(ss);
-                let (gx, gy) = grid1(n_src);
-                let params = words(&[ss[0] as u32, ss[1] as u32, 0, 0, gx, 0, 0, 0]);
-                ds.push(Dispatch {
-                    kernel: Kernel::Scatter,
-                    w_f16: false,
-                    params,
-                    bindings: vec![(2, buf(index, "index")?), (3, buf(src, "src")?), (4, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                let (gx, gy) = grid1(numel(ss));
+                let params = EmbeddingParams {
+                    s: ss[0] as u32,
+                    e: ss[1] as u32,
+                    gx,
+                    ..Default::default()
+                };
+                let bind = [
+                    ("ids", &buf(index, "index")?),
+                    ("src", &buf(src, "src")?),
+                    ("out", &out),
+                ];
+                ds.push(Dispatch::new(Kernel::Scatter, params, [gx, gy, 1], &bind)?);
             }
             Op::Rows { x, start, count } => {
                 let e = shape[1];
-                let n = count * e;
-                let (gx, gy) = grid1(n);
-                ds.push(Dispatch {
-                    kernel: Kernel::CopyRange,
-                    w_f16: false,
-                    params: words(&[n as u32, (start * e) as u32, 0, 0, gx, 0, 0, 0]),
-                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                ds.push(copy(&buf(x, "x")?, count * e, start * e)?);
             }
-            Op::Reshape { x } => {
-                // Row-major order is unchanged: a plain copy into the output buffer.
-                let (gx, gy) = grid1(out_elems);
-                ds.push(Dispatch {
-                    kernel: Kernel::CopyRange,
-                    w_f16: false,
-                    params: words(&[out_elems as u32, 0, 0, 0, gx, 0, 0, 0]),
-                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
-                    groups: [gx, gy, 1],
-                });
-            }
+            // Row-major order is unchanged: a plain copy into the output buffer.
+            Op::Reshape { x } => ds.push(copy(&buf(x, "x")?, out_elems, 0)?),
             Op::Argmax { x } => {
                 let xs = g.shape(x).map_err(core_err)?;
                 let rows = rows_of(xs);
                 let nn = *xs.last().unwrap_or(&1);
                 let (gx, gy) = grid(rows as u64, gpu.limits.max_compute_workgroups_per_dimension);
-                ds.push(Dispatch {
-                    kernel: Kernel::Argmax,
-                    w_f16: false,
-                    params: words(&[rows as u32, nn as u32, gx, 0]),
-                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                let params = ArgmaxParams {
+                    rows: rows as u32,
+                    n: nn as u32,
+                    gx,
+                    _pad: 0,
+                };
+                let bind = [("x", &buf(x, "x")?), ("out", &out)];
+                ds.push(Dispatch::new(Kernel::Argmax, params, [gx, gy, 1], &bind)?);
             }
             Op::Sample { x, p } => {
                 let xs = g.shape(x).map_err(core_err)?;
                 let rows = rows_of(xs);
                 let nn = *xs.last().unwrap_or(&1);
                 let (gx, gy) = grid(rows as u64, gpu.limits.max_compute_workgroups_per_dimension);
-                ds.push(Dispatch {
-                    kernel: Kernel::Sample,
-                    w_f16: false,
-                    params: sample_params(rows, nn, gx, &p, 0, 1.0),
-                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                let params = sample_params(rows, nn, gx, &p, 0, 1.0);
+                let bind = [("x", &buf(x, "x")?), ("out_id", &out)];
+                ds.push(Dispatch::new(Kernel::Sample, params, [gx, gy, 1], &bind)?);
             }
             Op::RepetitionPenalty { x, ids, penalty } => {
                 let xs = g.shape(x).map_err(core_err)?;
                 let rows = rows_of(xs);
                 let nn = *xs.last().unwrap_or(&1);
                 self.check_ids(g, ids, nn, "repetition penalty ids")?;
-                let (gx, gy) = grid1(out_elems);
-                ds.push(Dispatch {
-                    kernel: Kernel::CopyRange,
-                    w_f16: false,
-                    params: words(&[out_elems as u32, 0, 0, 0, gx, 0, 0, 0]),
-                    bindings: vec![(1, buf(x, "x")?), (2, out.clone())],
-                    groups: [gx, gy, 1],
-                });
+                let xb = buf(x, "x")?;
+                ds.push(copy(&xb, out_elems, 0)?);
                 let n_ids = g.numel(ids).map_err(core_err)?;
                 if n_ids > 0 {
                     let (gx, gy) = grid1(rows * n_ids);
                     let sp = pinhole_core::SampleParams::new(0.0);
-                    ds.push(Dispatch {
-                        kernel: Kernel::RepetitionPenalty,
-                        w_f16: false,
-                        params: sample_params(rows, nn, gx, &sp, n_ids, penalty),
-                        bindings: vec![(1, buf(x, "x")?), (3, buf(ids, "ids")?), (4, out.clone())],
-                        groups: [gx, gy, 1],
-                    });
+                    let params = sample_params(rows, nn, gx, &sp, n_ids, penalty);
+                    let bind = [("x", &xb), ("ids", &buf(ids, "ids")?), ("out_x", &out)];
+                    ds.push(Dispatch::new(Kernel::RepetitionPenalty, params, [gx, gy, 1], &bind)?);
                 }
             }
             Op::WriteRows { .. } => {
@@ -997,7 +986,7 @@ impl Executor {
 }
 
 /// The `Params` block of q4.wgsl for one row chunk of a 4-bit weight.
-fn q4_params(wt: &GpuTensor, c: &Chunk, m: usize, has_bias: bool, gx: u32) -> Result<Vec<u8>> {
+fn q4_params(wt: &GpuTensor, c: &Chunk, m: usize, has_bias: bool, gx: u32) -> Result<Q4Params> {
     let DType::Q4(f) = wt.dtype else {
         return Err(core_err(CoreError::DType {
             what: "4-bit kernel".into(),
@@ -1006,20 +995,20 @@ fn q4_params(wt: &GpuTensor, c: &Chunk, m: usize, has_bias: bool, gx: u32) -> Re
     };
     let k = wt.cols();
     let (scales_at, offsets_at, _) = pinhole_core::quant::chunk_layout(c.rows, k, f);
-    Ok(words(&[
-        m as u32,
-        wt.rows() as u32,
-        k as u32,
-        c.row0 as u32,
-        c.rows as u32,
-        has_bias as u32,
+    Ok(Q4Params {
+        m: m as u32,
+        n: wt.rows() as u32,
+        k: k as u32,
+        n0: c.row0 as u32,
+        nc: c.rows as u32,
+        has_bias: has_bias as u32,
         gx,
-        f.group,
-        f.asym() as u32,
-        scales_at as u32,
-        offsets_at as u32,
-        0,
-    ]))
+        group: f.group,
+        asym: f.asym() as u32,
+        scales_at: scales_at as u32,
+        offsets_at: offsets_at as u32,
+        _pad: 0,
+    })
 }
 
 /// The `Params` block of sample.wgsl (shared by its two entry points).
@@ -1030,21 +1019,21 @@ fn sample_params(
     p: &pinhole_core::SampleParams,
     n_ids: usize,
     penalty: f32,
-) -> Vec<u8> {
-    words(&[
-        rows as u32,
-        n as u32,
+) -> SampleParams {
+    SampleParams {
+        rows: rows as u32,
+        n: n as u32,
         gx,
-        p.top_k,
-        f2u(p.temperature),
-        f2u(p.top_p),
-        f2u(p.uniform),
-        n_ids as u32,
-        f2u(penalty),
-        f2u(1.0 / penalty),
-        0,
-        0,
-    ])
+        top_k: p.top_k,
+        temperature: p.temperature,
+        top_p: p.top_p,
+        uniform: p.uniform,
+        n_ids: n_ids as u32,
+        penalty,
+        inv_penalty: 1.0 / penalty,
+        _pad0: 0,
+        _pad1: 0,
+    }
 }
 
 fn act_code(a: Activation) -> u32 {
@@ -1060,15 +1049,16 @@ fn ew(
     n: usize,
     op: u32,
     s: f32,
-    bindings: Vec<(u32, wgpu::Buffer)>,
+    bind: &[(&str, &wgpu::Buffer)],
     grid1: &dyn Fn(usize) -> (u32, u32),
-) -> Dispatch {
+) -> Result<Dispatch> {
     let (gx, gy) = grid1(n);
-    Dispatch {
-        kernel,
-        w_f16: false,
-        params: words(&[n as u32, op, gx, 0, f2u(s), 0, 0, 0]),
-        bindings,
-        groups: [gx, gy, 1],
-    }
+    let params = ElementwiseParams {
+        n: n as u32,
+        op,
+        gx,
+        s,
+        ..Default::default()
+    };
+    Dispatch::new(kernel, params, [gx, gy, 1], bind)
 }

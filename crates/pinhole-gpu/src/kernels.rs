@@ -1,10 +1,88 @@
-//! The kernel registry: which WGSL file and entry point implements each kernel, and whether
-//! the kernel is specialised on the weight storage dtype (override `W_F16`).
+//! The kernel registry: for each kernel, the WGSL file and entry point that implement it,
+//! whether it is specialised on the weight storage dtype (override `W_F16`), its params struct
+//! ([`crate::params`]) and the storage bindings it reads and writes, all from one table.
 //!
 //! The WGSL lives in this crate's `shaders/` folder, one file per kernel family plus shared
 //! snippets in `shaders/common/`, joined by [`crate::wgsl`] and compiled into the binary with
 //! `include_str!` so native and wasm builds carry exactly the same source.
 
+use crate::params::{
+    ArgmaxParams, AttentionParams, CopyParams, ElementwiseParams, EmbeddingParams, KernelParams, MatmulParams,
+    NormParams, ParamsLayout, PatchEmbedParams, Q4Params, RopeParams, SampleParams,
+};
+
+/// The kernel table: one row per kernel generates the [`Kernel`] enum and everything the
+/// runtime asks of a kernel (its family's WGSL file, entry point, weight-dtype specialisation,
+/// params struct and storage bindings), and [`Kernel::ALL`], which `Gpu::compile_all` and the
+/// layout test (`tests/layout.rs`, naga reflection) walk.
+macro_rules! kernel_table {
+    ($(
+        $(#[$doc:meta])*
+        $kernel:ident => $family:ident :: $entry:literal, $params:ident, w_f16 = $wf:literal, [$($slot:literal $bind:ident),* $(,)?];
+    )*) => {
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+        pub enum Kernel {
+            $($(#[$doc])* $kernel,)*
+        }
+
+        impl Kernel {
+            /// Every kernel, in table order.
+            pub const ALL: &'static [Kernel] = &[$(Kernel::$kernel),*];
+
+            pub fn family(self) -> Family {
+                match self { $(Kernel::$kernel => Family::$family,)* }
+            }
+
+            pub fn entry(self) -> &'static str {
+                match self { $(Kernel::$kernel => $entry,)* }
+            }
+
+            /// Kernels whose WGSL declares `override W_F16` (common/weight.wgsl).
+            pub fn has_weight_dtype(self) -> bool {
+                match self { $(Kernel::$kernel => $wf,)* }
+            }
+
+            /// The layout of the kernel's `struct Params` (binding 0).
+            pub fn params(self) -> ParamsLayout {
+                match self { $(Kernel::$kernel => <$params as KernelParams>::LAYOUT,)* }
+            }
+
+            /// The storage bindings the entry point uses, as (slot, WGSL name).
+            pub fn bindings(self) -> &'static [(u32, &'static str)] {
+                match self { $(Kernel::$kernel => &[$(($slot, stringify!($bind))),*],)* }
+            }
+        }
+    };
+}
+
+kernel_table! {
+    Gemm => Matmul::"gemm", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
+    Gemv => Matmul::"gemv", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
+    Attention => Attention::"attend", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
+    LayerNorm => Norm::"layer_norm", NormParams, w_f16 = false, [1 x, 2 w, 3 b, 4 y];
+    RmsNorm => Norm::"rms_norm", NormParams, w_f16 = false, [1 x, 2 w, 4 y];
+    Act => Elementwise::"act", ElementwiseParams, w_f16 = false, [1 a, 3 out];
+    Gated => Elementwise::"gated", ElementwiseParams, w_f16 = false, [1 a, 2 b, 3 out];
+    Add => Elementwise::"add", ElementwiseParams, w_f16 = false, [1 a, 2 b, 3 out];
+    Scale => Elementwise::"scale", ElementwiseParams, w_f16 = false, [1 a, 3 out];
+    SoftCap => Elementwise::"softcap", ElementwiseParams, w_f16 = false, [1 a, 3 out];
+    CopyRange => Copy::"copy_range", CopyParams, w_f16 = false, [1 src, 2 dst];
+    Fill => Copy::"fill", CopyParams, w_f16 = false, [2 dst];
+    CopyVec4 => Copy::"copy_vec4", CopyParams, w_f16 = false, [3 src4, 4 dst4];
+    Rope => Rope::"rope", RopeParams, w_f16 = false, [1 x, 2 cs, 3 out];
+    Gather => Embedding::"gather", EmbeddingParams, w_f16 = true, [1 w, 2 ids, 4 out];
+    Scatter => Embedding::"scatter", EmbeddingParams, w_f16 = false, [2 ids, 3 src, 4 out];
+    Argmax => Argmax::"argmax", ArgmaxParams, w_f16 = false, [1 x, 2 out];
+    Sample => Sample::"sample", SampleParams, w_f16 = false, [1 x, 2 out_id];
+    RepetitionPenalty => Sample::"repetition_penalty", SampleParams, w_f16 = false, [1 x, 3 ids, 4 out_x];
+    PatchEmbed => PatchEmbed::"patch_embed", PatchEmbedParams, w_f16 = true, [1 px, 2 w, 3 bias, 4 out, 5 pos];
+    /// 4-bit weights (q4.wgsl): fused GEMV, tiled GEMM, embedding gather.
+    Q4Gemv => Q4::"gemv", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
+    Q4Gemm => Q4::"gemm", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
+    Q4Gather => Q4::"gather", Q4Params, w_f16 = false, [2 w, 4 y, 5 ids];
+}
+
+/// A kernel family: one WGSL file (one shader module) holding one or more entry points.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Family {
     Matmul,
@@ -41,100 +119,9 @@ impl Family {
     pub fn source(self) -> crate::error::Result<String> {
         crate::wgsl::source(self.file())
     }
-
-    pub const ALL: [Family; 11] = [
-        Family::Matmul,
-        Family::Attention,
-        Family::Norm,
-        Family::Elementwise,
-        Family::Copy,
-        Family::Rope,
-        Family::Embedding,
-        Family::Argmax,
-        Family::Sample,
-        Family::PatchEmbed,
-        Family::Q4,
-    ];
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Kernel {
-    Gemm,
-    Gemv,
-    Attention,
-    LayerNorm,
-    RmsNorm,
-    Act,
-    Gated,
-    Add,
-    Scale,
-    SoftCap,
-    CopyRange,
-    Fill,
-    CopyVec4,
-    Rope,
-    Gather,
-    Scatter,
-    Argmax,
-    Sample,
-    RepetitionPenalty,
-    PatchEmbed,
-    /// 4-bit weights (q4.wgsl): fused GEMV, tiled GEMM, embedding gather.
-    Q4Gemv,
-    Q4Gemm,
-    Q4Gather,
 }
 
 impl Kernel {
-    pub fn family(self) -> Family {
-        match self {
-            Kernel::Gemm | Kernel::Gemv => Family::Matmul,
-            Kernel::Attention => Family::Attention,
-            Kernel::LayerNorm | Kernel::RmsNorm => Family::Norm,
-            Kernel::Act | Kernel::Gated | Kernel::Add | Kernel::Scale | Kernel::SoftCap => Family::Elementwise,
-            Kernel::CopyRange | Kernel::Fill | Kernel::CopyVec4 => Family::Copy,
-            Kernel::Rope => Family::Rope,
-            Kernel::Gather | Kernel::Scatter => Family::Embedding,
-            Kernel::Argmax => Family::Argmax,
-            Kernel::Sample | Kernel::RepetitionPenalty => Family::Sample,
-            Kernel::PatchEmbed => Family::PatchEmbed,
-            Kernel::Q4Gemv | Kernel::Q4Gemm | Kernel::Q4Gather => Family::Q4,
-        }
-    }
-
-    pub fn entry(self) -> &'static str {
-        match self {
-            Kernel::Gemm => "gemm",
-            Kernel::Gemv => "gemv",
-            Kernel::Attention => "attend",
-            Kernel::LayerNorm => "layer_norm",
-            Kernel::RmsNorm => "rms_norm",
-            Kernel::Act => "act",
-            Kernel::Gated => "gated",
-            Kernel::Add => "add",
-            Kernel::Scale => "scale",
-            Kernel::SoftCap => "softcap",
-            Kernel::CopyRange => "copy_range",
-            Kernel::Fill => "fill",
-            Kernel::CopyVec4 => "copy_vec4",
-            Kernel::Rope => "rope",
-            Kernel::Gather => "gather",
-            Kernel::Scatter => "scatter",
-            Kernel::Argmax => "argmax",
-            Kernel::Sample => "sample",
-            Kernel::RepetitionPenalty => "repetition_penalty",
-            Kernel::PatchEmbed => "patch_embed",
-            Kernel::Q4Gemv => "gemv",
-            Kernel::Q4Gemm => "gemm",
-            Kernel::Q4Gather => "gather",
-        }
-    }
-
-    /// Kernels whose WGSL declares `override W_F16`.
-    pub fn has_weight_dtype(self) -> bool {
-        matches!(self, Kernel::Gemm | Kernel::Gemv | Kernel::Gather | Kernel::PatchEmbed)
-    }
-
     pub fn label(self) -> String {
         format!("{}:{}", self.family().file(), self.entry())
     }

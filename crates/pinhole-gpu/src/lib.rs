@@ -2,7 +2,8 @@
 //! DX12) and for `wasm32-unknown-unknown` (the browser's WebGPU).
 //!
 //! * [`context`]: adapter/device setup, limits, the pipeline cache, error capture.
-//! * [`kernels`]: which WGSL file and entry point implements each kernel.
+//! * [`kernels`]: the kernel table (WGSL file, entry point, params struct, bindings).
+//! * [`params`]: each kernel family's `struct Params` as a Pod struct.
 //! * [`wgsl`]: the WGSL sources (`shaders/`) and the `// #include` step that joins them.
 //! * [`weights`]: weights uploaded tensor by tensor and split across bindings.
 //! * [`executor`]: runs a `pinhole_core::Graph` in one submission.
@@ -16,6 +17,7 @@ pub mod executor;
 #[cfg(feature = "kernel-cases")]
 pub mod kernel_cases;
 pub mod kernels;
+pub mod params;
 mod readback;
 pub mod weights;
 pub mod wgsl;

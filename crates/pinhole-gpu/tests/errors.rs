@@ -83,5 +83,10 @@ fn every_kernel_compiles_for_both_weight_dtypes() {
     for gpu in gpus() {
         let n = pollster::block_on(gpu.compile_all()).unwrap();
         assert!(n >= 18);
+        // Every kernel of the table, and its f16-weight variant where it has one.
+        let all = pinhole_gpu::kernels::Kernel::ALL;
+        assert_eq!(n, all.len() + all.iter().filter(|k| k.has_weight_dtype()).count());
+        assert!(all.contains(&pinhole_gpu::kernels::Kernel::Sample));
+        assert!(all.contains(&pinhole_gpu::kernels::Kernel::RepetitionPenalty));
     }
 }
