@@ -85,6 +85,23 @@ def exif_with_orientation(o):
     return ex.tobytes()
 
 
+def huge_png(path, w=20000, h=20000):
+    """A valid 1-bit w x h PNG of zeros (49 KB for 20000x20000): too large for pinhole, which
+    must say so from the header (crates/pinhole-core/tests/image_limits.rs)."""
+    import struct
+    import zlib
+
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+
+    z = zlib.compressobj(9)
+    row = b"\x00" * (1 + (w + 7) // 8)
+    data = b"".join(z.compress(row) for _ in range(h)) + z.flush()
+    with open(path, "wb") as f:
+        f.write(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 0, 0, 0, 0))
+                + chunk(b"IDAT", data) + chunk(b"IEND", b""))
+
+
 def main():
     if len(sys.argv) >= 3 and sys.argv[1] == "--photo":
         w, h = (int(sys.argv[3]), int(sys.argv[4])) if len(sys.argv) >= 5 else (4000, 3000)
@@ -179,6 +196,14 @@ def main():
     jpeg("phone_orient6_prog.jpg", textured(40, 30, 301), quality=90, subsampling=2, progressive=True,
          exif=exif_with_orientation(6))
 
+    # A bundled-model example scene stored a quarter turn counter-clockwise with orientation 6,
+    # so it is upright again after exif_transpose (the CLI test captions it both ways).
+    scene = os.path.join(HERE, "..", "models", "pinhole-shapes", "examples", "scene_00001.png")
+    with Image.open(scene) as im:
+        im.convert("RGB").transpose(Image.Transpose.ROTATE_90).save(
+            os.path.join(OUT, "scene_00001_orient6.png"), exif=exif_with_orientation(6))
+    files.append("scene_00001_orient6.png")
+
     # Other kinds.
     base = textured(26, 19, 400)
     alpha = Image.fromarray(np.random.default_rng(5).integers(0, 256, (19, 26), dtype=np.uint8), "L")
@@ -228,6 +253,8 @@ def main():
     with open(os.path.join(OUT, "truncated.png"), "wb") as f:
         f.write(png.getvalue()[: len(png.getvalue()) * 2 // 3])
     files.append("truncated.png")
+
+    huge_png(os.path.join(OUT, "..", "image-limits", "png-20000x20000.png"))
 
     manifest = []
     for name in files:

@@ -3,6 +3,7 @@
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
+use pinhole_core::hf::image::DecodeOptions;
 use pinhole_gpu::{Executor, Gpu, GpuOptions};
 use pinhole_models::boxes::parse_boxes;
 use pinhole_models::generate::{generate, now_ms};
@@ -53,9 +54,17 @@ fn open_model(dir: &Path, dtype: Option<&str>) -> Result<(std::sync::Arc<Gpu>, L
     Ok((gpu, lm, now_ms() - t0))
 }
 
-fn read_image(lm: &LoadedModel, path: &Path) -> Result<pinhole_core::Tensor, String> {
+fn read_image(lm: &LoadedModel, path: &Path, opts: DecodeOptions) -> Result<pinhole_core::Tensor, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read the image: {e}", path.display()))?;
-    processor::pixels(&lm.model, &bytes, &path.display().to_string()).map_err(|e| e.to_string())
+    processor::pixels_with(&lm.model, &bytes, &path.display().to_string(), opts).map_err(|e| e.to_string())
+}
+
+/// `--no-exif-orientation`: use the pixels as stored instead of turning the image upright by
+/// its EXIF orientation (which transformers' `load_image` applies, and so pinhole by default).
+fn decode_options(args: &crate::args::Args) -> DecodeOptions {
+    DecodeOptions {
+        apply_orientation: !args.flag("no-exif-orientation"),
+    }
 }
 
 /// The prompt when `--prompt` is not given: PaliGemma's captioning task, or no text for
@@ -79,7 +88,11 @@ fn default_model() -> Result<PathBuf, String> {
 }
 
 pub fn caption(argv: &[String]) -> Result<(), String> {
-    let args = crate::args::parse(argv, &[], &["model", "max-new-tokens", "dtype", "prompt"])?;
+    let args = crate::args::parse(
+        argv,
+        &["no-exif-orientation"],
+        &["model", "max-new-tokens", "dtype", "prompt"],
+    )?;
     if args.positional.is_empty() {
         return Err("give at least one image: `pinhole caption [--model DIR] IMAGE...`".into());
     }
@@ -96,7 +109,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
     };
     let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
     for img in &args.positional {
-        let px = read_image(&lm, Path::new(img))?;
+        let px = read_image(&lm, Path::new(img), decode_options(&args))?;
         let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, _| {})).map_err(|e| e.to_string())?;
         outln!("{}", g.text.trim());
     }
@@ -106,7 +119,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
 pub fn run(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(
         argv,
-        &["json", "stream"],
+        &["json", "stream", "no-exif-orientation"],
         &[
             "model",
             "image",
@@ -130,7 +143,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let dump = args.opt("dump").map(PathBuf::from);
     let (gpu, lm, load_ms) = open_model(&dir, args.opt("dtype"))?;
     let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
-    let px = read_image(&lm, Path::new(image))?;
+    let px = read_image(&lm, Path::new(image), decode_options(&args))?;
     let mut ex = Executor::new(gpu.clone());
     let opts = GenerateOptions {
         max_new_tokens: args.num("max-new-tokens", 32)?,

@@ -39,8 +39,12 @@ const USAGE: &str = "pinhole — vision-language models on WebGPU
 
 USAGE:
   pinhole caption [--model DIR] IMAGE...     one caption line per image
+                  [--no-exif-orientation]   (images are turned upright by their EXIF orientation
+                                             as transformers' load_image does; this flag keeps
+                                             the pixels as stored; generate takes it too)
   pinhole generate --model DIR --image IMG --prompt TEXT [--max-new-tokens N]
                    [--json] [--stream] [--dump DIR] [--dtype auto|f32|f16]
+                   [--no-exif-orientation]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S]
                                              run a prompt on an image (prompts: 'caption en',
                                              'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr');

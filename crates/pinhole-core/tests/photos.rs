@@ -114,3 +114,26 @@ fn corpus_decodes_exactly_as_pillow() {
         failures.join("\n")
     );
 }
+
+#[test]
+fn orientation_can_be_left_unapplied() {
+    use pinhole_core::hf::image::{decode_image_with, DecodeOptions};
+    let raw = DecodeOptions {
+        apply_orientation: false,
+    };
+    for ext in ["jpg", "png"] {
+        let stored = |o: u32| {
+            let name = format!("exif_orient{o}.{ext}");
+            decode_image_with(&read(&corpus().join(&name)), &name, raw).unwrap()
+        };
+        // The 8 files hold the same stored pixels; only the tag differs.
+        let first = stored(1);
+        assert_eq!((first.width, first.height), (24, 16));
+        for o in 2..=8 {
+            let img = stored(o);
+            assert_eq!(img, first, "exif_orient{o}.{ext} without orientation");
+            let upright = decode_image(&read(&corpus().join(format!("exif_orient{o}.{ext}"))), "x").unwrap();
+            assert_ne!(upright, first, "exif_orient{o}.{ext} with orientation");
+        }
+    }
+}

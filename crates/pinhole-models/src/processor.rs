@@ -9,7 +9,7 @@
 //! The image is decoded, resized with PIL's bicubic filter to the model's size, rescaled and
 //! normalised with the mean/std of the processor config (SigLIP's 0.5, BLIP's CLIP values).
 
-use pinhole_core::hf::image::preprocess_image;
+use pinhole_core::hf::image::{preprocess_image_with, DecodeOptions};
 use pinhole_core::Tensor;
 
 use crate::error::{Error, Result};
@@ -90,9 +90,15 @@ pub fn image_rows(model: &Model, ids: &[u32]) -> Vec<u32> {
         .collect()
 }
 
-/// Decoded, resized and normalised pixels `[3, size, size]` for the model.
+/// Decoded (turned upright by its EXIF orientation, as transformers' `load_image` does),
+/// resized and normalised pixels `[3, size, size]` for the model.
 pub fn pixels(model: &Model, bytes: &[u8], name: &str) -> Result<Tensor> {
-    let t = preprocess_image(bytes, name, model.processor())?;
+    pixels_with(model, bytes, name, DecodeOptions::default())
+}
+
+/// [`pixels`] with [`DecodeOptions`] (e.g. the EXIF orientation left unapplied).
+pub fn pixels_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions) -> Result<Tensor> {
+    let t = preprocess_image_with(bytes, name, model.processor(), opts)?;
     let want = model.pixel_shape();
     if t.shape != want {
         return Err(Error::Request(format!(

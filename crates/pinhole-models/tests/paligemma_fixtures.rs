@@ -43,15 +43,9 @@ fn check_fixture(name: &str) {
         .zip(want_px.as_f32().unwrap())
         .map(|(a, b)| (a - b).abs())
         .fold(0.0f32, f32::max);
-    // PNG/GIF/WebP decode bit-exactly like Pillow and the resize is PIL-exact, so pixels match
-    // to float rounding. JPEG decoders differ (zune-jpeg here, libjpeg-turbo in Pillow) by a
-    // few 8-bit levels on smooth images: 3 levels = 3/255/0.5 after normalisation.
-    let image_name = exp["image"].as_str().unwrap();
-    let bound = if image_name.ends_with(".jpg") {
-        3.0 * 2.0 / 255.0 + 1e-6
-    } else {
-        1e-5
-    };
+    // Every format, JPEG included, decodes bit-exactly like Pillow and the resize is
+    // PIL-exact, so pixels match to float rounding.
+    let bound = 1e-5;
     assert!(
         px_err <= bound,
         "{name}: pixel values differ by up to {px_err} (bound {bound})"

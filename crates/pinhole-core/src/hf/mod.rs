@@ -30,6 +30,9 @@ pub mod smolvlm_image;
 pub use blip2_config::{Blip2PhiConfig, Blip2VisionConfig, PhiConfig, QFormerConfig};
 pub use checkpoint::{CheckpointReader, ShardIndex};
 pub use config::{Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig, TextModelType};
-pub use image::{decode_image, preprocess_image, resize_bicubic, resize_filtered, Filter, PassOrder, Rgb8Image};
+pub use image::{
+    decode_image, decode_image_with, preprocess_image, preprocess_image_with, resize_bicubic, resize_filtered,
+    DecodeOptions, Filter, PassOrder, Rgb8Image,
+};
 pub use processor::{GenerationConfig, ImageProcessorConfig};
 pub use safetensors::{ByteSource, SafetensorsFile, StDType, TensorInfo};

@@ -575,7 +575,17 @@ pub fn preprocess_rgb(img: &Rgb8Image, cfg: &ImageProcessorConfig) -> Result<Ten
 
 /// Decodes image bytes and preprocesses them: [`decode_image`] then [`preprocess_rgb`].
 pub fn preprocess_image(bytes: &[u8], name: &str, cfg: &ImageProcessorConfig) -> Result<Tensor> {
-    preprocess_rgb(&decode_image(bytes, name)?, cfg)
+    preprocess_image_with(bytes, name, cfg, DecodeOptions::default())
+}
+
+/// [`preprocess_image`] with [`DecodeOptions`].
+pub fn preprocess_image_with(
+    bytes: &[u8],
+    name: &str,
+    cfg: &ImageProcessorConfig,
+    opts: DecodeOptions,
+) -> Result<Tensor> {
+    preprocess_rgb(&decode_image_with(bytes, name, opts)?, cfg)
 }
 
 #[cfg(test)]

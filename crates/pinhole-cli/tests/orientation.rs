@@ -1,0 +1,55 @@
+//! EXIF orientation end to end: a bundled-model example scene stored a quarter turn
+//! counter-clockwise with EXIF orientation 6 (tools/make_jpeg_corpus.py) is turned upright
+//! before captioning, as transformers' `load_image` does, so `detect` finds the same boxes as
+//! on the upright scene; `--no-exif-orientation` captions the stored pixels instead.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn pinhole(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+        .args(args)
+        .current_dir(repo())
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .expect("run pinhole");
+    assert!(
+        out.status.success(),
+        "pinhole {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("utf-8 output")
+}
+
+#[test]
+fn exif_rotated_photo_is_captioned_upright_unless_told_not_to() {
+    let text = std::fs::read_to_string(repo().join("models/pinhole-shapes/examples/expected.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let item = v["scene_00001.png"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|it| it["prompt"].as_str().unwrap().starts_with("detect"))
+        .expect("a detect prompt for scene_00001");
+    let (prompt, want) = (item["prompt"].as_str().unwrap(), item["answer"].as_str().unwrap());
+    let rotated = repo()
+        .join("crates/pinhole-core/tests/fixtures/photos/scene_00001_orient6.png")
+        .display()
+        .to_string();
+    let out = pinhole(&["caption", "--prompt", prompt, "--max-new-tokens", "48", &rotated]);
+    assert_eq!(out.trim(), want, "upright by EXIF orientation 6");
+    let raw = pinhole(&[
+        "caption",
+        "--no-exif-orientation",
+        "--prompt",
+        prompt,
+        "--max-new-tokens",
+        "48",
+        &rotated,
+    ]);
+    assert_ne!(raw.trim(), want, "--no-exif-orientation must leave the scene turned");
+}
