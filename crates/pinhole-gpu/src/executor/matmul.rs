@@ -1,0 +1,111 @@
+//! `MatMul`: Y = X·Wᵀ (+ bias) with f32, f16 (matmul.wgsl) or 4-bit (q4.wgsl) weights, one
+//! dispatch per row chunk of the weight. GEMV for decode-sized inputs, tiled GEMM otherwise.
+
+use pinhole_core::graph::{Op, TensorId};
+use pinhole_core::tensor::rows_of;
+use pinhole_core::{DType, Error as CoreError};
+
+use super::{core_err, Dispatch, OpCtx};
+use crate::error::Result;
+use crate::kernels::Kernel;
+use crate::params::{MatmulParams, Q4Params};
+use crate::weights::{Chunk, GpuTensor};
+
+/// Rows at or below which a matmul uses the GEMV kernel (decode steps).
+const GEMV_MAX_ROWS: usize = 4;
+/// Weight rows per workgroup of the f32/f16 GEMV (4 output columns per workgroup in matmul.wgsl).
+const GEMV_ROWS: u64 = 4;
+/// Weight rows per workgroup of the 4-bit GEMV (RPW in q4.wgsl).
+const Q4_GEMV_ROWS: u64 = 8;
+/// Output tile of both GEMMs (TM × TN in common/linear.wgsl).
+const TILE: usize = 64;
+
+pub(super) fn plan(cx: &mut OpCtx) -> Result<()> {
+    let Op::MatMul { x, w, bias } = *cx.op else {
+        return Err(cx.not_mine("matmul"));
+    };
+    matmul(cx, x, w, bias)
+}
+
+fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> Result<()> {
+    let wt = cx.val(w)?;
+    let q4 = matches!(wt.dtype, DType::Q4(_));
+    if !q4 && !matches!(wt.dtype, DType::F32 | DType::F16) {
+        return Err(core_err(CoreError::DType {
+            what: "matmul weight".into(),
+            detail: format!("{} is not supported", wt.dtype.name()),
+        }));
+    }
+    let m = rows_of(cx.shape);
+    let bias_buf = match bias {
+        Some(b) => {
+            cx.f32_store(b, "bias")?;
+            cx.buf(b, "matmul bias")?
+        }
+        None => cx.gpu.dummy.clone(),
+    };
+    let xb = cx.buf(x, "matmul input")?;
+    // GEMV (≤ 4 rows of x) reads every weight once for all rows; GEMM tiles 64×64.
+    let gemv = m <= GEMV_MAX_ROWS;
+    for c in &wt.chunks {
+        let bind = [("x", &xb), ("w", &c.buffer), ("bias", &bias_buf), ("y", cx.out)];
+        let gemm_grid = [c.rows.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
+        let d = if q4 {
+            let (kernel, groups) = if gemv {
+                let (gx, gy) = cx.grid((c.rows as u64).div_ceil(Q4_GEMV_ROWS));
+                (Kernel::Q4Gemv, [gx, gy, 1])
+            } else {
+                (Kernel::Q4Gemm, gemm_grid)
+            };
+            Dispatch::new(kernel, q4_params(wt, c, m, bias.is_some(), groups[0])?, groups, &bind)?
+        } else {
+            // Same parameters for both kernels; only the kernel and its grid differ.
+            let (kernel, groups) = if gemv {
+                let (gx, gy) = cx.grid((c.rows as u64).div_ceil(GEMV_ROWS));
+                (Kernel::Gemv, [gx, gy, m as u32])
+            } else {
+                (Kernel::Gemm, gemm_grid)
+            };
+            let params = MatmulParams {
+                m: m as u32,
+                n: wt.rows() as u32,
+                k: wt.cols() as u32,
+                n0: c.row0 as u32,
+                nc: c.rows as u32,
+                has_bias: bias.is_some() as u32,
+                gx: groups[0],
+                _pad: 0,
+            };
+            Dispatch::new(kernel, params, groups, &bind)?.f16(wt.dtype == DType::F16)
+        };
+        cx.push(d);
+    }
+    Ok(())
+}
+
+/// The `Params` block of q4.wgsl for one row chunk of a 4-bit weight (also the 4-bit
+/// embedding gather's).
+pub(super) fn q4_params(wt: &GpuTensor, c: &Chunk, m: usize, has_bias: bool, gx: u32) -> Result<Q4Params> {
+    let DType::Q4(f) = wt.dtype else {
+        return Err(core_err(CoreError::DType {
+            what: "4-bit kernel".into(),
+            detail: format!("weight is {}", wt.dtype.name()),
+        }));
+    };
+    let k = wt.cols();
+    let (scales_at, offsets_at, _) = pinhole_core::quant::chunk_layout(c.rows, k, f);
+    Ok(Q4Params {
+        m: m as u32,
+        n: wt.rows() as u32,
+        k: k as u32,
+        n0: c.row0 as u32,
+        nc: c.rows as u32,
+        has_bias: has_bias as u32,
+        gx,
+        group: f.group,
+        asym: f.asym() as u32,
+        scales_at: scales_at as u32,
+        offsets_at: offsets_at as u32,
+        _pad: 0,
+    })
+}
