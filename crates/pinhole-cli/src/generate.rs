@@ -108,10 +108,26 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
         sampling: None,
     };
     let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
+    // An image that cannot be read is reported (one line naming it) and the batch goes on;
+    // the exit status says that something failed.
+    let mut failed = 0;
     for img in &args.positional {
-        let px = read_image(&lm, Path::new(img), decode_options(&args))?;
+        let px = match read_image(&lm, Path::new(img), decode_options(&args)) {
+            Ok(px) => px,
+            Err(e) => {
+                eprintln!("error: {e}");
+                failed += 1;
+                continue;
+            }
+        };
         let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, _| {})).map_err(|e| e.to_string())?;
         outln!("{}", g.text.trim());
+    }
+    if failed > 0 {
+        return Err(format!(
+            "{failed} of {} images could not be read (named above); the others were captioned",
+            args.positional.len()
+        ));
     }
     Ok(())
 }
@@ -141,6 +157,13 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     };
     let image = args.opt("image").ok_or("--image IMG is required")?;
     let dump = args.opt("dump").map(PathBuf::from);
+    // Checked before the model is loaded, not after a whole generation.
+    if let Some(d) = dump.as_deref().filter(|d| d.exists() && !d.is_dir()) {
+        return Err(format!(
+            "--dump {}: is a file, not a folder; give a folder to write dump.safetensors into",
+            d.display()
+        ));
+    }
     let (gpu, lm, load_ms) = open_model(&dir, args.opt("dtype"))?;
     let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
     let px = read_image(&lm, Path::new(image), decode_options(&args))?;

@@ -38,8 +38,9 @@ use std::process::ExitCode;
 const USAGE: &str = "pinhole — vision-language models on WebGPU
 
 USAGE:
-  pinhole caption [--model DIR] IMAGE...     one caption line per image
-                  [--no-exif-orientation]   (images are turned upright by their EXIF orientation
+  pinhole caption [--model DIR] IMAGE...     one caption line per image (an unreadable image is
+                  [--no-exif-orientation]   reported on stderr and skipped; exit status 1)
+                                             (images are turned upright by their EXIF orientation
                                              as transformers' load_image does; this flag keeps
                                              the pixels as stored; generate takes it too)
   pinhole generate --model DIR --image IMG --prompt TEXT [--max-new-tokens N]
@@ -81,7 +82,17 @@ fn stdout_failed(e: std::io::Error) -> ! {
 }
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    // `std::env::args` panics on an argument that is not UTF-8; say so in one line instead.
+    let argv: Vec<String> = match std::env::args_os().skip(1).map(|a| a.into_string()).collect() {
+        Ok(v) => v,
+        Err(bad) => {
+            eprintln!(
+                "error: the argument '{}' is not valid UTF-8; pinhole takes prompts and paths in UTF-8",
+                bad.to_string_lossy()
+            );
+            return ExitCode::FAILURE;
+        }
+    };
     // `pinhole CMD --help` (or -h) anywhere after a known command: that command's usage.
     if let Some(cmd) = argv.first() {
         if argv[1..].iter().any(|a| a == "--help" || a == "-h") {

@@ -200,3 +200,184 @@ fn closed_stdout_ends_quietly() {
         out.status
     );
 }
+
+/// The issue-17 reproducers (crates/pinhole-core/tests/fixtures/hostile).
+fn hostile(name: &str) -> Vec<u8> {
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../pinhole-core/tests/fixtures/hostile")
+            .join(name),
+    )
+    .unwrap()
+}
+
+/// A failure reported as exactly one line on stderr.
+fn expect_one_line(args: &[&str], needles: &[&str]) {
+    expect_error(args, needles);
+    let (_, _, stderr) = run(args);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line for {args:?}: {stderr}");
+}
+
+#[test]
+fn hostile_configs_and_tokenizers_are_one_clear_line() {
+    let i = image();
+    let i = i.to_str().unwrap();
+    // Each used to abort, panic with a capacity overflow, or grow until killed.
+    for (file, needles) in [
+        (
+            "config-layers-1e15.json",
+            &["config.json", "num_hidden_layers", "1024"][..],
+        ),
+        ("config-layers-2p63.json", &["config.json", "num_hidden_layers"][..]),
+        (
+            "config-paligemma-image-size-2p32.json",
+            &["config.json", "image_size", "4096"][..],
+        ),
+        (
+            "config-heads-overflow.json",
+            &["config.json", "num_attention_heads"][..],
+        ),
+    ] {
+        let d = scratch(file);
+        std::fs::write(d.join("config.json"), hostile(file)).unwrap();
+        expect_one_line(&gen_args(d.to_str().unwrap(), i), needles);
+    }
+    // tokenizers 0.22 panics inside its decoder deserializer on these.
+    let d = scratch("tokenizer");
+    for bad in [
+        &br#"{"decoder":{"add_prefix_sp"#[..],
+        br#"{"normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}, "model": {"type": "WordLevel", "vocab": {}, "unk_token": "x"}}"#,
+        b"\xff\xfe garbage",
+    ] {
+        std::fs::write(d.join("tokenizer.json"), bad).unwrap();
+        expect_one_line(&gen_args(d.to_str().unwrap(), i), &["tokenizer.json"]);
+    }
+}
+
+#[test]
+fn truncated_model_files_at_many_offsets() {
+    let i = image();
+    let i = i.to_str().unwrap();
+    let d = scratch("truncate");
+    for file in [
+        "config.json",
+        "tokenizer.json",
+        "model.safetensors",
+        "preprocessor_config.json",
+    ] {
+        let whole = std::fs::read(fixture_model().join(file)).unwrap();
+        for frac in [0.0, 0.01, 0.5, 0.97] {
+            let cut = ((whole.len() as f64 * frac) as usize).min(whole.len() - 1);
+            std::fs::write(d.join(file), &whole[..cut]).unwrap();
+            expect_one_line(&gen_args(d.to_str().unwrap(), i), &[file.split('.').next().unwrap()]);
+        }
+        std::fs::write(d.join(file), &whole).unwrap();
+    }
+}
+
+#[test]
+fn bad_requests_are_one_clear_line() {
+    let m = fixture_model();
+    let m = m.to_str().unwrap();
+    let i = image();
+    let i = i.to_str().unwrap();
+    for (n, needle) in [
+        ("0", "at least 1"),
+        ("-1", "not a valid number"),
+        ("1000000000", "context"),
+        ("18446744073709551615", "context"),
+        ("18446744073709551616", "not a valid number"),
+    ] {
+        let mut a = gen_args(m, i);
+        a[8] = n;
+        expect_one_line(&a, &[needle]);
+    }
+    // A 100 KB prompt is longer than the context.
+    let long = "a ".repeat(50_000);
+    let mut a = gen_args(m, i);
+    a[6] = &long;
+    expect_one_line(&a, &["context"]);
+    // A prompt that is not UTF-8 (std::env::args would panic on it).
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let bad = std::ffi::OsStr::from_bytes(b"caption \xff\xfe");
+        let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+            .args(["generate", "--model", m, "--image", i, "--prompt"])
+            .arg(bad)
+            .env("XDG_RUNTIME_DIR", "/tmp")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_ne!(out.status.code(), Some(0));
+        assert!(!err.contains("panicked"), "{err}");
+        assert!(err.contains("UTF-8") && err.trim_end().lines().count() == 1, "{err}");
+    }
+    // --dump naming a file fails before the model is loaded.
+    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-dumpfile", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("a-file");
+    std::fs::write(&file, "x").unwrap();
+    let mut a = gen_args(m, i);
+    a.extend(["--dump", file.to_str().unwrap()]);
+    expect_one_line(&a, &["--dump", "a-file", "not a folder"]);
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}
+
+#[test]
+fn caption_reports_a_bad_image_and_goes_on() {
+    let m = fixture_model();
+    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-batch", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bad = dir.join("bad.png");
+    std::fs::write(&bad, "this is text, not an image").unwrap();
+    let empty = dir.join("empty.png");
+    std::fs::write(&empty, "").unwrap();
+    // A valid 1x1 RGB PNG: captioned like any other image.
+    let tiny = dir.join("tiny.png");
+    let hex = "89504e470d0a1a0a0000000d4948445200000001000000010802000000907753de0000000c49444154789c63f8cfc0000003010100c9fe92ef0000000049454e44ae426082";
+    let bytes: Vec<u8> = (0..hex.len())
+        .step_by(2)
+        .map(|k| u8::from_str_radix(&hex[k..k + 2], 16).unwrap())
+        .collect();
+    std::fs::write(&tiny, bytes).unwrap();
+    let i = image();
+    let args = [
+        "caption",
+        "--model",
+        m.to_str().unwrap(),
+        "--max-new-tokens",
+        "2",
+        i.to_str().unwrap(),
+        bad.to_str().unwrap(),
+        tiny.to_str().unwrap(),
+        empty.to_str().unwrap(),
+    ];
+    let (code, stdout, stderr) = run(&args);
+    assert_ne!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(stdout.lines().count(), 2, "the two good images are captioned: {stdout}");
+    assert!(stderr.contains("bad.png") && stderr.contains("empty.png"), "{stderr}");
+    assert!(stderr.contains("2 of 4 images"), "{stderr}");
+}
+
+#[test]
+fn quantize_out_naming_a_file() {
+    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-qout", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("out-file");
+    std::fs::write(&file, "x").unwrap();
+    let m = fixture_model();
+    expect_one_line(
+        &[
+            "quantize",
+            "--model",
+            m.to_str().unwrap(),
+            "--out",
+            file.to_str().unwrap(),
+            "--quiet",
+        ],
+        &["out-file", "is a file, not a folder"],
+    );
+    assert_eq!(std::fs::read(&file).unwrap(), b"x");
+}

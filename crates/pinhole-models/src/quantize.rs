@@ -160,6 +160,12 @@ pub fn quantize_dir(
             "not a folder; give a model folder (config.json, *.safetensors)",
         ));
     }
+    if out.exists() && !out.is_dir() {
+        return Err(file_err(
+            out,
+            "is a file, not a folder; --out names the new folder the 4-bit model is written to",
+        ));
+    }
     if out.exists() {
         let empty = out.is_dir() && std::fs::read_dir(out).map_err(|e| file_err(out, e))?.next().is_none();
         if !empty {
