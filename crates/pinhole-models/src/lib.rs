@@ -10,7 +10,9 @@
 //!   tensor at a time, mapping the published name layouts onto one canonical set.
 //! * [`q4_load`]: the loader's hook for 4-bit weights in quantized folders.
 //! * [`quantize`]: `pinhole quantize`: a model folder → a 4-bit model folder, streamed.
-//! * [`processor`]: the prompt and image preprocessing of the PaliGemma and BLIP-2 processors.
+//! * [`processor`]: the prompt and image preprocessing of the PaliGemma and BLIP-2 processors;
+//!   [`smolvlm_processor`]: SmolVLM / Idefics3 prompt ids (the `<image>` of a chat-templated
+//!   prompt expanded into the tile tokens, then tokenised as transformers does).
 //! * [`generate`]: prefill + decode loop with the KV cache on the GPU; one submit and one u32
 //!   read back per token.
 //! * [`stream_loader`]: the same loading from byte streams (the browser: fetch bodies, files,
@@ -29,6 +31,7 @@ pub mod processor;
 pub mod q4_load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;
+pub mod smolvlm_processor;
 pub mod stream_loader;
 pub mod tokenizer;
 

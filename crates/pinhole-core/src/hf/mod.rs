@@ -12,12 +12,17 @@
 //!   `generation_config.json`.
 //! * [`image`]: image decoding and the exact PIL bicubic / Lanczos resize + normalisation.
 //! * [`limits`]: the upper limits on sizes read from model files, checked before allocating.
-//! * [`smolvlm_image`]: the SmolVLM / Idefics3 image processor (longest-edge resize, tiles).
+//! * [`smolvlm_config`]: SmolVLM / Idefics3 `config.json` (SigLIP tower, pixel-shuffle
+//!   connector, Llama decoder); [`smolvlm_image`]: their image processor (longest-edge resize,
+//!   tiles).
+//! * [`chat_template`]: a model folder's chat template (Jinja), rendered as
+//!   `apply_chat_template(messages, add_generation_prompt=True)` does.
 //!
 //! Everything parses from bytes, so it works in the browser (wasm32); the few helpers that read
 //! files from disk are only compiled for other targets.
 
 pub mod blip2_config;
+pub mod chat_template;
 pub mod checkpoint;
 pub mod config;
 pub mod image;
@@ -25,9 +30,11 @@ mod json;
 pub mod limits;
 pub mod processor;
 pub mod safetensors;
+pub mod smolvlm_config;
 pub mod smolvlm_image;
 
 pub use blip2_config::{Blip2PhiConfig, Blip2VisionConfig, PhiConfig, QFormerConfig};
+pub use chat_template::ChatTemplate;
 pub use checkpoint::{CheckpointReader, ShardIndex};
 pub use config::{Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig, TextModelType};
 pub use image::{
@@ -36,3 +43,4 @@ pub use image::{
 };
 pub use processor::{GenerationConfig, ImageProcessorConfig};
 pub use safetensors::{ByteSource, SafetensorsFile, StDType, TensorInfo};
+pub use smolvlm_config::{LlamaTextConfig, SmolVlmConfig, SmolVlmKind};
