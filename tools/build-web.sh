@@ -1,15 +1,28 @@
 #!/usr/bin/env bash
 # Builds the browser engine: crates/pinhole-web for wasm32-unknown-unknown (release), then
-# wasm-bindgen's ES-module glue into pkg/ (gitignored), which js/ imports.
+# wasm-bindgen's ES-module glue into pkg/ (gitignored), which js/ imports and npm publishes:
+# without the kernel test cases and without the wasm `name` section (function names, ~0.5 MB).
+# `--kernel-tests` builds the test variant instead (the kernel test cases behind
+# Pinhole.runKernelTests(), names kept for readable panics) into pkg-kernel-tests/, which
+# tests/browser/kernels.test.mjs serves as /pkg/.
 # Installs what is missing: the wasm32 Rust target, and wasm-bindgen-cli at exactly the
 # version of the wasm-bindgen crate in Cargo.lock (they must match; ~5 min to compile once).
-# Set PINHOLE_SKIP_INSTALL=1 to only check. Usage: bash tools/build-web.sh [--dev]
+# Set PINHOLE_SKIP_INSTALL=1 to only check. Usage: bash tools/build-web.sh [--dev] [--kernel-tests]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 profile=release
 flag=--release
-if [ "${1:-}" = "--dev" ]; then profile=debug; flag=; fi
+out=pkg
+features=--no-default-features
+bindgen_flags=(--remove-name-section --remove-producers-section)
+for a in "$@"; do
+  case "$a" in
+    --dev) profile=debug; flag= ;;
+    --kernel-tests) out=pkg-kernel-tests; features=; bindgen_flags=() ;;
+    *) echo "build-web: unknown option $a (usage: bash tools/build-web.sh [--dev] [--kernel-tests])" >&2; exit 2 ;;
+  esac
+done
 
 step() { printf '\n==> %s\n' "$*"; }
 
@@ -28,20 +41,20 @@ if [ "$have" != "$want" ]; then
   cargo install wasm-bindgen-cli --version "$want"
 fi
 
-step "cargo build -p pinhole-web --target wasm32-unknown-unknown ($profile)"
-cargo build -p pinhole-web --target wasm32-unknown-unknown $flag
+step "cargo build -p pinhole-web --target wasm32-unknown-unknown ($profile${features:+, $features})"
+cargo build -p pinhole-web --target wasm32-unknown-unknown $flag $features
 
 target_dir="${CARGO_TARGET_DIR:-target}"
 wasm="$target_dir/wasm32-unknown-unknown/$profile/pinhole_web.wasm"
-step "wasm-bindgen --target web --out-dir pkg"
-rm -rf pkg.partial
-wasm-bindgen --target web --out-dir pkg.partial "$wasm"
-# Replace pkg/ only once the new one is complete.
-rm -rf pkg
-mv pkg.partial pkg
+step "wasm-bindgen --target web --out-dir $out ${bindgen_flags[*]:-}"
+rm -rf "$out.partial"
+wasm-bindgen --target web "${bindgen_flags[@]}" --out-dir "$out.partial" "$wasm"
+# Replace the output only once the new one is complete.
+rm -rf "$out"
+mv "$out.partial" "$out"
 
-raw=$(wc -c < pkg/pinhole_web_bg.wasm)
-gz=$(gzip -9 -c pkg/pinhole_web_bg.wasm | wc -c)
-js=$(cat js/*.js pkg/pinhole_web.js | wc -c)
-jsgz=$(cat js/*.js pkg/pinhole_web.js | gzip -9 | wc -c)
-printf 'pkg/pinhole_web_bg.wasm: %s bytes (%s gzip -9); JS (js/*.js + glue): %s bytes (%s gzip -9)\n' "$raw" "$gz" "$js" "$jsgz"
+raw=$(wc -c < "$out/pinhole_web_bg.wasm")
+gz=$(gzip -9 -c "$out/pinhole_web_bg.wasm" | wc -c)
+js=$(cat js/*.js "$out/pinhole_web.js" | wc -c)
+jsgz=$(cat js/*.js "$out/pinhole_web.js" | gzip -9 | wc -c)
+printf '%s/pinhole_web_bg.wasm: %s bytes (%s gzip -9); JS (js/*.js + glue): %s bytes (%s gzip -9)\n' "$out" "$raw" "$gz" "$js" "$jsgz"

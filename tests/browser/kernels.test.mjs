@@ -1,14 +1,17 @@
 // The native kernel test cases (pinhole-gpu's shared case list, the same as
 // crates/pinhole-gpu/tests: seeded random inputs vs the CPU reference, NaN-poisoned outputs, odd
 // sizes; on the adapter's limit and on a second device with a lowered per-binding limit) run
-// under WebGPU in headless Chromium through the package's Pinhole.runKernelTests().
+// under WebGPU in headless Chromium through the package's Pinhole.runKernelTests(), from the
+// test build of the wasm (`bash tools/build-web.sh --kernel-tests`: the published one has no
+// test cases).
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
-import { serve, withBrowser } from './lib.mjs';
+import path from 'node:path';
+import { serve, withBrowser, ROOT } from './lib.mjs';
 
 test('kernel test cases pass under WebGPU in Chromium', { timeout: 500_000 }, async () => {
-  const server = await serve();
+  const server = await serve({ pkg: path.join(ROOT, 'pkg-kernel-tests') });
   try {
     await withBrowser({}, async (b) => {
       const { page } = b;

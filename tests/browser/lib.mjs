@@ -26,8 +26,11 @@ export const BASE_FLAGS = [
   '--disable-quic',
 ];
 
-/** Starts tools/serve.mjs on a free port, with the test pages and fixtures mounted. */
-export function serve({ model = TEST_MODEL } = {}) {
+/**
+ * Starts tools/serve.mjs on a free port, with the test pages and fixtures mounted; `pkg` serves
+ * another wasm build as /pkg/ (the kernel test build).
+ */
+export function serve({ model = TEST_MODEL, pkg = null } = {}) {
   return startServer({
     port: 0,
     quiet: true,
@@ -35,6 +38,7 @@ export function serve({ model = TEST_MODEL } = {}) {
     mounts: {
       '/tests/': path.join(ROOT, 'tests/browser/pages'),
       '/fixtures/': FIXTURES,
+      ...(pkg ? { '/pkg/': pkg } : {}),
     },
   });
 }

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The browser tests (called by tools/test.sh). Installs what is missing and nothing else:
 # Debian's chromium + chromium-driver (apt), playwright-core from package-lock.json (npm ci; it
-# never downloads a browser), the wasm package (tools/build-web.sh). Then runs every
+# never downloads a browser), the wasm package (tools/build-web.sh; its kernel-test build too when
+# kernels.test.mjs runs). Then runs every
 # tests/browser/*.test.mjs one file at a time (SwiftShader is slow and the cores are few).
 # PINHOLE_SKIP_INSTALL=1 only checks; PINHOLE_BROWSER_TESTS="api kernels" runs a subset.
 set -euo pipefail
@@ -35,4 +36,6 @@ if [ -n "${PINHOLE_BROWSER_TESTS:-}" ]; then
 else
   files=(tests/browser/*.test.mjs)
 fi
+# The kernel test cases are only in the test build of the wasm (not in the published pkg/).
+if printf '%s\n' "${files[@]}" | grep -q 'kernels.test.mjs'; then bash tools/build-web.sh --kernel-tests; fi
 node --test --test-concurrency=1 --test-reporter=spec "${files[@]}"
