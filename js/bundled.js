@@ -18,6 +18,10 @@ export function bundledModel() {
     'preprocessor_config.json': new URL('../models/pinhole-shapes-q4/preprocessor_config.json', import.meta.url).href,
     'model.safetensors': new URL('../models/pinhole-shapes-q4/model.safetensors', import.meta.url).href,
   };
-  // The cache keeps the model under the folder of its files (after a bundler, the assets folder).
-  return { place: 'pinhole-shapes (bundled, 4-bit)', folder: new URL('./', files['config.json']).href, files };
+  // The cache keeps the model under the folder of its files (after a bundler, the assets
+  // folder). A bundler may inline small files as data: URLs, which cannot be a base.
+  const at = Object.values(files).find((u) => /^https?:/.test(u));
+  const g = /** @type {any} */ (globalThis);
+  const folder = at ? new URL('./', at).href : new URL('pinhole-shapes/', g.document?.baseURI ?? g.location?.href).href;
+  return { place: 'pinhole-shapes (bundled, 4-bit)', folder, files };
 }
