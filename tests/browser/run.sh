@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The browser tests (called by tools/test.sh). Installs what is missing and nothing else:
-# Debian's chromium + chromium-driver (apt), playwright-core from package-lock.json (npm ci; it
+# Debian's chromium + chromium-driver (apt), the devDependencies pinned in package-lock.json
+# (playwright-core, typescript, vite, webpack: npm ci; playwright-core
 # never downloads a browser), the wasm package (tools/build-web.sh; its kernel-test build too when
 # kernels.test.mjs runs). Then runs every
 # tests/browser/*.test.mjs one file at a time (SwiftShader is slow and the cores are few).
@@ -21,9 +22,9 @@ if [ ! -x "$CHROMIUM" ]; then
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
-if ! node -e "require.resolve('playwright-core')" >/dev/null 2>&1; then
-  if [ -n "${PINHOLE_SKIP_INSTALL:-}" ]; then echo "playwright-core is missing: run npm ci" >&2; exit 1; fi
-  echo "installing playwright-core (npm ci; no browser download)"
+if ! node -e "for (const m of ['playwright-core', 'typescript/package.json', 'vite', 'webpack']) require.resolve(m)" >/dev/null 2>&1; then
+  if [ -n "${PINHOLE_SKIP_INSTALL:-}" ]; then echo "a devDependency is missing: run npm ci" >&2; exit 1; fi
+  echo "installing the devDependencies (npm ci; no browser download)"
   PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 fi
 
