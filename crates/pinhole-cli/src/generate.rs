@@ -4,10 +4,12 @@ use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use pinhole_core::hf::image::DecodeOptions;
+use pinhole_core::hf::ChatTemplate;
 use pinhole_gpu::{Executor, Gpu, GpuOptions};
 use pinhole_models::boxes::parse_boxes;
 use pinhole_models::generate::{generate, now_ms};
 use pinhole_models::loader::{load_dir, LoadOptions, LoadedModel, WeightPrecision};
+use pinhole_models::processor::ImageInput;
 use pinhole_models::{processor, GenerateOptions, Generation, Model, Sampling};
 use serde_json::json;
 
@@ -54,9 +56,9 @@ fn open_model(dir: &Path, dtype: Option<&str>) -> Result<(std::sync::Arc<Gpu>, L
     Ok((gpu, lm, now_ms() - t0))
 }
 
-fn read_image(lm: &LoadedModel, path: &Path, opts: DecodeOptions) -> Result<pinhole_core::Tensor, String> {
+fn read_image(lm: &LoadedModel, path: &Path, opts: DecodeOptions) -> Result<ImageInput, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read the image: {e}", path.display()))?;
-    processor::pixels_with(&lm.model, &bytes, &path.display().to_string(), opts).map_err(|e| e.to_string())
+    processor::image_input_with(&lm.model, &bytes, &path.display().to_string(), opts).map_err(|e| e.to_string())
 }
 
 /// `--no-exif-orientation`: use the pixels as stored instead of turning the image upright by
@@ -67,13 +69,37 @@ fn decode_options(args: &crate::args::Args) -> DecodeOptions {
     }
 }
 
-/// The prompt when `--prompt` is not given: PaliGemma's captioning task, or no text for
-/// BLIP-2 (the image queries alone, as `processor(images=img)` captioning).
+/// The prompt when `--prompt` is not given: PaliGemma's captioning task, no text for BLIP-2
+/// (the image queries alone, as `processor(images=img)` captioning), a question for chat
+/// models (SmolVLM).
 fn default_prompt(model: &Model) -> &'static str {
     match model {
         Model::PaliGemma(_) => "caption en",
         Model::Blip2Phi(_) => "",
+        Model::SmolVlm(_) => "Describe this image.",
     }
+}
+
+/// The text the model gets: for chat models (SmolVLM) `question` as one user turn with the
+/// image first, through the folder's chat template with the generation prompt, as
+/// `apply_chat_template(messages, add_generation_prompt=True)`; with `raw` as it is (it must
+/// then hold `<image>`). Other families take the prompt as it is.
+fn model_prompt(lm: &LoadedModel, question: &str, raw: bool) -> Result<String, String> {
+    if raw || !matches!(lm.model, Model::SmolVlm(_)) {
+        return Ok(question.to_string());
+    }
+    let template = ChatTemplate::load_dir(&lm.dir)
+        .map_err(|e| e.to_string())?
+        .ok_or_else(|| {
+            format!(
+                "{}: no chat template (chat_template.jinja, chat_template.json, processor_config.json or \
+             tokenizer_config.json); pass --raw-prompt with a prompt that holds <image>",
+                lm.dir
+            )
+        })?;
+    template
+        .render(&ChatTemplate::image_question(question), true)
+        .map_err(|e| e.to_string())
 }
 
 fn default_model() -> Result<PathBuf, String> {
@@ -90,7 +116,7 @@ fn default_model() -> Result<PathBuf, String> {
 pub fn caption(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(
         argv,
-        &["no-exif-orientation"],
+        &["no-exif-orientation", "raw-prompt"],
         &["model", "max-new-tokens", "dtype", "prompt"],
     )?;
     if args.positional.is_empty() {
@@ -107,7 +133,11 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
         record_logits: false,
         sampling: None,
     };
-    let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
+    let prompt = model_prompt(
+        &lm,
+        args.opt("prompt").unwrap_or(default_prompt(&lm.model)),
+        args.flag("raw-prompt"),
+    )?;
     // An image that cannot be read is reported (one line naming it) and the batch goes on;
     // the exit status says that something failed.
     let mut failed = 0;
@@ -120,7 +150,8 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
                 continue;
             }
         };
-        let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, _| {})).map_err(|e| e.to_string())?;
+        let g =
+            pollster::block_on(generate(&lm, &mut ex, &px, &prompt, &opts, |_, _| {})).map_err(|e| e.to_string())?;
         outln!("{}", g.text.trim());
     }
     if failed > 0 {
@@ -135,7 +166,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
 pub fn run(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(
         argv,
-        &["json", "stream", "no-exif-orientation"],
+        &["json", "stream", "no-exif-orientation", "raw-prompt"],
         &[
             "model",
             "image",
@@ -165,7 +196,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         ));
     }
     let (gpu, lm, load_ms) = open_model(&dir, args.opt("dtype"))?;
-    let prompt = args.opt("prompt").unwrap_or(default_prompt(&lm.model));
+    let prompt = model_prompt(
+        &lm,
+        args.opt("prompt").unwrap_or(default_prompt(&lm.model)),
+        args.flag("raw-prompt"),
+    )?;
     let px = read_image(&lm, Path::new(image), decode_options(&args))?;
     let mut ex = Executor::new(gpu.clone());
     let opts = GenerateOptions {
@@ -176,7 +211,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let json_out = args.flag("json");
     let stream = args.flag("stream") && !json_out;
     let mut shown = 0usize;
-    let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &opts, |_, text| {
+    let g = pollster::block_on(generate(&lm, &mut ex, &px, &prompt, &opts, |_, text| {
         if stream && text.len() > shown && text.is_char_boundary(shown) {
             out!("{}", &text[shown..]);
             let _ = std::io::stdout().flush();
@@ -185,7 +220,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     }))
     .map_err(|e| e.to_string())?;
     if let Some(d) = &dump {
-        write_dump(d, &px, &g)?;
+        write_dump(d, &px.pixels, &g)?;
     }
     if json_out {
         let boxes: Vec<_> = parse_boxes(

@@ -45,10 +45,12 @@ USAGE:
                                              the pixels as stored; generate takes it too)
   pinhole generate --model DIR --image IMG --prompt TEXT [--max-new-tokens N]
                    [--json] [--stream] [--dump DIR] [--dtype auto|f32|f16]
-                   [--no-exif-orientation]
+                   [--no-exif-orientation] [--raw-prompt]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S]
                                              run a prompt on an image (prompts: 'caption en',
-                                             'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr');
+                                             'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr';
+                                             SmolVLM: a question, put through the folder's chat
+                                             template unless --raw-prompt; default 'Describe this image.');
                                              greedy unless a sampling option is given (seed 0 by default;
                                              on the GPU, one token id read back per step)
   pinhole quantize --model DIR --out DIR [--group 32] [--scheme sym|asym] [--keep PATTERN]... [--quiet]

@@ -11,7 +11,8 @@ use pinhole_gpu::Executor;
 
 use crate::error::{Error, Result};
 use crate::loader::LoadedModel;
-use crate::processor;
+use crate::model::Model;
+use crate::processor::{self, ImageInput};
 
 #[derive(Clone, Debug)]
 pub struct GenerateOptions {
@@ -168,6 +169,22 @@ pub struct Generation {
     pub projector_out: Option<Tensor>,
 }
 
+/// `a` with the rows of `b` after its own (same row width).
+fn append_rows(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    let (x, y) = (a.as_f32()?, b.as_f32()?);
+    let width = *a.shape.last().unwrap_or(&1);
+    if width == 0 || a.shape.last() != b.shape.last() {
+        return Err(Error::Request(format!(
+            "cannot append {:?} rows to {:?}",
+            b.shape, a.shape
+        )));
+    }
+    let mut data = x.to_vec();
+    data.extend_from_slice(y);
+    let rows = data.len() / width;
+    Ok(Tensor::f32(&[rows, width], data)?)
+}
+
 /// Milliseconds from a monotonic-enough clock on every target.
 pub fn now_ms() -> f64 {
     #[cfg(target_arch = "wasm32")]
@@ -194,7 +211,7 @@ fn token_of(out: &[Tensor]) -> Result<u32> {
 pub async fn generate(
     lm: &LoadedModel,
     ex: &mut Executor,
-    pixels: &Tensor,
+    pixels: impl Into<ImageInput>,
     prompt: &str,
     opts: &GenerateOptions,
     mut on_token: impl FnMut(u32, &str),
@@ -208,16 +225,18 @@ pub async fn generate(
 
 /// [`generate`] whose callback can stop generation: when `on_token` returns `false` no further
 /// token is computed and the generation so far is returned (the browser's `AbortSignal` is
-/// checked this way, between tokens).
+/// checked this way, between tokens). `pixels`: a `&Tensor` from [`processor::pixels`], or an
+/// [`ImageInput`] from [`processor::image_input`] (which SmolVLM needs: its tiles' grid).
 pub async fn generate_with(
     lm: &LoadedModel,
     ex: &mut Executor,
-    pixels: &Tensor,
+    pixels: impl Into<ImageInput>,
     prompt: &str,
     opts: &GenerateOptions,
     mut on_token: impl FnMut(u32, &str) -> bool,
 ) -> Result<Generation> {
     let m = &lm.model;
+    let image: ImageInput = pixels.into();
     if opts.max_new_tokens == 0 {
         return Err(Error::Request("max_new_tokens must be at least 1".into()));
     }
@@ -225,7 +244,7 @@ pub async fn generate_with(
         s.validate()?;
     }
     let mut rng = Rng::new(opts.sampling.map_or(0, |s| s.seed));
-    let ids = processor::prompt_ids(m, &lm.tokenizer, prompt)?;
+    let ids = processor::prompt_ids_for(m, &lm.tokenizer, prompt, &image)?;
     let s = ids.len();
     // Saturating: `--max-new-tokens 18446744073709551615` is "too long", not a wrapped sum.
     let needed = s.saturating_add(opts.max_new_tokens);
@@ -237,11 +256,14 @@ pub async fn generate_with(
     let max_len = needed.div_ceil(64) * 64;
     let max_len = max_len.min(limit.max(needed));
     let rows = processor::image_rows(m, &ids);
-    if rows.len() != m.num_image_tokens() {
+    let want_rows = match m {
+        Model::SmolVlm(s) => image.tiles() * s.cfg.image_seq_len(),
+        _ => m.num_image_tokens(),
+    };
+    if rows.len() != want_rows {
         return Err(Error::Request(format!(
-            "the prompt has {} image tokens, the model expects {}",
+            "the prompt has {} image tokens, the model expects {want_rows}",
             rows.len(),
-            m.num_image_tokens()
         )));
     }
     let eos = m.eos_ids();
@@ -250,19 +272,30 @@ pub async fn generate_with(
         ..Default::default()
     };
 
-    let mut inputs = HashMap::new();
-    inputs.insert("pixels".to_string(), pixels.clone());
     let t0 = now_ms();
     let debug = opts.record_logits;
-    let outs = ex.run(&m.image_graph(debug)?, &lm.weights, &inputs).await?;
-    if debug {
-        for (name, t) in m.debug_output_names().iter().zip(outs) {
-            match *name {
-                "vision_out" => gen.vision_out = Some(t),
-                "qformer_out" => gen.qformer_out = Some(t),
-                "projector_out" => gen.projector_out = Some(t),
-                _ => {}
+    // One image-encode submit per tile (SmolVLM; one tile otherwise); with `debug` each
+    // intermediate result is the tiles' rows one after another.
+    let mut debug_outs: Vec<Option<Tensor>> = vec![None; m.debug_output_names().len()];
+    for k in 0..image.tiles() {
+        let mut inputs = HashMap::new();
+        inputs.insert("pixels".to_string(), image.tile(k)?);
+        let outs = ex.run(&m.image_graph(k, debug)?, &lm.weights, &inputs).await?;
+        if debug {
+            for (slot, t) in debug_outs.iter_mut().zip(outs) {
+                *slot = Some(match slot.take() {
+                    None => t,
+                    Some(prev) => append_rows(&prev, &t)?,
+                });
             }
+        }
+    }
+    for (name, t) in m.debug_output_names().iter().zip(debug_outs) {
+        match *name {
+            "vision_out" => gen.vision_out = t,
+            "qformer_out" => gen.qformer_out = t,
+            "projector_out" => gen.projector_out = t,
+            _ => {}
         }
     }
     let t1 = now_ms();

@@ -5,6 +5,8 @@
 //!   transformers' `modeling_paligemma.py`, `modeling_siglip.py`, `modeling_gemma(2).py`.
 //! * [`blip2`] + [`phi`]: BLIP-2 with a Phi language model (TinyGPT-V class): ViT → Q-Former →
 //!   projection(s) → Phi, mirroring `modeling_blip_2.py` and `modeling_phi.py`.
+//! * [`smolvlm`]: SmolVLM / Idefics3: SigLIP on each tile + pixel-shuffle connector + Llama
+//!   decoder, mirroring `modeling_smolvlm.py` / `modeling_idefics3.py` and `modeling_llama.py`.
 //! * [`model`]: the [`Model`] enum the loader, processor, generation loop and CLI share.
 //! * [`loader`]: opens a Hugging Face model folder and streams its weights to the GPU one
 //!   tensor at a time, mapping the published name layouts onto one canonical set.
@@ -31,6 +33,7 @@ pub mod processor;
 pub mod q4_load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;
+pub mod smolvlm;
 pub mod smolvlm_processor;
 pub mod stream_loader;
 pub mod tokenizer;

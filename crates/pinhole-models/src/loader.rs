@@ -18,6 +18,8 @@ use crate::blip2::Blip2Phi;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::paligemma::PaliGemma;
+use crate::smolvlm::SmolVlm;
+use pinhole_core::hf::smolvlm_image::SmolVlmImageConfig;
 
 /// Storage precision of matrix weights (linear layers, embedding table). Norms, biases,
 /// position embeddings and the patch-embedding kernel always stay f32.
@@ -121,7 +123,6 @@ pub struct ModelFiles<'a> {
 /// ([`crate::stream_loader::StreamingLoader`]).
 pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tokenizers::Tokenizer)> {
     let cfg = ModelConfig::parse(files.config.0, files.config.1)?;
-    let proc_cfg = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
     let gen_cfg = match &files.generation {
         Some((b, name)) => GenerationConfig::parse(b, name)?,
         None => GenerationConfig::default(),
@@ -130,6 +131,7 @@ pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tok
     let cfg_dtype = match &cfg {
         ModelConfig::PaliGemma(c) => c.dtype,
         ModelConfig::Blip2Phi(c) => c.dtype,
+        ModelConfig::SmolVlm(c) => c.dtype,
     };
     let matrix_dtype = match opts.precision {
         WeightPrecision::F32 => DType::F32,
@@ -139,9 +141,15 @@ pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tok
             _ => DType::F32,
         },
     };
+    let image_cfg = || ImageProcessorConfig::parse(files.processor.0, files.processor.1);
     let model = match cfg {
-        ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, proc_cfg, gen_cfg, matrix_dtype)),
-        ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, proc_cfg, gen_cfg, matrix_dtype)),
+        ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, image_cfg()?, gen_cfg, matrix_dtype)),
+        ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, image_cfg()?, gen_cfg, matrix_dtype)),
+        ModelConfig::SmolVlm(c) => {
+            // SmolVLM's processor resizes by the longest edge into tiles: its own config.
+            let image = SmolVlmImageConfig::parse(files.processor.0, files.processor.1)?;
+            Model::SmolVlm(SmolVlm::new(c, image, gen_cfg, matrix_dtype)?)
+        }
     };
     // Every image is resized to the processor's size, and only the vision tower's size can be
     // used: a mismatch is an error here rather than after each image has been resized (which
@@ -162,6 +170,7 @@ pub fn model_matrix_dtype(model: &Model) -> DType {
     match model {
         Model::PaliGemma(m) => m.matrix_dtype,
         Model::Blip2Phi(m) => m.matrix_dtype,
+        Model::SmolVlm(m) => m.matrix_dtype,
     }
 }
 

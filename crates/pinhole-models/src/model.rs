@@ -8,12 +8,16 @@ use pinhole_core::{Graph, Result};
 use crate::blip2::{Blip2Phi, RowSlice};
 use crate::generate::TokenChoice;
 use crate::paligemma::{ExpectedWeight, PaliGemma, StepOutputs};
+use crate::smolvlm::SmolVlm;
 
 pub enum Model {
     /// PaliGemma / PaliGemma 2 (`model_type: "paligemma"`).
     PaliGemma(PaliGemma),
     /// BLIP-2 with a Phi language model, TinyGPT-V class (`model_type: "blip-2"`).
     Blip2Phi(Blip2Phi),
+    /// SmolVLM / Idefics3 (`model_type: "smolvlm"` / `"idefics3"`): the image is several
+    /// tiles, each encoded by its own graph ([`SmolVlm::tile_graph`]).
+    SmolVlm(SmolVlm),
 }
 
 impl Model {
@@ -22,6 +26,7 @@ impl Model {
         match self {
             Model::PaliGemma(_) => "paligemma",
             Model::Blip2Phi(_) => "blip-2+phi",
+            Model::SmolVlm(_) => "smolvlm",
         }
     }
 
@@ -29,6 +34,7 @@ impl Model {
         match self {
             Model::PaliGemma(m) => m.expected_weights(),
             Model::Blip2Phi(m) => m.expected_weights(),
+            Model::SmolVlm(m) => m.expected_weights(),
         }
     }
 
@@ -37,6 +43,7 @@ impl Model {
         match self {
             Model::PaliGemma(_) => crate::loader::canonical_name(name),
             Model::Blip2Phi(_) => Blip2Phi::canonical_name(name),
+            Model::SmolVlm(_) => SmolVlm::canonical_name(name),
         }
     }
 
@@ -45,13 +52,14 @@ impl Model {
         match self {
             Model::PaliGemma(_) => w.example_source(),
             Model::Blip2Phi(_) => Blip2Phi::example_source(&w.name),
+            Model::SmolVlm(_) => SmolVlm::example_source(&w.name),
         }
     }
 
     /// For weights cut out of a fused checkpoint tensor: where their rows come from.
     pub fn row_slice(&self, canonical: &str) -> Option<RowSlice> {
         match self {
-            Model::PaliGemma(_) => None,
+            Model::PaliGemma(_) | Model::SmolVlm(_) => None,
             Model::Blip2Phi(m) => m.row_slice(canonical),
         }
     }
@@ -60,16 +68,18 @@ impl Model {
     /// [`Blip2Phi::zero_if_missing`]).
     pub fn zero_if_missing(&self, canonical: &str) -> bool {
         match self {
-            Model::PaliGemma(_) => false,
+            Model::PaliGemma(_) | Model::SmolVlm(_) => false,
             Model::Blip2Phi(_) => Blip2Phi::zero_if_missing(canonical),
         }
     }
 
-    /// Rows of image features written into the prompt.
+    /// Rows of image features written into the prompt (SmolVLM: the most an image can give;
+    /// each image gives `tiles · image_seq_len`).
     pub fn num_image_tokens(&self) -> usize {
         match self {
             Model::PaliGemma(m) => m.num_image_tokens(),
             Model::Blip2Phi(m) => m.num_image_tokens(),
+            Model::SmolVlm(m) => m.max_image_tokens(),
         }
     }
 
@@ -77,6 +87,7 @@ impl Model {
         match self {
             Model::PaliGemma(m) => m.cfg.text.vocab_size,
             Model::Blip2Phi(m) => m.cfg.text.vocab_size,
+            Model::SmolVlm(m) => m.cfg.text.vocab_size,
         }
     }
 
@@ -84,10 +95,11 @@ impl Model {
         match self {
             Model::PaliGemma(m) => m.cfg.text.max_position_embeddings,
             Model::Blip2Phi(m) => m.cfg.text.max_position_embeddings,
+            Model::SmolVlm(m) => m.cfg.text.max_position_embeddings,
         }
     }
 
-    /// `[channels, size, size]` of the pixels the vision tower takes.
+    /// `[channels, size, size]` of the pixels the vision tower takes (SmolVLM: of one tile).
     pub fn pixel_shape(&self) -> [usize; 3] {
         match self {
             Model::PaliGemma(m) => {
@@ -98,6 +110,10 @@ impl Model {
                 let v = &m.cfg.vision;
                 [v.num_channels, v.image_size, v.image_size]
             }
+            Model::SmolVlm(m) => {
+                let v = &m.cfg.vision;
+                [v.num_channels, v.image_size, v.image_size]
+            }
         }
     }
 
@@ -105,6 +121,8 @@ impl Model {
         match self {
             Model::PaliGemma(m) => &m.processor,
             Model::Blip2Phi(m) => &m.processor,
+            // Rescale / normalise only; the resize and tiling are `m.image`'s.
+            Model::SmolVlm(m) => &m.image.norm,
         }
     }
 
@@ -131,22 +149,31 @@ impl Model {
                 }
                 m.cfg.text.eos_token_ids.clone()
             }
+            Model::SmolVlm(m) => {
+                let g = &m.generation.eos_token_ids;
+                if !g.is_empty() {
+                    return g.clone();
+                }
+                m.cfg.text.eos_token_ids.clone()
+            }
         }
     }
 
-    /// The image-encode graph (writes the state "image_features"); with `debug` its outputs
-    /// are the intermediate results, in [`Model::debug_output_names`] order.
-    pub fn image_graph(&self, debug: bool) -> Result<Graph> {
+    /// The image-encode graph of tile `tile` (writes the state "image_features"; PaliGemma and
+    /// BLIP-2 have one tile, 0); with `debug` its outputs are the intermediate results, in
+    /// [`Model::debug_output_names`] order.
+    pub fn image_graph(&self, tile: usize, debug: bool) -> Result<Graph> {
         match self {
             Model::PaliGemma(m) => m.image_graph(debug),
             Model::Blip2Phi(m) => m.image_graph(debug),
+            Model::SmolVlm(m) => m.tile_graph(tile, debug),
         }
     }
 
     /// Names of the image graph's debug outputs (as in the fixtures' expected.safetensors).
     pub fn debug_output_names(&self) -> &'static [&'static str] {
         match self {
-            Model::PaliGemma(_) => &["vision_out", "projector_out"],
+            Model::PaliGemma(_) | Model::SmolVlm(_) => &["vision_out", "projector_out"],
             Model::Blip2Phi(_) => &["vision_out", "qformer_out", "projector_out"],
         }
     }
@@ -163,6 +190,7 @@ impl Model {
         match self {
             Model::PaliGemma(m) => m.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice),
             Model::Blip2Phi(m) => m.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice),
+            Model::SmolVlm(m) => m.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice),
         }
     }
 
@@ -179,6 +207,7 @@ impl Model {
         match self {
             Model::PaliGemma(m) => m.decode_graph(token, row, prefix_len, max_len, logits, choice),
             Model::Blip2Phi(m) => m.decode_graph(token, row, max_len, logits, choice),
+            Model::SmolVlm(m) => m.decode_graph(token, row, max_len, logits, choice),
         }
     }
 }

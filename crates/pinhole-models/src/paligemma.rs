@@ -126,37 +126,9 @@ impl PaliGemma {
     pub fn expected_weights(&self) -> Vec<ExpectedWeight> {
         let v = &self.cfg.vision;
         let t = &self.cfg.text;
-        let mut w = Vec::new();
+        let mut w = siglip_weights(v);
         let mut add = |name: String, shape: Vec<usize>, matrix: bool| w.push(ExpectedWeight { name, shape, matrix });
-        let (e, p, c) = (v.hidden_size, v.patch_size, v.num_channels);
-        add(
-            "vision.embeddings.patch_embedding.weight".into(),
-            vec![e, c, p, p],
-            false,
-        );
-        add("vision.embeddings.patch_embedding.bias".into(), vec![e], false);
-        add(
-            "vision.embeddings.position_embedding.weight".into(),
-            vec![v.num_patches(), e],
-            false,
-        );
-        for l in 0..v.num_hidden_layers {
-            let pre = format!("vision.encoder.layers.{l}");
-            for n in ["layer_norm1", "layer_norm2"] {
-                add(format!("{pre}.{n}.weight"), vec![e], false);
-                add(format!("{pre}.{n}.bias"), vec![e], false);
-            }
-            for n in ["q_proj", "k_proj", "v_proj", "out_proj"] {
-                add(format!("{pre}.self_attn.{n}.weight"), vec![e, e], true);
-                add(format!("{pre}.self_attn.{n}.bias"), vec![e], false);
-            }
-            add(format!("{pre}.mlp.fc1.weight"), vec![v.intermediate_size, e], true);
-            add(format!("{pre}.mlp.fc1.bias"), vec![v.intermediate_size], false);
-            add(format!("{pre}.mlp.fc2.weight"), vec![e, v.intermediate_size], true);
-            add(format!("{pre}.mlp.fc2.bias"), vec![e], false);
-        }
-        add("vision.post_layernorm.weight".into(), vec![e], false);
-        add("vision.post_layernorm.bias".into(), vec![e], false);
+        let e = v.hidden_size;
         add("proj.linear.weight".into(), vec![self.cfg.projection_dim, e], true);
         add("proj.linear.bias".into(), vec![self.cfg.projection_dim], false);
 
@@ -213,51 +185,7 @@ impl PaliGemma {
 
     /// SigLIP vision tower: `pixels [3, H, W]` → `[num_patches, vision_hidden]`.
     pub fn vision_tower(&self, g: &mut Graph, pixels: TensorId) -> Result<TensorId> {
-        let v = &self.cfg.vision;
-        let (e, p, c, np) = (v.hidden_size, v.patch_size, v.num_channels, v.num_patches());
-        let eps = v.layer_norm_eps as f32;
-        let heads = v.num_attention_heads;
-        let hd = e / heads.max(1);
-        let pw = Self::w(g, "vision.embeddings.patch_embedding.weight", &[e, c, p, p]);
-        let pb = Self::w(g, "vision.embeddings.patch_embedding.bias", &[e]);
-        let pos = Self::w(g, "vision.embeddings.position_embedding.weight", &[np, e]);
-        let mut x = g.patch_embed(pixels, pw, pb, pos, p)?;
-        let linear = |g: &mut Graph, x: TensorId, name: &str, out: usize, inp: usize| -> Result<TensorId> {
-            let w = Self::w(g, &format!("{name}.weight"), &[out, inp]);
-            let b = Self::w(g, &format!("{name}.bias"), &[out]);
-            g.matmul(x, w, Some(b))
-        };
-        let norm = |g: &mut Graph, x: TensorId, name: &str| -> Result<TensorId> {
-            let w = Self::w(g, &format!("{name}.weight"), &[e]);
-            let b = Self::w(g, &format!("{name}.bias"), &[e]);
-            g.layer_norm(x, w, b, eps)
-        };
-        for l in 0..v.num_hidden_layers {
-            let pre = format!("vision.encoder.layers.{l}");
-            let h = norm(g, x, &format!("{pre}.layer_norm1"))?;
-            let q = linear(g, h, &format!("{pre}.self_attn.q_proj"), e, e)?;
-            let k = linear(g, h, &format!("{pre}.self_attn.k_proj"), e, e)?;
-            let vv = linear(g, h, &format!("{pre}.self_attn.v_proj"), e, e)?;
-            let params = AttnParams {
-                n_heads: heads,
-                n_kv_heads: heads,
-                head_dim: hd,
-                kv_len: np,
-                q_pos0: 0,
-                scale: (hd as f64).powf(-0.5) as f32,
-                softcap: 0.0,
-                mask: AttnMask::FULL,
-            };
-            let a = g.attention(q, k, vv, params)?;
-            let o = linear(g, a, &format!("{pre}.self_attn.out_proj"), e, e)?;
-            x = g.add(x, o)?;
-            let h = norm(g, x, &format!("{pre}.layer_norm2"))?;
-            let h = linear(g, h, &format!("{pre}.mlp.fc1"), v.intermediate_size, e)?;
-            let h = g.act(h, act(v.hidden_act))?;
-            let h = linear(g, h, &format!("{pre}.mlp.fc2"), e, v.intermediate_size)?;
-            x = g.add(x, h)?;
-        }
-        norm(g, x, "vision.post_layernorm")
+        siglip_vision_tower(g, &self.cfg.vision, pixels)
     }
 
     /// `multi_modal_projector`: `[np, vision_hidden]` → `[np, projection_dim]`.
@@ -440,4 +368,95 @@ impl PaliGemma {
         let out = StepOutputs::from_hidden(&mut g, hidden, 1, logits, choice, |g, x| self.lm_head(g, x))?;
         Ok((g, out))
     }
+}
+
+/// The SigLIP vision tower (PaliGemma's, and SmolVLM's on each tile): `pixels [3, H, W]` →
+/// `[num_patches, vision_hidden]` after `post_layernorm`, with the weights under `vision.`:
+/// patch embedding + row-major position embeddings, pre-LN encoder layers (full attention,
+/// q/k/v/out projections with biases, `fc1` → activation → `fc2`).
+pub fn siglip_vision_tower(
+    g: &mut Graph,
+    v: &pinhole_core::hf::SiglipVisionConfig,
+    pixels: TensorId,
+) -> Result<TensorId> {
+    let (e, p, c, np) = (v.hidden_size, v.patch_size, v.num_channels, v.num_patches());
+    let eps = v.layer_norm_eps as f32;
+    let heads = v.num_attention_heads;
+    let hd = e / heads.max(1);
+    let pw = PaliGemma::w(g, "vision.embeddings.patch_embedding.weight", &[e, c, p, p]);
+    let pb = PaliGemma::w(g, "vision.embeddings.patch_embedding.bias", &[e]);
+    let pos = PaliGemma::w(g, "vision.embeddings.position_embedding.weight", &[np, e]);
+    let mut x = g.patch_embed(pixels, pw, pb, pos, p)?;
+    let linear = |g: &mut Graph, x: TensorId, name: &str, out: usize, inp: usize| -> Result<TensorId> {
+        let w = PaliGemma::w(g, &format!("{name}.weight"), &[out, inp]);
+        let b = PaliGemma::w(g, &format!("{name}.bias"), &[out]);
+        g.matmul(x, w, Some(b))
+    };
+    let norm = |g: &mut Graph, x: TensorId, name: &str| -> Result<TensorId> {
+        let w = PaliGemma::w(g, &format!("{name}.weight"), &[e]);
+        let b = PaliGemma::w(g, &format!("{name}.bias"), &[e]);
+        g.layer_norm(x, w, b, eps)
+    };
+    for l in 0..v.num_hidden_layers {
+        let pre = format!("vision.encoder.layers.{l}");
+        let h = norm(g, x, &format!("{pre}.layer_norm1"))?;
+        let q = linear(g, h, &format!("{pre}.self_attn.q_proj"), e, e)?;
+        let k = linear(g, h, &format!("{pre}.self_attn.k_proj"), e, e)?;
+        let vv = linear(g, h, &format!("{pre}.self_attn.v_proj"), e, e)?;
+        let params = AttnParams {
+            n_heads: heads,
+            n_kv_heads: heads,
+            head_dim: hd,
+            kv_len: np,
+            q_pos0: 0,
+            scale: (hd as f64).powf(-0.5) as f32,
+            softcap: 0.0,
+            mask: AttnMask::FULL,
+        };
+        let a = g.attention(q, k, vv, params)?;
+        let o = linear(g, a, &format!("{pre}.self_attn.out_proj"), e, e)?;
+        x = g.add(x, o)?;
+        let h = norm(g, x, &format!("{pre}.layer_norm2"))?;
+        let h = linear(g, h, &format!("{pre}.mlp.fc1"), v.intermediate_size, e)?;
+        let h = g.act(h, act(v.hidden_act))?;
+        let h = linear(g, h, &format!("{pre}.mlp.fc2"), e, v.intermediate_size)?;
+        x = g.add(x, h)?;
+    }
+    norm(g, x, "vision.post_layernorm")
+}
+
+/// The weights [`siglip_vision_tower`] reads, with their shapes.
+pub fn siglip_weights(v: &pinhole_core::hf::SiglipVisionConfig) -> Vec<ExpectedWeight> {
+    let mut w = Vec::new();
+    let mut add = |name: String, shape: Vec<usize>, matrix: bool| w.push(ExpectedWeight { name, shape, matrix });
+    let (e, p, c) = (v.hidden_size, v.patch_size, v.num_channels);
+    add(
+        "vision.embeddings.patch_embedding.weight".into(),
+        vec![e, c, p, p],
+        false,
+    );
+    add("vision.embeddings.patch_embedding.bias".into(), vec![e], false);
+    add(
+        "vision.embeddings.position_embedding.weight".into(),
+        vec![v.num_patches(), e],
+        false,
+    );
+    for l in 0..v.num_hidden_layers {
+        let pre = format!("vision.encoder.layers.{l}");
+        for n in ["layer_norm1", "layer_norm2"] {
+            add(format!("{pre}.{n}.weight"), vec![e], false);
+            add(format!("{pre}.{n}.bias"), vec![e], false);
+        }
+        for n in ["q_proj", "k_proj", "v_proj", "out_proj"] {
+            add(format!("{pre}.self_attn.{n}.weight"), vec![e, e], true);
+            add(format!("{pre}.self_attn.{n}.bias"), vec![e], false);
+        }
+        add(format!("{pre}.mlp.fc1.weight"), vec![v.intermediate_size, e], true);
+        add(format!("{pre}.mlp.fc1.bias"), vec![v.intermediate_size], false);
+        add(format!("{pre}.mlp.fc2.weight"), vec![e, v.intermediate_size], true);
+        add(format!("{pre}.mlp.fc2.bias"), vec![e], false);
+    }
+    add("vision.post_layernorm.weight".into(), vec![e], false);
+    add("vision.post_layernorm.bias".into(), vec![e], false);
+    w
 }

@@ -30,9 +30,100 @@ fn encode(tok: &tokenizers::Tokenizer, text: &str, special: bool) -> Result<toke
     })
 }
 
-/// Token ids of the prompt (with the image placeholders) for `prompt`.
+/// A preprocessed image: pixels `[3, H, W]` (PaliGemma, BLIP-2) or the tiles
+/// `[tiles, 3, T, T]` with their split grid (SmolVLM: `rows × cols` tiles then the global image,
+/// `0 × 0` for one unsplit tile), which the prompt's image tokens depend on.
+#[derive(Clone, Debug)]
+pub struct ImageInput {
+    pub pixels: Tensor,
+    pub grid: Option<(usize, usize)>,
+}
+
+impl ImageInput {
+    /// Tiles the vision tower runs on.
+    pub fn tiles(&self) -> usize {
+        if self.grid.is_some() && self.pixels.shape.len() == 4 {
+            self.pixels.shape[0]
+        } else {
+            1
+        }
+    }
+
+    /// The pixels of tile `k` as `[3, T, T]`.
+    pub fn tile(&self, k: usize) -> Result<Tensor> {
+        if self.grid.is_none() || self.pixels.shape.len() != 4 {
+            return Ok(self.pixels.clone());
+        }
+        let per: usize = self.pixels.shape[1..].iter().product();
+        let data = self.pixels.as_f32()?;
+        let part = data
+            .get(k * per..(k + 1) * per)
+            .ok_or_else(|| Error::Request(format!("tile {k} of {:?}", self.pixels.shape)))?;
+        Ok(Tensor::f32(&self.pixels.shape[1..], part.to_vec())?)
+    }
+}
+
+impl From<Tensor> for ImageInput {
+    fn from(pixels: Tensor) -> Self {
+        ImageInput { pixels, grid: None }
+    }
+}
+
+impl From<&Tensor> for ImageInput {
+    fn from(pixels: &Tensor) -> Self {
+        ImageInput {
+            pixels: pixels.clone(),
+            grid: None,
+        }
+    }
+}
+
+impl From<&ImageInput> for ImageInput {
+    fn from(i: &ImageInput) -> Self {
+        i.clone()
+    }
+}
+
+/// Token ids of the prompt with the image placeholders for `image`. SmolVLM's `prompt` is
+/// the (chat-templated) text with one `<image>`, expanded into the tile tokens of
+/// `image.grid`.
+pub fn prompt_ids_for(
+    model: &Model,
+    tok: &tokenizers::Tokenizer,
+    prompt: &str,
+    image: &ImageInput,
+) -> Result<Vec<u32>> {
+    let Model::SmolVlm(m) = model else {
+        return prompt_ids(model, tok, prompt);
+    };
+    let (rows, cols) = image.grid.ok_or_else(|| {
+        Error::Request("a SmolVLM image needs its tile grid; preprocess it with processor::image_input".into())
+    })?;
+    let ids =
+        crate::smolvlm_processor::prompt_ids(tok, prompt, rows, cols, m.cfg.image_seq_len(), m.cfg.image_token_id)?;
+    check_vocab(model, &ids)?;
+    Ok(ids)
+}
+
+fn check_vocab(model: &Model, ids: &[u32]) -> Result<()> {
+    if let Some(bad) = ids.iter().find(|&&i| i as usize >= model.vocab_size()) {
+        return Err(tok_err(format!(
+            "token id {bad} is outside the model's vocabulary of {}",
+            model.vocab_size()
+        )));
+    }
+    Ok(())
+}
+
+/// Token ids of the prompt (with the image placeholders) for `prompt` (PaliGemma, BLIP-2;
+/// SmolVLM needs the image's grid: [`prompt_ids_for`]).
 pub fn prompt_ids(model: &Model, tok: &tokenizers::Tokenizer, prompt: &str) -> Result<Vec<u32>> {
     let ids = match model {
+        Model::SmolVlm(_) => {
+            return Err(Error::Request(
+                "SmolVLM prompt ids depend on the image's tiles; use processor::prompt_ids_for".into(),
+            ))
+        }
         Model::PaliGemma(m) => {
             let cfg = &m.cfg;
             let bos = cfg
@@ -65,12 +156,7 @@ pub fn prompt_ids(model: &Model, tok: &tokenizers::Tokenizer, prompt: &str) -> R
             ids
         }
     };
-    if let Some(bad) = ids.iter().find(|&&i| i as usize >= model.vocab_size()) {
-        return Err(tok_err(format!(
-            "token id {bad} is outside the model's vocabulary of {}",
-            model.vocab_size()
-        )));
-    }
+    check_vocab(model, &ids)?;
     Ok(ids)
 }
 
@@ -78,6 +164,7 @@ pub fn prompt_ids(model: &Model, tok: &tokenizers::Tokenizer, prompt: &str) -> R
 pub fn image_rows(model: &Model, ids: &[u32]) -> Vec<u32> {
     let image_token = match model {
         Model::PaliGemma(m) => m.cfg.image_token_index,
+        Model::SmolVlm(m) => m.cfg.image_token_id,
         Model::Blip2Phi(m) => match m.cfg.image_token_index {
             Some(t) => t,
             None => return (0..m.num_image_tokens().min(ids.len()) as u32).collect(),
@@ -96,8 +183,39 @@ pub fn pixels(model: &Model, bytes: &[u8], name: &str) -> Result<Tensor> {
     pixels_with(model, bytes, name, DecodeOptions::default())
 }
 
+/// The image as the model's processor makes it (SmolVLM: the tiles `[tiles, 3, T, T]` and
+/// their grid; the other families: [`pixels`]).
+pub fn image_input(model: &Model, bytes: &[u8], name: &str) -> Result<ImageInput> {
+    image_input_with(model, bytes, name, DecodeOptions::default())
+}
+
+/// [`image_input`] with [`DecodeOptions`].
+pub fn image_input_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions) -> Result<ImageInput> {
+    let Model::SmolVlm(m) = model else {
+        return Ok(pixels_with(model, bytes, name, opts)?.into());
+    };
+    let img = pinhole_core::hf::image::decode_image_with(bytes, name, opts)?;
+    let t = pinhole_core::hf::smolvlm_image::preprocess_tiles(&img, &m.image)?;
+    if t.tiles() > m.max_tiles() {
+        return Err(Error::Request(format!(
+            "{name}: {} tiles, more than the {} this processor config allows",
+            t.tiles(),
+            m.max_tiles()
+        )));
+    }
+    Ok(ImageInput {
+        pixels: t.pixels,
+        grid: Some((t.rows, t.cols)),
+    })
+}
+
 /// [`pixels`] with [`DecodeOptions`] (e.g. the EXIF orientation left unapplied).
 pub fn pixels_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions) -> Result<Tensor> {
+    if let Model::SmolVlm(_) = model {
+        return Err(Error::Request(format!(
+            "{name}: a SmolVLM image is tiles with a grid; preprocess it with processor::image_input"
+        )));
+    }
     let t = preprocess_image_with(bytes, name, model.processor(), opts)?;
     let want = model.pixel_shape();
     if t.shape != want {

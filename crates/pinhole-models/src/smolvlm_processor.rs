@@ -70,7 +70,9 @@ pub fn prompt_ids(
         }
     }
     let text = expand_image(prompt, rows, cols, image_seq_len)?;
-    let enc = tok.encode(text.as_str(), true).map_err(|e| tok_err(e.to_string()))?;
+    let enc = crate::tokenizer::contained("tokenizer.json", "encoding the prompt", || {
+        tok.encode(text.as_str(), true).map_err(|e| tok_err(e.to_string()))
+    })?;
     let ids = enc.get_ids().to_vec();
     let images = ids.iter().filter(|&&i| i == image_token_id).count();
     let tiles = if rows == 0 && cols == 0 { 1 } else { rows * cols + 1 };

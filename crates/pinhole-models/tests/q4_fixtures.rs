@@ -91,7 +91,7 @@ fn check_fixture(name: &str, scheme: Q4Scheme) {
     let mut inputs = HashMap::new();
     inputs.insert("pixels".to_string(), px.clone());
     run_graph(
-        &m.image_graph(false).unwrap(),
+        &m.image_graph(0, false).unwrap(),
         CpuEnv {
             weights: &wfn,
             inputs: &inputs,

@@ -151,6 +151,8 @@ pub enum ModelConfig {
     PaliGemma(PaliGemmaConfig),
     /// BLIP-2 with a Phi language model (TinyGPT-V class); see [`crate::hf::blip2_config`].
     Blip2Phi(crate::hf::blip2_config::Blip2PhiConfig),
+    /// SmolVLM / Idefics3; see [`crate::hf::smolvlm_config`].
+    SmolVlm(crate::hf::smolvlm_config::SmolVlmConfig),
 }
 
 impl ModelConfig {
@@ -168,9 +170,12 @@ impl ModelConfig {
             "blip-2" => Ok(ModelConfig::Blip2Phi(
                 crate::hf::blip2_config::Blip2PhiConfig::from_obj(&obj)?,
             )),
+            "smolvlm" | "idefics3" => Ok(ModelConfig::SmolVlm(
+                crate::hf::smolvlm_config::SmolVlmConfig::from_obj(&obj)?,
+            )),
             other => Err(Error::Unsupported(format!(
                 "{file}: model_type `{other}` is not supported; pinhole runs `paligemma` \
-                 (PaliGemma and PaliGemma 2) and `blip-2` with a Phi text model (TinyGPT-V class)"
+                 (PaliGemma and PaliGemma 2), `blip-2` with a Phi text model (TinyGPT-V class), `smolvlm` and `idefics3`"
             ))),
         }
     }
@@ -187,9 +192,7 @@ impl PaliGemmaConfig {
     pub fn parse(bytes: &[u8], file: &str) -> Result<PaliGemmaConfig> {
         match ModelConfig::parse(bytes, file)? {
             ModelConfig::PaliGemma(c) => Ok(c),
-            ModelConfig::Blip2Phi(_) => Err(Error::Unsupported(format!(
-                "{file} is a blip-2 config, not a paligemma one"
-            ))),
+            _ => Err(Error::Unsupported(format!("{file} is not a paligemma config"))),
         }
     }
 

@@ -1,0 +1,421 @@
+//! SmolVLM / Idefics3: a SigLIP vision tower on each tile → pixel-shuffle connector → Llama
+//! (SmolLM2) decoder.
+//!
+//! Mirrors transformers' `SmolVLMForConditionalGeneration` (modeling_smolvlm.py; Idefics3's
+//! modeling_idefics3.py is the same computation) and `LlamaModel`. The facts that decide
+//! token-for-token equality, each checked against tests/fixtures/{smolvlm,smolvlm-nosplit,
+//! idefics3}:
+//! * every tile (the split tiles row-major, then the global image) goes through the vision
+//!   tower on its own; the tower is PaliGemma's SigLIP ([`siglip_vision_tower`]) because for
+//!   a full tile SmolVLM's bucketized position ids are the row-major 0..N²-1 — except for the
+//!   patch-grid sides in [`POSITION_BUCKET_EXCEPTIONS`] (float32 rounding in `torch.bucketize`),
+//!   which pinhole refuses;
+//! * the connector's `pixel_shuffle` is a row permutation then a reshape: output row
+//!   `(i', j')` of a `side/s × side/s` grid is the concatenation, `u`-major then `t`, of the
+//!   input rows `(i'·s + u)·side + j'·s + t` ([`pixel_shuffle_sources`]); it runs as a
+//!   `scatter_rows` of the tower's output onto itself plus a `reshape`, then the bias-free
+//!   `modality_projection`;
+//! * the connector rows replace the `<image>` embeddings in order, unscaled; text embeddings
+//!   are not scaled either (Llama);
+//! * positions are 0-based, attention causal everywhere (no prefix block), scale
+//!   `head_dim^-0.5`; RMSNorm is `x · rsqrt(mean(x²) + eps) · w`; the MLP is
+//!   `down(silu(gate) · up)`; RoPE with `rope_theta` over the whole head;
+//! * the LM head is `lm_head.weight`, or the embedding table when the top-level
+//!   `tie_word_embeddings` is true.
+//!
+//! Checkpoint names (both layouts transformers loads): `model.vision_model.*` /
+//! `vision_model.*` → `vision.*`, `model.connector.*` / `connector.*` → `connector.*`,
+//! `model.text_model.*` / `text_model.*` → `text.*`, `lm_head.*`.
+
+use pinhole_core::graph::{Activation, AttnMask, AttnParams, Graph, TensorId};
+use pinhole_core::hf::smolvlm_image::{SmolVlmImageConfig, MAX_TILES_PER_SIDE};
+use pinhole_core::hf::{GenerationConfig, SmolVlmConfig};
+use pinhole_core::{DType, Error, Result, Tensor};
+
+use crate::generate::TokenChoice;
+use crate::paligemma::{siglip_vision_tower, siglip_weights, ExpectedWeight, StepOutputs};
+
+/// Patch-grid sides (1..=128) whose bucketized positions are not row-major in torch (the
+/// list `tools/make_smolvlm_fixtures.py` checks against transformers). Published models use
+/// 32 (SmolVLM-256M/500M), 26 (Idefics3-8B) and 27 (SmolVLM2), which are fine.
+pub const POSITION_BUCKET_EXCEPTIONS: &[usize] = &[
+    19, 25, 29, 31, 38, 40, 41, 43, 47, 49, 50, 54, 55, 58, 59, 61, 62, 67, 68, 71, 72, 73, 74, 76, 77, 80, 82, 83, 84,
+    86, 87, 93, 94, 97, 98, 99, 100, 101, 103, 107, 108, 109, 110, 111, 113, 115, 116, 118, 121, 122, 123, 124, 127,
+];
+
+/// The state the tiles' connector rows are written into (as PaliGemma's image features).
+pub const IMAGE_FEATURES: &str = "image_features";
+
+pub struct SmolVlm {
+    pub cfg: SmolVlmConfig,
+    pub image: SmolVlmImageConfig,
+    pub generation: GenerationConfig,
+    /// Storage dtype of matrix weights on the GPU.
+    pub matrix_dtype: DType,
+}
+
+/// For output row `p` of the pixel shuffle (before the reshape to `s²`-wide rows), the input
+/// row it takes: `p = (i'·(side/s) + j')·s² + u·s + t` ← `(i'·s + u)·side + j'·s + t`.
+/// Transcribes `SmolVLMConnector.pixel_shuffle`'s view / permute / reshape sequence.
+pub fn pixel_shuffle_sources(side: usize, s: usize) -> Vec<usize> {
+    let per = side / s;
+    (0..side * side)
+        .map(|p| {
+            let (r, q) = (p / (s * s), p % (s * s));
+            let (i, j) = (r / per, r % per);
+            let (u, t) = (q / s, q % s);
+            (i * s + u) * side + j * s + t
+        })
+        .collect()
+}
+
+impl SmolVlm {
+    /// Checks what pinhole's graphs assume (see the module docs).
+    pub fn new(
+        cfg: SmolVlmConfig,
+        image: SmolVlmImageConfig,
+        generation: GenerationConfig,
+        matrix_dtype: DType,
+    ) -> Result<Self> {
+        let side = cfg.patch_side();
+        if POSITION_BUCKET_EXCEPTIONS.contains(&side) {
+            return Err(Error::Unsupported(format!(
+                "a {side}x{side} patch grid (vision image_size / patch_size): transformers' bucketized \
+                 position ids are not row-major for this size, which pinhole does not implement"
+            )));
+        }
+        if image.tile != cfg.vision.image_size {
+            return Err(Error::Unsupported(format!(
+                "processor max_image_size.longest_edge {} differs from vision_config.image_size {}; \
+                 pinhole runs full tiles of the vision tower's size",
+                image.tile, cfg.vision.image_size
+            )));
+        }
+        if let Some(n) = image.image_seq_len {
+            if n != cfg.image_seq_len() {
+                return Err(Error::Invalid(format!(
+                    "processor image_seq_len {n} differs from the model's {} ((image_size / patch_size)² / \
+                     scale_factor²); the folder's configs do not belong together",
+                    cfg.image_seq_len()
+                )));
+            }
+        }
+        Ok(SmolVlm {
+            cfg,
+            image,
+            generation,
+            matrix_dtype,
+        })
+    }
+
+    /// Most tiles one image can give with this processor config (split tiles + global).
+    pub fn max_tiles(&self) -> usize {
+        if !self.image.do_image_splitting {
+            return 1;
+        }
+        let per_side = if self.image.do_resize {
+            self.image
+                .longest_edge
+                .div_ceil(self.image.tile)
+                .min(MAX_TILES_PER_SIDE)
+        } else {
+            MAX_TILES_PER_SIDE
+        };
+        if per_side <= 1 {
+            1
+        } else {
+            per_side * per_side + 1
+        }
+    }
+
+    /// Rows of the image-feature state: every tile's connector rows.
+    pub fn max_image_tokens(&self) -> usize {
+        self.max_tiles() * self.cfg.image_seq_len()
+    }
+
+    /// Checkpoint tensor name → canonical name (`None`: not used).
+    pub fn canonical_name(name: &str) -> Option<String> {
+        const MAP: &[(&str, &str)] = &[
+            ("model.vision_model.", "vision."),
+            ("vision_model.", "vision."),
+            ("model.connector.", "connector."),
+            ("connector.", "connector."),
+            ("model.text_model.", "text."),
+            ("text_model.", "text."),
+            ("lm_head.", "lm_head."),
+        ];
+        MAP.iter()
+            .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+    }
+
+    /// A checkpoint name that would provide the canonical weight `name` (error messages).
+    pub fn example_source(name: &str) -> String {
+        for (canon, src) in [
+            ("vision.", "model.vision_model."),
+            ("connector.", "model.connector."),
+            ("text.", "model.text_model."),
+        ] {
+            if let Some(r) = name.strip_prefix(canon) {
+                return format!("{src}{r}");
+            }
+        }
+        name.to_string()
+    }
+
+    /// Every weight the graphs read, with the shape config.json implies.
+    pub fn expected_weights(&self) -> Vec<ExpectedWeight> {
+        let c = &self.cfg;
+        let t = &c.text;
+        let mut w = siglip_weights(&c.vision);
+        let mut add = |name: String, shape: Vec<usize>, matrix: bool| w.push(ExpectedWeight { name, shape, matrix });
+        add(
+            "connector.modality_projection.proj.weight".into(),
+            vec![t.hidden_size, c.connector_width()],
+            true,
+        );
+        let (h, d) = (t.hidden_size, t.head_dim);
+        add("text.embed_tokens.weight".into(), vec![t.vocab_size, h], true);
+        for l in 0..t.num_hidden_layers {
+            let pre = format!("text.layers.{l}");
+            let (q, kv, i) = (
+                t.num_attention_heads * d,
+                t.num_key_value_heads * d,
+                t.intermediate_size,
+            );
+            add(format!("{pre}.self_attn.q_proj.weight"), vec![q, h], true);
+            add(format!("{pre}.self_attn.k_proj.weight"), vec![kv, h], true);
+            add(format!("{pre}.self_attn.v_proj.weight"), vec![kv, h], true);
+            add(format!("{pre}.self_attn.o_proj.weight"), vec![h, q], true);
+            add(format!("{pre}.mlp.gate_proj.weight"), vec![i, h], true);
+            add(format!("{pre}.mlp.up_proj.weight"), vec![i, h], true);
+            add(format!("{pre}.mlp.down_proj.weight"), vec![h, i], true);
+            add(format!("{pre}.input_layernorm.weight"), vec![h], false);
+            add(format!("{pre}.post_attention_layernorm.weight"), vec![h], false);
+        }
+        add("text.norm.weight".into(), vec![h], false);
+        if !c.tie_word_embeddings {
+            add("lm_head.weight".into(), vec![t.vocab_size, h], true);
+        }
+        w
+    }
+
+    fn w(g: &mut Graph, name: &str, shape: &[usize]) -> TensorId {
+        g.weight(name, shape, DType::F32)
+    }
+
+    /// The connector: pixel shuffle of `x [side², E]` → `[side²/s², E·s²]` → `modality_projection`.
+    pub fn connector(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let c = &self.cfg;
+        let (side, s, e) = (c.patch_side(), c.scale_factor, c.vision.hidden_size);
+        let src = pixel_shuffle_sources(side, s);
+        // scatter_rows writes src row i to row index[i]: the inverse of `src`.
+        let mut index = vec![0u32; src.len()];
+        for (p, &from) in src.iter().enumerate() {
+            index[from] = p as u32;
+        }
+        let index = g.constant(Tensor::u32(&[index.len()], index)?);
+        let permuted = g.scatter_rows(x, x, index)?;
+        let rows = c.image_seq_len();
+        let shuffled = g.reshape(permuted, &[rows, e * s * s])?;
+        let w = Self::w(
+            g,
+            "connector.modality_projection.proj.weight",
+            &[c.text.hidden_size, c.connector_width()],
+        );
+        g.matmul(shuffled, w, None)
+    }
+
+    /// Image-encode graph of tile `tile` (input `pixels [3, T, T]`): vision tower → connector,
+    /// written into the state [`IMAGE_FEATURES`] at rows `tile · image_seq_len`. With `debug`
+    /// the vision and connector outputs are graph outputs.
+    pub fn tile_graph(&self, tile: usize, debug: bool) -> Result<Graph> {
+        let v = &self.cfg.vision;
+        if tile >= self.max_tiles() {
+            return Err(Error::Invalid(format!(
+                "tile {tile} of an image; this processor config makes at most {} tiles",
+                self.max_tiles()
+            )));
+        }
+        let mut g = Graph::new();
+        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
+        let vis = siglip_vision_tower(&mut g, v, px)?;
+        let conn = self.connector(&mut g, vis)?;
+        let st = g.state(IMAGE_FEATURES, &[self.max_image_tokens(), self.cfg.text.hidden_size]);
+        g.write_rows(st, conn, tile * self.cfg.image_seq_len())?;
+        if debug {
+            g.output(vis);
+            g.output(conn);
+        }
+        Ok(g)
+    }
+
+    /// Shape of each layer's K/V cache state for a context of `max_len` positions.
+    pub fn cache_shape(&self, max_len: usize) -> [usize; 2] {
+        [max_len, self.cfg.text.num_key_value_heads * self.cfg.text.head_dim]
+    }
+
+    /// The Llama decoder over `x [s, hidden]` at sequence positions `row0 ..`; writes K/V into
+    /// the caches and returns the hidden states after the final norm.
+    fn decoder(&self, g: &mut Graph, mut x: TensorId, s: usize, row0: usize, max_len: usize) -> Result<TensorId> {
+        let t = &self.cfg.text;
+        let (h, d, nh, nkv) = (t.hidden_size, t.head_dim, t.num_attention_heads, t.num_key_value_heads);
+        let eps = t.rms_norm_eps as f32;
+        let positions: Vec<u32> = (row0..row0 + s).map(|i| i as u32).collect();
+        let cs = g.rope_table(&positions, d, t.rope_theta as f32)?;
+        let cache = self.cache_shape(max_len);
+        let rms = |g: &mut Graph, x: TensorId, name: String| -> Result<TensorId> {
+            let w = Self::w(g, &name, &[h]);
+            g.rms_norm(x, w, eps, false)
+        };
+        for l in 0..t.num_hidden_layers {
+            let pre = format!("text.layers.{l}");
+            let lin = |g: &mut Graph, x: TensorId, n: &str, out: usize, inp: usize| -> Result<TensorId> {
+                let w = Self::w(g, &format!("{pre}.{n}.weight"), &[out, inp]);
+                g.matmul(x, w, None)
+            };
+            let hn = rms(g, x, format!("{pre}.input_layernorm.weight"))?;
+            let q = lin(g, hn, "self_attn.q_proj", nh * d, h)?;
+            let k = lin(g, hn, "self_attn.k_proj", nkv * d, h)?;
+            let v = lin(g, hn, "self_attn.v_proj", nkv * d, h)?;
+            let q = g.rope(q, cs, nh, d, d)?;
+            let k = g.rope(k, cs, nkv, d, d)?;
+            let kc = g.state(&format!("k_cache.{l}"), &cache);
+            let vc = g.state(&format!("v_cache.{l}"), &cache);
+            let kc = g.write_rows(kc, k, row0)?;
+            let vc = g.write_rows(vc, v, row0)?;
+            let params = AttnParams {
+                n_heads: nh,
+                n_kv_heads: nkv,
+                head_dim: d,
+                kv_len: row0 + s,
+                q_pos0: row0,
+                scale: t.attn_scale() as f32,
+                softcap: 0.0,
+                mask: AttnMask {
+                    causal: true,
+                    prefix_len: 0,
+                    window: 0,
+                },
+            };
+            let a = g.attention(q, kc, vc, params)?;
+            let o = lin(g, a, "self_attn.o_proj", h, nh * d)?;
+            x = g.add(x, o)?;
+            let mn = rms(g, x, format!("{pre}.post_attention_layernorm.weight"))?;
+            let gate = lin(g, mn, "mlp.gate_proj", t.intermediate_size, h)?;
+            let up = lin(g, mn, "mlp.up_proj", t.intermediate_size, h)?;
+            let a = g.gated(gate, up, Activation::Silu)?;
+            let m = lin(g, a, "mlp.down_proj", h, t.intermediate_size)?;
+            x = g.add(x, m)?;
+        }
+        rms(g, x, "text.norm.weight".into())
+    }
+
+    fn lm_head(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let t = &self.cfg.text;
+        let name = if self.cfg.tie_word_embeddings {
+            "text.embed_tokens.weight"
+        } else {
+            "lm_head.weight"
+        };
+        let w = Self::w(g, name, &[t.vocab_size, t.hidden_size]);
+        g.matmul(x, w, None)
+    }
+
+    fn embed(&self, g: &mut Graph, ids: TensorId) -> Result<TensorId> {
+        let t = &self.cfg.text;
+        let table = Self::w(g, "text.embed_tokens.weight", &[t.vocab_size, t.hidden_size]);
+        g.embedding(table, ids)
+    }
+
+    /// The prefill graph over the prompt `ids` whose `<image>` tokens are at `image_rows`; they
+    /// take the first `image_rows.len()` rows of the state [`IMAGE_FEATURES`] (the encoded
+    /// tiles in order). Outputs the next token as `choice` picks it, and with `all_logits`
+    /// every position's logits.
+    pub fn prefill_graph_from_state(
+        &self,
+        ids: &[u32],
+        image_rows: &[u32],
+        max_len: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        let t = &self.cfg.text;
+        let s = ids.len();
+        let n = image_rows.len();
+        if n == 0 || n > self.max_image_tokens() || !n.is_multiple_of(self.cfg.image_seq_len()) {
+            return Err(Error::Invalid(format!(
+                "the prompt has {n} image tokens; an image gives a multiple of {} up to {}",
+                self.cfg.image_seq_len(),
+                self.max_image_tokens()
+            )));
+        }
+        let mut g = Graph::new();
+        let img = g.state(IMAGE_FEATURES, &[self.max_image_tokens(), t.hidden_size]);
+        let img = if n == self.max_image_tokens() {
+            img
+        } else {
+            g.rows(img, 0, n)?
+        };
+        let idt = g.constant(Tensor::u32(&[s], ids.to_vec())?);
+        let emb = self.embed(&mut g, idt)?;
+        let rows = g.constant(Tensor::u32(&[n], image_rows.to_vec())?);
+        let x = g.scatter_rows(emb, img, rows)?;
+        let hidden = self.decoder(&mut g, x, s, 0, max_len)?;
+        let out = StepOutputs::from_hidden(&mut g, hidden, s, all_logits, choice, |g, x| self.lm_head(g, x))?;
+        Ok((g, out))
+    }
+
+    /// One decode step: `token` at sequence position `row` → the next token as `choice` picks
+    /// it; with `logits` also the step's logits.
+    pub fn decode_graph(
+        &self,
+        token: u32,
+        row: usize,
+        max_len: usize,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        let mut g = Graph::new();
+        let idt = g.constant(Tensor::u32(&[1], vec![token])?);
+        let x = self.embed(&mut g, idt)?;
+        let hidden = self.decoder(&mut g, x, 1, row, max_len)?;
+        let out = StepOutputs::from_hidden(&mut g, hidden, 1, logits, choice, |g, x| self.lm_head(g, x))?;
+        Ok((g, out))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pixel_shuffle_is_a_permutation() {
+        // 4x4 grid, s = 2: output row 0 is input rows 0, 1, 4, 5 (u-major, then t).
+        let src = pixel_shuffle_sources(4, 2);
+        assert_eq!(&src[..8], &[0, 1, 4, 5, 2, 3, 6, 7]);
+        let mut sorted = pixel_shuffle_sources(32, 4);
+        sorted.sort_unstable();
+        assert_eq!(sorted, (0..1024).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn names_of_both_layouts() {
+        assert_eq!(
+            SmolVlm::canonical_name("model.text_model.layers.0.mlp.up_proj.weight").as_deref(),
+            Some("text.layers.0.mlp.up_proj.weight")
+        );
+        assert_eq!(
+            SmolVlm::canonical_name("vision_model.post_layernorm.bias").as_deref(),
+            Some("vision.post_layernorm.bias")
+        );
+        assert_eq!(
+            SmolVlm::canonical_name("connector.modality_projection.proj.weight").as_deref(),
+            Some("connector.modality_projection.proj.weight")
+        );
+        assert_eq!(
+            SmolVlm::canonical_name("lm_head.weight").as_deref(),
+            Some("lm_head.weight")
+        );
+        assert_eq!(SmolVlm::canonical_name("something.else"), None);
+    }
+}
