@@ -1293,34 +1293,3 @@ fn to_rgb(f: &Frame, planes: &[Vec<u8>], space: Space) -> R<Vec<u8>> {
     }
     Ok(rgb)
 }
-
-/// Width and height from the frame header, without decoding (for limits checked before
-/// anything is allocated). `None` when no frame header is found.
-#[allow(dead_code)]
-pub(crate) fn dimensions(data: &[u8]) -> Option<(usize, usize)> {
-    let mut pos = 2;
-    while pos + 4 <= data.len() {
-        if data[pos] != 0xFF {
-            pos += 1;
-            continue;
-        }
-        let m = data[pos + 1];
-        if m == 0xFF || m == 0 || (0xD0..=0xD9).contains(&m) || m == 0x01 {
-            pos += 2;
-            continue;
-        }
-        let len = u16::from_be_bytes([data[pos + 2], data[pos + 3]]) as usize;
-        if matches!(m, 0xC0..=0xCF) && m != 0xC4 && m != 0xC8 && m != 0xCC {
-            let s = data.get(pos + 4..pos + 2 + len)?;
-            if s.len() >= 5 {
-                return Some((
-                    u16::from_be_bytes([s[3], s[4]]) as usize,
-                    u16::from_be_bytes([s[1], s[2]]) as usize,
-                ));
-            }
-            return None;
-        }
-        pos += 2 + len;
-    }
-    None
-}
