@@ -1,0 +1,103 @@
+//! `pinhole generate --json` on the SmolVLM / Idefics3 fixtures: the question goes through
+//! the folder's chat template, the image is split into tiles, and the greedy ids equal
+//! transformers' (tests/fixtures/*/expected.json); `--raw-prompt` without `<image>` and a
+//! prompt longer than the context are one clear error line.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+fn run(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+        .args(args)
+        .env("XDG_RUNTIME_DIR", "/tmp")
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into(),
+        String::from_utf8_lossy(&out.stderr).into(),
+    )
+}
+
+#[test]
+fn generate_json_equals_transformers() {
+    // The fixtures' single-turn cases whose question is the text after the image.
+    for (variant, case) in [("smolvlm", "describe"), ("idefics3", "describe")] {
+        let dir = fixtures().join(variant);
+        let exp: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let e = &exp["cases"][case];
+        let want: Vec<u64> = e["generated_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        let question = e["messages"][0]["content"][1]["text"].as_str().unwrap();
+        let model = dir.join("model");
+        let image = fixtures().join("images").join(e["image"].as_str().unwrap());
+        let n = want.len().to_string();
+        let (code, stdout, stderr) = run(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--image",
+            image.to_str().unwrap(),
+            "--prompt",
+            question,
+            "--max-new-tokens",
+            &n,
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{variant}: {stderr}");
+        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        assert_eq!(v["model_family"], "smolvlm");
+        let got: Vec<u64> = v["token_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(got, want, "{variant}/{case}");
+        let ids: Vec<u64> = v["prompt_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        let want_ids: Vec<u64> = e["input_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap())
+            .collect();
+        assert_eq!(ids, want_ids, "{variant}/{case}: prompt ids");
+    }
+}
+
+#[test]
+fn raw_prompt_and_context_errors() {
+    let model = fixtures().join("smolvlm/model");
+    let image = fixtures().join("images/shapes_50x37.png");
+    let base = [
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+    ];
+    let (code, _, stderr) = run(&[&base[..], &["--raw-prompt", "--prompt", "no placeholder"]].concat());
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("<image>") && stderr.trim().lines().count() == 1,
+        "{stderr}"
+    );
+    // 83 prompt positions + 500 new tokens > max_position_embeddings 512.
+    let (code, _, stderr) = run(&[&base[..], &["--max-new-tokens", "500"]].concat());
+    assert_ne!(code, 0);
+    assert!(stderr.contains("512") && stderr.trim().lines().count() == 1, "{stderr}");
+}
