@@ -506,8 +506,10 @@ export class Engine {
             tally.pendingData = Math.max(0, tally.pendingData - s);
           }
         }
-        // Tensors completed by this chunk are converted and uploaded now.
-        await this.guard(() => loader.push(r.value));
+        // The chunk's bytes are converted and written to the GPU now; its file offset lets
+        // the engine refuse a duplicate or missing chunk.
+        const at = loaded;
+        await this.guard(() => loader.push(r.value, at));
         loaded += r.value.byteLength;
         tally.set(name, loaded, size);
         const now = performance.now();

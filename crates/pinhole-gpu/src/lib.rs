@@ -30,4 +30,4 @@ pub use context::open_blocking;
 pub use context::{AdapterSummary, Gpu, GpuOptions};
 pub use error::{GpuError, Result};
 pub use executor::{Executor, RunStats};
-pub use weights::{GpuTensor, WeightStore};
+pub use weights::{GpuTensor, WeightStore, WeightWriter};

@@ -91,44 +91,48 @@ pub(crate) fn rows_per_chunk(what: &str, rows: usize, cols: usize, dtype: DType,
     Ok(per)
 }
 
-/// Uploads a host tensor, split by rows to fit the per-binding limit.
-pub fn upload(gpu: &Gpu, name: &str, t: &Tensor) -> Result<GpuTensor> {
-    let dtype = match t.dtype {
+/// The storage dtype on the GPU of a weight held as `dtype` on the host.
+fn storage_dtype(dtype: DType) -> DType {
+    match dtype {
         DType::BF16 => DType::F16,
         d => d,
-    };
-    let rows = t.rows();
-    let cols = *t.shape.last().unwrap_or(&1);
+    }
+}
+
+/// The row chunks `(row0, rows, buffer bytes)` a weight of `shape` and storage `dtype` is
+/// split into. The one layout rule for a tensor uploaded whole ([`upload`]) and one written
+/// in pieces as its bytes arrive ([`WeightWriter`]), so both land identically.
+fn layout(gpu: &Gpu, name: &str, shape: &[usize], dtype: DType) -> Result<Vec<(usize, usize, u64)>> {
+    let rows = rows_of(shape);
+    let cols = *shape.last().unwrap_or(&1);
     // Matrices (linear weights, embedding tables) are split by rows; the kernels that read
     // them take one dispatch per chunk. Other tensors (norm weights, biases, conv kernels,
     // position tables) are small in every real model and must fit one binding whole.
-    let limit = if t.shape.len() == 2 {
+    let limit = if shape.len() == 2 {
         gpu.weight_binding_limit()
     } else {
         gpu.activation_binding_limit()
     };
-    let per = if t.shape.len() == 2 {
+    let per = if shape.len() == 2 {
         rows_per_chunk(name, rows, cols, dtype, limit)?
     } else {
         rows.max(1)
     };
-    if t.shape.len() != 2 && chunk_bytes(rows, cols, dtype) > limit {
+    if shape.len() != 2 && chunk_bytes(rows, cols, dtype) > limit {
         return Err(GpuError::TooLarge {
-            what: format!("weight '{name}' {:?}", t.shape),
+            what: format!("weight '{name}' {shape:?}"),
             bytes: chunk_bytes(rows, cols, dtype),
             limit,
             limit_name: "max_storage_buffer_binding_size",
         });
     }
-    let mut chunks = Vec::new();
+    let mut out = Vec::new();
     let mut row0 = 0;
     while row0 < rows.max(1) {
         let n = per.min(rows.max(1) - row0);
-        let mut bytes = t.storage_bytes_range(row0 * cols, ((row0 + n) * cols).min(t.numel()));
-        if matches!(dtype, DType::Q4(_)) {
-            bytes.resize(chunk_bytes(n, cols, dtype) as usize, 0);
-        }
-        let size = (bytes.len() as u64).max(4);
+        // Rows past the tensor's end (an empty tensor still gets one 4-byte buffer).
+        let real = n.min(rows.saturating_sub(row0));
+        let size = chunk_bytes(real, if rows == 0 { 0 } else { cols }, dtype).max(4);
         if size > gpu.limits.max_buffer_size {
             return Err(GpuError::TooLarge {
                 what: format!("weight '{name}'"),
@@ -137,17 +141,36 @@ pub fn upload(gpu: &Gpu, name: &str, t: &Tensor) -> Result<GpuTensor> {
                 limit_name: "max_buffer_size",
             });
         }
-        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some(name),
-            size,
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
+        out.push((row0, n, size));
+        row0 += n;
+    }
+    Ok(out)
+}
+
+fn weight_buffer(gpu: &Gpu, name: &str, size: u64) -> wgpu::Buffer {
+    gpu.device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(name),
+        size,
+        usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    })
+}
+
+/// Uploads a host tensor, split by rows to fit the per-binding limit.
+pub fn upload(gpu: &Gpu, name: &str, t: &Tensor) -> Result<GpuTensor> {
+    let dtype = storage_dtype(t.dtype);
+    let cols = *t.shape.last().unwrap_or(&1);
+    let mut chunks = Vec::new();
+    for (row0, n, size) in layout(gpu, name, &t.shape, dtype)? {
+        let mut bytes = t.storage_bytes_range(row0 * cols, ((row0 + n) * cols).min(t.numel()));
+        if matches!(dtype, DType::Q4(_)) {
+            bytes.resize(chunk_bytes(n, cols, dtype) as usize, 0);
+        }
+        let buffer = weight_buffer(gpu, name, size);
         if !bytes.is_empty() {
             gpu.queue.write_buffer(&buffer, 0, &bytes);
         }
         chunks.push(Chunk { buffer, row0, rows: n });
-        row0 += n;
     }
     Ok(GpuTensor {
         shape: t.shape.clone(),
@@ -156,11 +179,192 @@ pub fn upload(gpu: &Gpu, name: &str, t: &Tensor) -> Result<GpuTensor> {
     })
 }
 
+/// A float weight written in pieces as its bytes arrive (the browser's stream loader): its
+/// buffers are created up front with [`upload`]'s layout, and each piece of storage bytes
+/// (f32 words or packed f16 halves, in element order) goes straight to its place with
+/// `write_buffer` at an offset, so the host never holds the whole tensor.
+pub struct WeightWriter {
+    name: String,
+    tensor: GpuTensor,
+    /// Storage bytes per element (4 or 2).
+    elem: usize,
+    /// The chunk being filled, the bytes of it written so far (a multiple of 4) and the
+    /// payload bytes it has received (written or pending).
+    chunk: usize,
+    written: u64,
+    received: u64,
+    /// Up to 3 bytes waiting for the rest of their 4-byte word (`write_buffer` needs whole words).
+    pending: Vec<u8>,
+}
+
+impl WeightWriter {
+    /// Creates the buffers of weight `name` of `shape`, stored as `dtype` (F32 or F16).
+    pub fn new(gpu: &Gpu, name: &str, shape: &[usize], dtype: DType) -> Result<WeightWriter> {
+        let dtype = storage_dtype(dtype);
+        if !matches!(dtype, DType::F32 | DType::F16) {
+            return Err(GpuError::Validation(format!(
+                "weight '{name}': only f32/f16 weights are written in pieces, not {}",
+                dtype.name()
+            )));
+        }
+        let chunks = layout(gpu, name, shape, dtype)?
+            .into_iter()
+            .map(|(row0, rows, size)| Chunk {
+                buffer: weight_buffer(gpu, name, size),
+                row0,
+                rows,
+            })
+            .collect();
+        Ok(WeightWriter {
+            name: name.to_string(),
+            tensor: GpuTensor {
+                shape: shape.to_vec(),
+                dtype,
+                chunks,
+            },
+            elem: dtype.size(),
+            chunk: 0,
+            written: 0,
+            received: 0,
+            pending: Vec::new(),
+        })
+    }
+
+    /// Payload bytes of chunk `i` (its elements, without the padding to a whole word).
+    fn payload(&self, i: usize) -> u64 {
+        let rows = rows_of(&self.tensor.shape);
+        let c = &self.tensor.chunks[i];
+        let real = c.rows.min(rows.saturating_sub(c.row0));
+        (real * self.tensor.cols() * self.elem) as u64
+    }
+
+    fn put(&mut self, gpu: &Gpu, bytes: &[u8]) {
+        gpu.queue
+            .write_buffer(&self.tensor.chunks[self.chunk].buffer, self.written, bytes);
+        self.written += bytes.len() as u64;
+    }
+
+    /// Writes the next storage bytes of the tensor (whole elements, in order).
+    pub fn write(&mut self, gpu: &Gpu, mut bytes: &[u8]) -> Result<()> {
+        if !bytes.len().is_multiple_of(self.elem) {
+            return Err(GpuError::Validation(format!(
+                "weight '{}': {} bytes are not whole {}-byte elements",
+                self.name,
+                bytes.len(),
+                self.elem
+            )));
+        }
+        while !bytes.is_empty() {
+            if self.chunk >= self.tensor.chunks.len() {
+                return Err(GpuError::Validation(format!(
+                    "weight '{}' {:?}: more bytes than the tensor holds",
+                    self.name, self.tensor.shape
+                )));
+            }
+            let room = self.payload(self.chunk) - self.received;
+            let take = (room as usize).min(bytes.len());
+            let (mut part, rest) = bytes.split_at(take);
+            bytes = rest;
+            self.received += take as u64;
+            if !self.pending.is_empty() {
+                let need = (4 - self.pending.len()).min(part.len());
+                self.pending.extend_from_slice(&part[..need]);
+                part = &part[need..];
+                if self.pending.len() == 4 {
+                    let word = std::mem::take(&mut self.pending);
+                    self.put(gpu, &word);
+                }
+            }
+            let whole = part.len() / 4 * 4;
+            if whole > 0 {
+                self.put(gpu, &part[..whole]);
+            }
+            self.pending.extend_from_slice(&part[whole..]);
+            if self.received == self.payload(self.chunk) {
+                if !self.pending.is_empty() {
+                    // The chunk's last half word: padded with zeros, as `upload` pads it.
+                    let mut word = std::mem::take(&mut self.pending);
+                    word.resize(4, 0);
+                    self.put(gpu, &word);
+                }
+                self.chunk += 1;
+                self.written = 0;
+                self.received = 0;
+            }
+        }
+        Ok(())
+    }
+
+    /// Skips past chunks with no payload (an empty tensor).
+    fn settle(&mut self) {
+        while self.chunk < self.tensor.chunks.len() && self.payload(self.chunk) == 0 {
+            self.chunk += 1;
+        }
+    }
+
+    /// The uploaded tensor, once every byte was written.
+    pub fn finish(mut self) -> Result<GpuTensor> {
+        self.settle();
+        if self.chunk < self.tensor.chunks.len() {
+            return Err(GpuError::Validation(format!(
+                "weight '{}' {:?}: ended before all its bytes were written",
+                self.name, self.tensor.shape
+            )));
+        }
+        Ok(self.tensor)
+    }
+}
+
+impl GpuTensor {
+    /// The bytes of each chunk's buffer, read back from the GPU (tests compare loaders with
+    /// it; not for the hot path).
+    pub async fn read_back(&self, gpu: &Gpu) -> Result<Vec<Vec<u8>>> {
+        let mut enc = gpu.device.create_command_encoder(&Default::default());
+        let mut reads = Vec::new();
+        for c in &self.chunks {
+            let size = c.buffer.size();
+            let rb = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("pinhole weight readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            enc.copy_buffer_to_buffer(&c.buffer, 0, &rb, 0, Some(size));
+            reads.push((rb, size));
+        }
+        gpu.queue.submit(Some(enc.finish()));
+        let futures: Vec<_> = reads
+            .iter()
+            .map(|(rb, size)| crate::readback::MapFuture::new(rb, *size))
+            .collect();
+        gpu.wait_idle()?;
+        let mut out = Vec::new();
+        for (fut, (rb, size)) in futures.into_iter().zip(&reads) {
+            fut.await.map_err(GpuError::Readback)?;
+            let view = rb
+                .get_mapped_range(..*size)
+                .map_err(|e| GpuError::Readback(e.to_string()))?;
+            out.push(view.to_vec());
+            drop(view);
+            rb.unmap();
+        }
+        Ok(out)
+    }
+}
+
+/// Bytes queued with `write_buffer` after which the loaders flush the queue. wgpu copies
+/// each write into a staging buffer that lives until a submission completes; loading never
+/// submits, so without a flush a whole model's staging copies would pile up next to the
+/// weights (twice the model in memory on a CPU adapter or a unified-memory machine).
+pub const FLUSH_BYTES: u64 = 64 << 20;
+
 /// All weights of a model, by name.
 #[derive(Default)]
 pub struct WeightStore {
     map: HashMap<String, GpuTensor>,
     bytes: u64,
+    /// Bytes written since the last flush.
+    unflushed: u64,
 }
 
 impl WeightStore {
@@ -171,11 +375,48 @@ impl WeightStore {
     /// Uploads one weight. The host tensor can be dropped as soon as this returns.
     pub fn upload(&mut self, gpu: &Gpu, name: &str, t: &Tensor) -> Result<()> {
         let g = upload(gpu, name, t)?;
+        self.noted(gpu, g.bytes())?;
+        self.insert(name, g);
+        Ok(())
+    }
+
+    /// Writes the next piece of a weight being streamed (see [`WeightWriter`]).
+    pub fn write(&mut self, gpu: &Gpu, w: &mut WeightWriter, bytes: &[u8]) -> Result<()> {
+        w.write(gpu, bytes)?;
+        self.noted(gpu, bytes.len() as u64)
+    }
+
+    /// Adds a streamed weight once all its bytes were written.
+    pub fn finish(&mut self, name: &str, w: WeightWriter) -> Result<()> {
+        let g = w.finish()?;
+        self.insert(name, g);
+        Ok(())
+    }
+
+    fn insert(&mut self, name: &str, g: GpuTensor) {
         self.bytes += g.bytes();
         if let Some(old) = self.map.insert(name.to_string(), g) {
             self.bytes -= old.bytes();
         }
+    }
+
+    /// Counts written bytes and flushes the queue every [`FLUSH_BYTES`]: the staging copies
+    /// of the writes so far are released once the (empty) submission completes.
+    fn noted(&mut self, gpu: &Gpu, bytes: u64) -> Result<()> {
+        self.unflushed += bytes;
+        if self.unflushed >= FLUSH_BYTES {
+            self.unflushed = 0;
+            gpu.queue.submit(std::iter::empty());
+            // Natively: wait for it so the staging memory is freed now. In the browser the
+            // implementation owns staging memory (not wasm memory) and the event loop drives it.
+            gpu.wait_idle()?;
+        }
         Ok(())
+    }
+
+    /// Every weight with its name (tests compare loaders through it).
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &GpuTensor)> {
+        self.map.iter()
     }
 
     pub fn get(&self, name: &str) -> Option<&GpuTensor> {

@@ -1,21 +1,41 @@
 //! Loading a model from byte streams, for the browser: the configs and tokenizer arrive as
 //! bytes, then each safetensors file arrives as a sequence of chunks (a `fetch` body, a
-//! `File.stream()`, a Cache Storage entry). Each tensor is converted and uploaded as soon as
-//! its last byte has arrived and its bytes are dropped right after, so the host never holds
-//! more than the largest tensor plus one chunk, and never a whole file in one buffer (browsers
-//! cap an `ArrayBuffer` at about 2 GB, phones far lower).
+//! `File.stream()`, a Cache Storage entry).
+//!
+//! Memory: f32/f16/bf16 tensors are converted and written to their GPU buffers piece by piece
+//! as their bytes arrive (`write_buffer` at offsets, into the same row-split buffers a whole
+//! upload makes), so the host never holds a whole tensor: wasm memory stays below a fixed
+//! bound ([`DEFAULT_HOST_BOUND`], 256 MiB; [`StreamingLoader::set_host_bound`]) whatever the
+//! tensor or model size. A 257,216 × 2048 bf16 embedding (1 GB) used to be held and converted
+//! whole, which ran a browser's wasm memory out. A pushed chunk is processed in pieces of at
+//! most a quarter of the bound, and its converted bytes take at most twice that. Not covered
+//! by the bound: the chunk the caller passes in (the npm engine passes fetch-sized chunks) and
+//! 4-bit weights (`pinhole quantize` output), whose parts are assembled whole before upload
+//! (the largest, a 4-bit 257,216 × 2048 embedding, is about 0.3 GB).
 //!
 //! The checks are the same as [`crate::loader::load_dir`]'s: every weight the model needs is
 //! present (known before any data for a single file; from the index for a sharded
 //! checkpoint) with the shape config.json implies, and every file is exactly as long as its
 //! header says (a truncated download is an error, never a silently partial model).
 //!
+//! Integrity: a load that is not byte-identical to the file is an error, never a model.
+//! * The file's length is fixed once its header arrives: the end of its last tensor's data
+//!   (a safetensors file has nothing after it). A size the caller announces must agree, and
+//!   a byte past that length (a chunk delivered twice, trailing garbage) is refused as it
+//!   arrives; a file that ends short (a chunk lost, a cut download) is refused by
+//!   [`StreamingLoader::end_file`]. This holds whether or not the size was announced (the
+//!   browser announces none when Content-Length is missing or the response is compressed).
+//! * A caller that knows where its chunks belong (Range requests, retries) passes their file
+//!   offset to [`StreamingLoader::push_at`]: a chunk at any offset other than the next
+//!   expected byte is refused, so a duplicate or a gap is named even when the total length
+//!   happens to come out right.
+//!
 //! ```text
 //! let mut l = StreamingLoader::new(gpu, &files, &opts)?;   // configs + tokenizer
 //! l.set_index(index_bytes, "model.safetensors.index.json")?;  // only for sharded checkpoints
 //! for file in l.weight_files() {
 //!     l.begin_file(&file, Some(size))?;
-//!     for chunk in stream { l.push(&chunk)?; }
+//!     for (offset, chunk) in stream { l.push_at(offset, &chunk)?; }   // or l.push(&chunk)
 //!     l.end_file()?;
 //! }
 //! let model = l.finish()?;
@@ -24,11 +44,11 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use pinhole_core::hf::safetensors::{decode_tensor, Header, TensorInfo};
+use pinhole_core::hf::safetensors::{decode_tensor, encode_storage, Header, TensorInfo};
 use pinhole_core::hf::ShardIndex;
 use pinhole_core::quant::{Q4Format, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES};
 use pinhole_core::DType;
-use pinhole_gpu::{Gpu, WeightStore};
+use pinhole_gpu::{Gpu, WeightStore, WeightWriter};
 
 use crate::error::{Error, Result};
 use crate::loader::{model_matrix_dtype, prepare, squeeze, take_rows, LoadOptions, LoadedModel, ModelFiles};
@@ -46,6 +66,8 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 struct Wanted {
     info: TensorInfo,
     targets: Vec<Target>,
+    /// A float tensor written to the GPU piece by piece as its bytes arrive.
+    stream: bool,
     /// A part of a 4-bit weight that arrives before its last part: its bytes are kept until then.
     stash: bool,
     /// The last-arriving part of a 4-bit weight: the weight is assembled from the parts here.
@@ -75,6 +97,8 @@ struct Current {
     name: String,
     /// The size announced by the caller (Content-Length, `File.size`), if known.
     announced: Option<u64>,
+    /// The file's exact length, known once its header arrived (the end of its data).
+    length: Option<u64>,
     /// Bytes not yet consumed; `buf[0]` is at file offset `consumed`.
     buf: Vec<u8>,
     consumed: u64,
@@ -85,7 +109,15 @@ struct Current {
     next: usize,
     /// Bytes of 4-bit weight parts waiting for the weight's last part, by tensor name.
     stash: HashMap<String, Vec<u8>>,
+    /// The streamed tensor being written: one writer per target, and the source elements
+    /// written so far.
+    active: Vec<(WeightWriter, std::ops::Range<usize>)>,
+    done_elems: usize,
 }
+
+/// The default bound on the host memory the loader uses for f32/f16/bf16 weights (see the
+/// module documentation).
+pub const DEFAULT_HOST_BOUND: usize = 256 << 20;
 
 pub struct StreamingLoader {
     gpu: Arc<Gpu>,
@@ -102,6 +134,13 @@ pub struct StreamingLoader {
     q4_format: Option<(Q4Format, String)>,
     /// Bytes of needed tensors uploaded so far, and their total (known once every header is).
     uploaded_bytes: u64,
+    /// See [`StreamingLoader::set_host_bound`].
+    host_bound: usize,
+    /// Conversion output, reused across pieces.
+    scratch: Vec<u8>,
+    /// The most host bytes held at once by the loader's buffers (pending bytes, conversion
+    /// output, 4-bit parts).
+    peak_host: usize,
 }
 
 impl StreamingLoader {
@@ -127,6 +166,9 @@ impl StreamingLoader {
             current: None,
             q4_format: None,
             uploaded_bytes: 0,
+            host_bound: DEFAULT_HOST_BOUND,
+            scratch: Vec::new(),
+            peak_host: 0,
         })
     }
 
@@ -175,6 +217,18 @@ impl StreamingLoader {
         self.uploaded_bytes
     }
 
+    /// Sets the bound on the host memory used for f32/f16/bf16 weights (default
+    /// [`DEFAULT_HOST_BOUND`]; at least 4 KiB). Tests lower it below a tensor's size.
+    pub fn set_host_bound(&mut self, bytes: usize) {
+        self.host_bound = bytes.max(4 << 10);
+    }
+
+    /// The most host bytes the loader held at once so far (pending bytes, conversion output,
+    /// 4-bit parts waiting for their weight's last part).
+    pub fn peak_host_bytes(&self) -> usize {
+        self.peak_host
+    }
+
     /// Starts the next safetensors file. `size` is its length when known (checked against the
     /// header and the bytes that arrive).
     pub fn begin_file(&mut self, name: &str, size: Option<u64>) -> Result<()> {
@@ -197,6 +251,7 @@ impl StreamingLoader {
         self.current = Some(Current {
             name: name.to_string(),
             announced: size,
+            length: None,
             buf: Vec::new(),
             consumed: 0,
             received: 0,
@@ -204,30 +259,69 @@ impl StreamingLoader {
             wanted: Vec::new(),
             next: 0,
             stash: HashMap::new(),
+            active: Vec::new(),
+            done_elems: 0,
         });
         Ok(())
     }
 
     /// Feeds the next bytes of the current file; uploads every tensor they complete.
     pub fn push(&mut self, chunk: &[u8]) -> Result<()> {
+        let at = self.current.as_ref().map_or(0, |c| c.received);
+        self.push_at(at, chunk)
+    }
+
+    /// Feeds the bytes at file offset `offset` of the current file, which must be the next
+    /// byte expected (the bytes received so far): an earlier offset is a duplicate, a later
+    /// one a gap, and both are refused.
+    pub fn push_at(&mut self, offset: u64, chunk: &[u8]) -> Result<()> {
         let Some(mut cur) = self.current.take() else {
             return Err(Error::Request("bytes pushed with no file started".into()));
         };
-        let r = self.push_inner(&mut cur, chunk);
+        let r = if offset != cur.received {
+            let what = if offset < cur.received {
+                format!(
+                    "a chunk for bytes {offset}..{} arrived but bytes up to {} had already arrived (a duplicate chunk)",
+                    offset.saturating_add(chunk.len() as u64),
+                    cur.received
+                )
+            } else {
+                format!(
+                    "a chunk for bytes from {offset} arrived but bytes {}..{offset} never did (a gap)",
+                    cur.received
+                )
+            };
+            Err(self.file_err(&cur, what))
+        } else {
+            self.push_inner(&mut cur, chunk)
+        };
         self.current = Some(cur);
         r
     }
 
     fn push_inner(&mut self, cur: &mut Current, chunk: &[u8]) -> Result<()> {
-        cur.received += chunk.len() as u64;
-        if let Some(size) = cur.announced {
-            if cur.received > size {
+        let received = cur.received.saturating_add(chunk.len() as u64);
+        if let Some(size) = cur.length.or(cur.announced) {
+            if received > size {
                 return Err(self.file_err(
                     cur,
-                    format!("more bytes arrived ({}) than its size of {size} bytes", cur.received),
+                    format!(
+                        "more bytes arrived ({received}) than its {size} bytes (a chunk delivered twice, or trailing data)"
+                    ),
                 ));
             }
         }
+        cur.received = received;
+        // Pieces of a quarter of the bound: with their conversion output (at most twice as
+        // large) and the partial element left over, the host stays within the bound.
+        let piece = (self.host_bound / 4).max(1);
+        for part in chunk.chunks(piece) {
+            self.take_bytes(cur, part)?;
+        }
+        Ok(())
+    }
+
+    fn take_bytes(&mut self, cur: &mut Current, chunk: &[u8]) -> Result<()> {
         let skip_all = cur.header.is_some() && cur.next >= cur.wanted.len();
         if skip_all {
             // Past the last needed tensor: nothing more to keep.
@@ -235,6 +329,7 @@ impl StreamingLoader {
             return Ok(());
         }
         cur.buf.extend_from_slice(chunk);
+        self.note_host(cur);
         if cur.header.is_none() {
             if cur.buf.len() < 8 {
                 return Ok(());
@@ -246,11 +341,25 @@ impl StreamingLoader {
             if (cur.buf.len() as u64) < 8 + n {
                 return Ok(());
             }
-            let file_len = match cur.announced {
-                Some(s) => s,
-                None => implied_len(&cur.buf[8..8 + n as usize], &cur.name)?,
-            };
-            let header = Header::parse(&cur.buf[8..8 + n as usize], file_len, &cur.name)?;
+            let json = &cur.buf[8..8 + n as usize];
+            let length = implied_len(json, &cur.name)?;
+            if let Some(size) = cur.announced.filter(|&s| s != length) {
+                return Err(self.file_err(
+                    cur,
+                    format!("its size is {size} bytes but its safetensors header describes {length} bytes"),
+                ));
+            }
+            if cur.received > length {
+                return Err(self.file_err(
+                    cur,
+                    format!(
+                        "more bytes arrived ({}) than the {length} bytes its header describes (a chunk delivered twice, or trailing data)",
+                        cur.received
+                    ),
+                ));
+            }
+            cur.length = Some(length);
+            let header = Header::parse(json, length, &cur.name)?;
             self.plan_file(cur, &header)?;
             cur.header = Some(header);
         }
@@ -390,6 +499,7 @@ impl StreamingLoader {
                     by_tensor.entry(p.name.clone()).or_insert_with(|| Wanted {
                         info: (*p).clone(),
                         targets: Vec::new(),
+                        stream: false,
                         stash: true,
                         q4: None,
                     });
@@ -402,6 +512,7 @@ impl StreamingLoader {
                     .or_insert_with(|| Wanted {
                         info: (*last).clone(),
                         targets: Vec::new(),
+                        stream: false,
                         stash: false,
                         q4: Some(Q4Weight {
                             format,
@@ -418,6 +529,8 @@ impl StreamingLoader {
                 .or_insert_with(|| Wanted {
                     info: info.clone(),
                     targets: Vec::new(),
+                    // Other dtypes take the whole-tensor path, which names them as unsupported.
+                    stream: info.dtype.is_supported_float(),
                     stash: false,
                     q4: None,
                 })
@@ -451,6 +564,20 @@ impl StreamingLoader {
                     break;
                 }
             }
+            if w.stream {
+                // Write the complete elements that are here; keep a partial one for later.
+                let t_end = w.info.start + w.info.len;
+                let esize = w.info.dtype.size().unwrap_or(1) as u64;
+                let pos = cur.consumed + start as u64;
+                let n = ((end_buf.min(t_end) - pos) / esize) as usize;
+                self.stream_piece(cur, start, n)?;
+                start += n * esize as usize;
+                if cur.consumed + (start as u64) < t_end {
+                    break;
+                }
+                self.finish_streamed(cur)?;
+                continue;
+            }
             if end_buf < w.info.start + w.info.len {
                 break;
             }
@@ -458,6 +585,7 @@ impl StreamingLoader {
             if w.stash {
                 cur.stash.insert(w.info.name.clone(), bytes.to_vec());
             }
+            self.note_host(cur);
             if let Some(q) = &w.q4 {
                 // The last part arrived: assemble the weight from the stashed parts and these bytes.
                 let mut part = |suffix: &str| -> Option<Vec<u8>> {
@@ -506,11 +634,86 @@ impl StreamingLoader {
             }
             cur.buf.drain(..start);
             cur.consumed += start as u64;
-            if cur.buf.capacity() > 4 * cur.buf.len().max(1 << 20) {
-                cur.buf.shrink_to(cur.buf.len().max(1 << 20));
+            // Keep room for one more piece, not the high-water mark of a whole tensor held
+            // earlier (a 4-bit part, the header).
+            let keep = cur.buf.len().max(self.host_bound / 4);
+            if cur.buf.capacity() > 2 * keep {
+                cur.buf.shrink_to(keep);
             }
         }
         Ok(())
+    }
+
+    /// Converts and writes `n` source elements of the streamed tensor `cur.wanted[cur.next]`
+    /// starting at `cur.buf[start..]`, creating its writers on its first bytes.
+    fn stream_piece(&mut self, cur: &mut Current, start: usize, n: usize) -> Result<()> {
+        let w = &cur.wanted[cur.next];
+        if cur.active.is_empty() {
+            let numel = w.info.numel();
+            // Elements per row of the source (for row slices of a fused tensor).
+            let cols: usize = w.info.shape.iter().skip(1).product();
+            for tg in &w.targets {
+                let range = match tg.first {
+                    Some(first) => first * cols..(first + tg.shape[0]) * cols,
+                    None => 0..numel,
+                };
+                let writer = WeightWriter::new(&self.gpu, &tg.canonical, &tg.shape, tg.dtype).map_err(Error::Gpu)?;
+                cur.active.push((writer, range));
+            }
+            cur.done_elems = 0;
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        let esize = w.info.dtype.size().unwrap_or(1);
+        let stashed = stash_bytes(cur);
+        let src = &cur.buf[start..start + n * esize];
+        let (e0, e1) = (cur.done_elems, cur.done_elems + n);
+        for (i, tg) in w.targets.iter().enumerate() {
+            let (writer, range) = &mut cur.active[i];
+            let (a, b) = (e0.max(range.start), e1.min(range.end));
+            if a >= b {
+                continue;
+            }
+            self.scratch.clear();
+            encode_storage(
+                &w.info.dtype,
+                &src[(a - e0) * esize..(b - e0) * esize],
+                tg.dtype,
+                &mut self.scratch,
+                &w.info.name,
+            )?;
+            self.peak_host = self
+                .peak_host
+                .max(cur.buf.capacity() + self.scratch.capacity() + stashed);
+            self.weights
+                .write(&self.gpu, writer, &self.scratch)
+                .map_err(Error::Gpu)?;
+        }
+        cur.done_elems = e1;
+        Ok(())
+    }
+
+    /// All bytes of the streamed tensor were written: its weights join the store.
+    fn finish_streamed(&mut self, cur: &mut Current) -> Result<()> {
+        let w = &cur.wanted[cur.next];
+        for ((writer, _), tg) in cur.active.drain(..).zip(&w.targets) {
+            self.weights.finish(&tg.canonical, writer).map_err(Error::Gpu)?;
+            self.uploaded.insert(tg.canonical.clone());
+        }
+        self.uploaded_bytes += w.info.len;
+        cur.next += 1;
+        // The conversion buffer is reused by the next tensor, but not kept larger than a piece needs.
+        if self.scratch.capacity() > self.host_bound / 2 {
+            self.scratch = Vec::new();
+        }
+        Ok(())
+    }
+
+    fn note_host(&mut self, cur: &Current) {
+        self.peak_host = self
+            .peak_host
+            .max(cur.buf.capacity() + self.scratch.capacity() + stash_bytes(cur));
     }
 
     fn file_err(&self, cur: &Current, detail: String) -> Error {
@@ -532,25 +735,14 @@ impl StreamingLoader {
                 format!("it ended after {} bytes, before its safetensors header", cur.received),
             ));
         };
-        if let Some(size) = cur.announced {
-            if cur.received != size {
-                return Err(self.file_err(&cur, format!("{} of its {size} bytes arrived", cur.received)));
-            }
-        }
-        let data_end = header
-            .tensors
-            .iter()
-            .map(|t| t.start + t.len)
-            .max()
-            .unwrap_or(header.data_start);
-        if cur.received < data_end {
-            return Err(self.file_err(
-                &cur,
-                format!(
-                    "{} bytes arrived but its header describes {data_end} bytes",
-                    cur.received
-                ),
-            ));
+        // Set with the header; a file must be exactly this long (`push_at` refused any more).
+        let length = cur.length.unwrap_or(header.file_len);
+        if cur.received != length {
+            let size = match cur.announced {
+                Some(s) => format!("its size of {s} bytes"),
+                None => "the length its header describes".to_string(),
+            };
+            return Err(self.file_err(&cur, format!("{} of its {length} bytes arrived ({size})", cur.received)));
         }
         if cur.next < cur.wanted.len() {
             return Err(self.file_err(
@@ -599,6 +791,10 @@ impl StreamingLoader {
             dir: self.place,
         })
     }
+}
+
+fn stash_bytes(cur: &Current) -> usize {
+    cur.stash.values().map(|v| v.capacity()).sum()
 }
 
 fn sorted<'a>(it: impl Iterator<Item = &'a ExpectedWeight>) -> Vec<&'a ExpectedWeight> {

@@ -29,6 +29,10 @@ fn gpu() -> Arc<Gpu> {
 }
 
 fn new_loader(gpu: &Arc<Gpu>, dir: &Path) -> StreamingLoader {
+    new_loader_with(gpu, dir, WeightPrecision::F32)
+}
+
+fn new_loader_with(gpu: &Arc<Gpu>, dir: &Path, precision: WeightPrecision) -> StreamingLoader {
     let proc_name = if dir.join("preprocessor_config.json").is_file() {
         "preprocessor_config.json"
     } else {
@@ -46,9 +50,7 @@ fn new_loader(gpu: &Arc<Gpu>, dir: &Path) -> StreamingLoader {
         generation: Some((&gen, "generation_config.json".to_string())),
         tokenizer: (&tok, "tokenizer.json"),
     };
-    let opts = LoadOptions {
-        precision: WeightPrecision::F32,
-    };
+    let opts = LoadOptions { precision };
     StreamingLoader::new(gpu.clone(), &files, &opts, &dir.display().to_string()).expect("configs")
 }
 
@@ -298,6 +300,145 @@ fn truncated_and_oversized_streams_are_errors() {
     ));
 }
 
+/// Streams the single-file fixture `pg1-mqa` as the given pieces (`(offset, bytes)`; `None`
+/// offset: plain `push`) and finishes the load.
+fn stream_pieces(
+    gpu: &Arc<Gpu>,
+    size: Option<u64>,
+    pieces: &[(Option<u64>, Vec<u8>)],
+) -> pinhole_models::Result<LoadedModel> {
+    let dir = fixture("pg1-mqa").join("model");
+    let mut l = new_loader(gpu, &dir);
+    l.begin_file("model.safetensors", size)?;
+    for (at, bytes) in pieces {
+        match at {
+            Some(at) => l.push_at(*at, bytes)?,
+            None => l.push(bytes)?,
+        }
+    }
+    l.end_file()?;
+    l.finish()
+}
+
+/// The fixture's file cut into `n`-byte chunks with their offsets.
+fn chunks_of(bytes: &[u8], n: usize) -> Vec<(u64, Vec<u8>)> {
+    bytes
+        .chunks(n)
+        .enumerate()
+        .map(|(i, c)| ((i * n) as u64, c.to_vec()))
+        .collect()
+}
+
+fn expect_refused(r: pinhole_models::Result<LoadedModel>, what: &str, needle: &str) {
+    match r {
+        Err(Error::File { path, message }) => {
+            assert!(path.ends_with("model.safetensors"), "{what}: {path}");
+            assert!(message.contains(needle), "{what}: '{needle}' not in: {message}");
+            assert!(message.contains("load it again"), "{what}: {message}");
+        }
+        Err(e) => panic!("{what}: wrong error {e}"),
+        Ok(_) => panic!("{what}: a stream that differs from the file loaded as a model"),
+    }
+}
+
+#[test]
+fn duplicates_gaps_and_extra_bytes_are_refused_with_or_without_size() {
+    let bytes = read(&fixture("pg1-mqa").join("model"), "model.safetensors");
+    let len = bytes.len() as u64;
+    let chunks = chunks_of(&bytes, 4093);
+    assert!(chunks.len() > 6, "the fixture is too small for this test");
+    let gpu = gpu();
+    let plain = |cs: &[(u64, Vec<u8>)]| cs.iter().map(|(_, b)| (None, b.clone())).collect::<Vec<_>>();
+    let placed = |cs: &[(u64, Vec<u8>)]| cs.iter().map(|(o, b)| (Some(*o), b.clone())).collect::<Vec<_>>();
+
+    for size in [None, Some(len)] {
+        let tag = if size.is_some() { "size announced" } else { "no size" };
+        // The complete stream loads either way (the control for everything below).
+        stream_pieces(&gpu, size, &plain(&chunks)).unwrap_or_else(|e| panic!("{tag}: complete stream: {e}"));
+
+        // A chunk delivered twice (a retried fetch): extra bytes, refused as they arrive.
+        let mut dup = chunks.clone();
+        dup.insert(4, chunks[3].clone());
+        expect_refused(
+            stream_pieces(&gpu, size, &plain(&dup)),
+            &format!("{tag}: duplicate"),
+            "more bytes arrived",
+        );
+        // With offsets the duplicate is named as one at once.
+        expect_refused(
+            stream_pieces(&gpu, size, &placed(&dup)),
+            &format!("{tag}: duplicate at offset"),
+            "duplicate chunk",
+        );
+
+        // A chunk lost: missing bytes.
+        let mut gap = chunks.clone();
+        gap.remove(3);
+        expect_refused(
+            stream_pieces(&gpu, size, &plain(&gap)),
+            &format!("{tag}: gap"),
+            "bytes arrived",
+        );
+        expect_refused(
+            stream_pieces(&gpu, size, &placed(&gap)),
+            &format!("{tag}: gap at offset"),
+            "a gap",
+        );
+
+        // A chunk twice and a later one lost: the length comes out right, the offsets do not.
+        let mut both = chunks.clone();
+        both.insert(4, chunks[3].clone());
+        both.remove(6);
+        assert_eq!(both.iter().map(|(_, b)| b.len()).sum::<usize>(), bytes.len());
+        expect_refused(
+            stream_pieces(&gpu, size, &placed(&both)),
+            &format!("{tag}: duplicate + gap"),
+            "duplicate chunk",
+        );
+
+        // Truncated at the end, and trailing bytes after a complete file.
+        let mut short = plain(&chunks);
+        short.last_mut().unwrap().1.pop();
+        expect_refused(
+            stream_pieces(&gpu, size, &short),
+            &format!("{tag}: truncated"),
+            "bytes arrived",
+        );
+        let mut extra = plain(&chunks);
+        extra.push((None, vec![0u8; 3]));
+        expect_refused(
+            stream_pieces(&gpu, size, &extra),
+            &format!("{tag}: extra bytes"),
+            "more bytes arrived",
+        );
+    }
+
+    // An announced size that disagrees with the header's extent is refused once the header is in.
+    expect_refused(
+        stream_pieces(&gpu, Some(len + 8), &plain(&chunks)),
+        "size larger than the header describes",
+        "header describes",
+    );
+}
+
+#[test]
+fn a_stream_without_size_generates_transformers_ids() {
+    // The browser announces no size for a compressed response: the header's extent is the check.
+    let root = fixture("pg1-mqa");
+    let exp: serde_json::Value = serde_json::from_slice(&read(&root, "expected.json")).unwrap();
+    let want: Vec<u32> = exp["generated_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let bytes = read(&root.join("model"), "model.safetensors");
+    let gpu = gpu();
+    let pieces: Vec<_> = chunks_of(&bytes, 7919).into_iter().map(|(o, b)| (Some(o), b)).collect();
+    let lm = stream_pieces(&gpu, None, &pieces).expect("streamed load without a size");
+    assert_eq!(greedy_ids(&gpu, &root, &lm, want.len()), want);
+}
+
 #[test]
 fn shape_disagreeing_with_config_is_named() {
     let dir = fixture("pg1-mqa").join("model");
@@ -322,5 +463,95 @@ fn shape_disagreeing_with_config_is_named() {
             assert!(message.contains("config.json implies"), "{message}");
         }
         other => panic!("expected a tensor shape error, got {:?}", other.err()),
+    }
+}
+
+/// Every weight's layout (shape, dtype, row chunks) and GPU bytes, by name.
+type WeightDump =
+    std::collections::BTreeMap<String, (Vec<usize>, pinhole_core::DType, Vec<(usize, usize)>, Vec<Vec<u8>>)>;
+
+fn dump(gpu: &Arc<Gpu>, lm: &LoadedModel) -> WeightDump {
+    lm.weights
+        .iter()
+        .map(|(name, t)| {
+            let chunks = t.chunks.iter().map(|c| (c.row0, c.rows)).collect();
+            let bytes = pollster::block_on(t.read_back(gpu)).expect("read back");
+            (name.clone(), (t.shape.clone(), t.dtype, chunks, bytes))
+        })
+        .collect()
+}
+
+#[test]
+fn tensors_larger_than_the_host_bound_stream_into_split_buffers_like_load_dir() {
+    // A host bound of 32 KiB, below the fixtures' embeddings (150-200 KB), and weights split
+    // across 2 KiB bindings: each embedding is written piece by piece into dozens of buffers.
+    // The GPU bytes must equal load_dir's exactly, and the loader must never have held more
+    // than the bound.
+    const BOUND: usize = 32 << 10;
+    let gpu = pinhole_gpu::open_blocking(&GpuOptions {
+        max_binding_bytes: Some(2048),
+        ..GpuOptions::from_env()
+    })
+    .expect("GPU adapter");
+    for (name, precision) in [
+        ("pg1-mqa", WeightPrecision::F32),
+        ("pg1-mqa", WeightPrecision::F16),
+        ("pg1-bf16-sharded", WeightPrecision::F16),
+        ("pg1-bf16-sharded", WeightPrecision::F32),
+        ("blip2-phi", WeightPrecision::F16),
+    ] {
+        let dir = fixture(name).join("model");
+        let what = format!("{name} {precision:?}");
+        let native = load_dir(&gpu, &dir, &LoadOptions { precision }, |_, _| {}).expect("load_dir");
+        let want = dump(&gpu, &native);
+        drop(native);
+
+        let mut l = new_loader_with(&gpu, &dir, precision);
+        l.set_host_bound(BOUND);
+        if dir.join(INDEX_FILE).is_file() {
+            l.set_index(&read(&dir, INDEX_FILE), INDEX_FILE).unwrap();
+        }
+        let mut largest = 0u64;
+        for f in l.weight_files() {
+            let bytes = read(&dir, &f);
+            let h = SafetensorsFile::open_path(dir.join(&f)).unwrap();
+            largest = largest.max(h.tensors().iter().map(|t| t.len).max().unwrap_or(0));
+            l.begin_file(&f, None).unwrap();
+            // Odd chunk sizes (f16 words split between pushes), and one chunk much larger
+            // than the bound (it is processed in pieces).
+            let mut pos = 0;
+            for (i, n) in [1usize, 4093, 3 * BOUND + 1, 7].iter().cycle().enumerate() {
+                if pos >= bytes.len() {
+                    break;
+                }
+                let n = (*n).min(bytes.len() - pos);
+                l.push_at(pos as u64, &bytes[pos..pos + n])
+                    .unwrap_or_else(|e| panic!("{what}: push {i}: {e}"));
+                pos += n;
+            }
+            l.end_file().unwrap();
+        }
+        assert!(largest > BOUND as u64, "{what}: no tensor is larger than the bound");
+        let peak = l.peak_host_bytes();
+        assert!(
+            peak <= BOUND,
+            "{what}: the loader held {peak} bytes, over its bound of {BOUND}"
+        );
+        let lm = l.finish().expect("streamed load");
+        let got = dump(&gpu, &lm);
+        assert_eq!(
+            got.keys().collect::<Vec<_>>(),
+            want.keys().collect::<Vec<_>>(),
+            "{what}: weight names"
+        );
+        for (k, w) in &want {
+            let g = &got[k];
+            assert_eq!((&g.0, g.1, &g.2), (&w.0, w.1, &w.2), "{what}: layout of {k}");
+            assert!(g.3 == w.3, "{what}: GPU bytes of {k} differ from load_dir's");
+        }
+        assert!(
+            want.values().any(|w| w.2.len() > 10),
+            "{what}: no weight was split across many bindings"
+        );
     }
 }

@@ -220,14 +220,35 @@ impl Loader {
             .map_err(|e| model_error(&e))
     }
 
-    /// The next bytes of the current file; tensors they complete are uploaded now.
-    pub fn push(&mut self, chunk: &[u8]) -> Result<(), JsValue> {
-        self.get()?.push(chunk).map_err(|e| model_error(&e))
+    /// The next bytes of the current file; tensors they complete are uploaded now. `offset`
+    /// is where they start in the file: anything but the next expected byte (a duplicate
+    /// chunk, a gap) is refused.
+    pub fn push(&mut self, chunk: &[u8], offset: Option<f64>) -> Result<(), JsValue> {
+        let l = self.get()?;
+        match offset {
+            Some(o) => l.push_at(o as u64, chunk),
+            None => l.push(chunk),
+        }
+        .map_err(|e| model_error(&e))
     }
 
     #[wasm_bindgen(js_name = endFile)]
     pub fn end_file(&mut self) -> Result<(), JsValue> {
         self.get()?.end_file().map_err(|e| model_error(&e))
+    }
+
+    /// Bounds the wasm memory the loader uses for f32/f16/bf16 weights (bytes; default
+    /// 256 MiB): tensors are written to the GPU in pieces as their bytes arrive.
+    #[wasm_bindgen(js_name = setHostBound)]
+    pub fn set_host_bound(&mut self, bytes: f64) -> Result<(), JsValue> {
+        self.get()?.set_host_bound(bytes.max(0.0) as usize);
+        Ok(())
+    }
+
+    /// The most wasm memory the loader held at once for weights so far (bytes).
+    #[wasm_bindgen(js_name = peakHostBytes)]
+    pub fn peak_host_bytes(&self) -> f64 {
+        self.inner.as_ref().map_or(0.0, |l| l.peak_host_bytes() as f64)
     }
 
     /// Bytes of weights uploaded so far.

@@ -671,6 +671,59 @@ pub fn decode_tensor(info: &TensorInfo, bytes: &[u8], target: DType) -> Result<T
     file.read_as(&info.name, target)
 }
 
+/// Appends the GPU storage bytes of float elements stored as `dtype` (F32/F16/BF16) in
+/// `bytes` (whole elements) to `out`, converted to `target` (F32 words or F16 halves): the
+/// same bits as [`decode_tensor`] followed by [`Tensor::to_storage_bytes`], without the f32
+/// copy of the whole tensor in between, so a tensor can be converted piece by piece as it
+/// arrives. A finite value outside the f16 range is an error (as in
+/// [`SafetensorsFile::read_as`]) naming tensor `name`.
+pub fn encode_storage(dtype: &StDType, bytes: &[u8], target: DType, out: &mut Vec<u8>, name: &str) -> Result<()> {
+    let size = dtype.size().unwrap_or(1);
+    let convertible = dtype.is_supported_float() && matches!(target, DType::F32 | DType::F16);
+    if !convertible || !bytes.len().is_multiple_of(size) {
+        return Err(Error::Unsupported(format!(
+            "tensor `{name}` is {dtype}; pinhole converts F32/F16/BF16 to f32 or f16 storage, \
+             not {dtype} to {} ({} bytes)",
+            target.name(),
+            bytes.len()
+        )));
+    }
+    out.reserve(bytes.len() / size * target.size());
+    match (dtype, target) {
+        // Same bits in and out.
+        (StDType::F32, DType::F32) | (StDType::F16, DType::F16) => out.extend_from_slice(bytes),
+        (StDType::F16, _) => {
+            for c in bytes.chunks_exact(2) {
+                let v = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+        }
+        (StDType::BF16, DType::F32) => {
+            for c in bytes.chunks_exact(2) {
+                out.extend_from_slice(&[0, 0, c[0], c[1]]);
+            }
+        }
+        (_, DType::F32) => {}
+        (_, _) => {
+            let from = |c: &[u8]| match dtype {
+                StDType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
+                _ => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
+            };
+            for c in bytes.chunks_exact(size) {
+                let v = from(c);
+                let h = half::f16::from_f32(v);
+                if v.is_finite() && h.is_infinite() {
+                    return Err(Error::Unsupported(format!(
+                        "tensor `{name}` holds {v}, outside the f16 range (±65504); load it as F32"
+                    )));
+                }
+                out.extend_from_slice(&h.to_le_bytes());
+            }
+        }
+    }
+    Ok(())
+}
+
 fn decode_floats(dtype: &StDType, bytes: &[u8], out: &mut Vec<f32>) {
     match dtype {
         StDType::F32 => out.extend(
@@ -787,6 +840,62 @@ mod tests {
         }
         assert_eq!(StDType::parse("F4"), StDType::Other("F4".into()));
         assert_eq!(StDType::parse("F4").size(), None);
+    }
+
+    #[test]
+    fn encode_storage_matches_decode_then_storage_bytes() {
+        // Every F32/F16/BF16 → f32/f16 pair, on random values, the edges of f16 (near max, subnormals,
+        // zeros of both signs, infinities) and an odd count, in pieces that split the data.
+        let mut rng = crate::rng::Rng::new(7);
+        let mut vals: Vec<f32> = (0..1001).map(|_| (rng.next_f32() - 0.5) * 8.0).collect();
+        vals.extend([
+            65000.0,
+            -65000.0,
+            6.0e-8,
+            -3.0e-6,
+            0.0,
+            -0.0,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            1e-3,
+        ]);
+        for (st, size) in [(StDType::F32, 4), (StDType::F16, 2), (StDType::BF16, 2)] {
+            let bytes: Vec<u8> = vals
+                .iter()
+                .flat_map(|&v| match st {
+                    StDType::F32 => v.to_le_bytes().to_vec(),
+                    StDType::F16 => half::f16::from_f32(v).to_le_bytes().to_vec(),
+                    _ => half::bf16::from_f32(v).to_le_bytes().to_vec(),
+                })
+                .collect();
+            let info = TensorInfo {
+                name: "t".into(),
+                dtype: st.clone(),
+                shape: vec![vals.len()],
+                start: 0,
+                len: bytes.len() as u64,
+            };
+            for target in [DType::F32, DType::F16] {
+                let want = decode_tensor(&info, &bytes, target).unwrap().to_storage_bytes();
+                let mut got = Vec::new();
+                for piece in bytes.chunks(size * 37) {
+                    encode_storage(&st, piece, target, &mut got, "t").unwrap();
+                }
+                while !got.len().is_multiple_of(4) {
+                    got.push(0);
+                }
+                assert!(got == want, "{st} -> {}", target.name());
+            }
+        }
+        // Out of the f16 range: an error naming the tensor, as read_as gives.
+        let big = 1.0e6f32.to_le_bytes();
+        let e = encode_storage(&StDType::F32, &big, DType::F16, &mut Vec::new(), "w.big").unwrap_err();
+        assert!(
+            e.to_string().contains("w.big") && e.to_string().contains("f16 range"),
+            "{e}"
+        );
+        assert!(encode_storage(&StDType::I32, &big, DType::F32, &mut Vec::new(), "ints").is_err());
+        assert!(encode_storage(&StDType::F32, &big[..3], DType::F32, &mut Vec::new(), "odd").is_err());
     }
 
     #[test]
