@@ -1,15 +1,21 @@
 //! `pinhole bench kernels`: kernel timings on this adapter, with a copy-kernel baseline.
+//! `pinhole bench model`: end-to-end timings of a model folder ([`crate::bench_model`]).
 
 use pinhole_gpu::bench::bench_kernels_filtered;
 use pinhole_gpu::GpuOptions;
 use serde_json::json;
 
 pub fn run(argv: &[String]) -> Result<(), String> {
+    if argv.first().map(String::as_str) == Some("model") {
+        return crate::bench_model::run(&argv[1..]);
+    }
     let args = crate::args::parse(argv, &["json", "quick"], &["runs", "filter"])?;
     match args.positional.first().map(String::as_str) {
         Some("kernels") => {}
-        Some(other) => return Err(format!("unknown benchmark '{other}'; available: kernels")),
-        None => return Err("say what to benchmark: `pinhole bench kernels`".into()),
+        Some(other) => return Err(format!("unknown benchmark '{other}'; available: kernels, model")),
+        None => {
+            return Err("say what to benchmark: `pinhole bench kernels` or `pinhole bench model --model DIR`".into())
+        }
     }
     let runs: usize = args.num("runs", 5)?;
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;

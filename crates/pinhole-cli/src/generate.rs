@@ -72,7 +72,7 @@ fn decode_options(args: &crate::args::Args) -> DecodeOptions {
 /// The prompt when `--prompt` is not given: PaliGemma's captioning task, no text for BLIP-2
 /// (the image queries alone, as `processor(images=img)` captioning), a question for chat
 /// models (SmolVLM).
-fn default_prompt(model: &Model) -> &'static str {
+pub(crate) fn default_prompt(model: &Model) -> &'static str {
     match model {
         Model::PaliGemma(_) => "caption en",
         Model::Blip2Phi(_) => "",
@@ -84,7 +84,7 @@ fn default_prompt(model: &Model) -> &'static str {
 /// image first, through the folder's chat template with the generation prompt, as
 /// `apply_chat_template(messages, add_generation_prompt=True)`; with `raw` as it is (it must
 /// then hold `<image>`). Other families take the prompt as it is.
-fn model_prompt(lm: &LoadedModel, question: &str, raw: bool) -> Result<String, String> {
+pub(crate) fn model_prompt(lm: &LoadedModel, question: &str, raw: bool) -> Result<String, String> {
     if raw || !matches!(lm.model, Model::SmolVlm(_)) {
         return Ok(question.to_string());
     }

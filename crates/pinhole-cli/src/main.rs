@@ -1,6 +1,6 @@
 //! The `pinhole` command-line tool (native desktop path).
 //!
-//! Commands: `generate`, `caption`, `quantize`, `info`, `bench kernels`. Each command lives in its own module; errors are
+//! Commands: `generate`, `caption`, `quantize`, `info`, `bench kernels`, `bench model`. Each command lives in its own module; errors are
 //! printed as one friendly line and exit non-zero, never as a panic.
 
 /// `println!` for stdout that ends the process quietly when the reader has gone
@@ -28,6 +28,7 @@ macro_rules! out {
 
 mod args;
 mod bench;
+mod bench_model;
 mod generate;
 mod info;
 mod quantize;
@@ -59,6 +60,10 @@ USAGE:
   pinhole info [--json]                      adapter, backend, features and limits
   pinhole bench kernels [--json] [--quick] [--runs N] [--filter TEXT]
                                              kernel timings vs a copy kernel on this adapter
+  pinhole bench model --model DIR [--image IMG] [--prompt TEXT] [--max-new-tokens 16] [--runs 3]
+                   [--dtype auto|f32|f16] [--json]
+                                             load, image encode, prefill, time to first token, decode
+                                             tokens/s, dispatches and host CPU per step, roofline
 
 ENVIRONMENT:
   PINHOLE_MAX_BINDING_BYTES   lower the per-binding size weights are split at (testing)
