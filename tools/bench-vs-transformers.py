@@ -136,7 +136,7 @@ def main() -> None:
     a = p["adapter"]
     print(f"\nmodel: {args.model} ({p['model_family']}, pinhole weights {p['weight_dtype']}); "
           f"prompt {args.prompt!r}, {args.max_new_tokens} new tokens; medians of {args.runs} runs")
-    print(f"pinhole: release, {a.get('name')} ({a.get('backend')})" +
+    print(f"pinhole: {args.pinhole}, {a.get('name')} ({a.get('backend')})" +
           (f"; transformers {t['version']} (torch {t['torch']}, {t['device']}, {t['dtype']}, "
            f"{t['threads']} threads, sdpa)" if t else ""))
     print()
