@@ -1,0 +1,147 @@
+//! CI fuzzing: replays the committed regression corpus through every target (each file once
+//! made a parser panic, abort or allocate without bound), then fuzzes each target for a
+//! bounded time: `PINHOLE_FUZZ_SECS` seconds (default 6) or `PINHOLE_FUZZ_EXECS` executions,
+//! whichever ends first, from seed `PINHOLE_FUZZ_SEED` (default 1). Any panic or allocation
+//! over the budget fails with the input (hex) and what happened.
+
+use std::time::Duration;
+
+use pinhole_fuzz::targets::{all, corpus, Target};
+use pinhole_fuzz::{execute, fuzz, summary};
+
+fn env<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default)
+}
+
+fn target(name: &str) -> Target {
+    all().into_iter().find(|t| t.name == name).unwrap()
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().take(4096).map(|x| format!("{x:02x}")).collect()
+}
+
+fn run(name: &str) {
+    let t = target(name);
+    // The regression corpus: every file must come back without a finding.
+    let mut replayed = 0;
+    for (file, input) in corpus(name) {
+        let (r, _, _) = execute(&t, &input);
+        if let Err(what) = r {
+            panic!("{name}: corpus/{name}/{file}: {what}");
+        }
+        replayed += 1;
+    }
+    let secs: f64 = env("PINHOLE_FUZZ_SECS", 6.0);
+    let r = fuzz(
+        &t,
+        env("PINHOLE_FUZZ_SEED", 1),
+        Duration::from_secs_f64(secs),
+        env("PINHOLE_FUZZ_EXECS", u64::MAX),
+    );
+    eprintln!("{name}: {replayed} corpus files replayed; {}", summary(&r));
+    if let Some(f) = r.findings.first() {
+        panic!(
+            "{name}: {} finding(s); the first: {}\ninput ({} bytes, hex): {}",
+            r.findings.len(),
+            f.what,
+            f.input.len(),
+            hex(&f.input)
+        );
+    }
+    assert!(r.execs > 0);
+}
+
+#[test]
+fn config() {
+    run("config");
+}
+
+#[test]
+fn processor() {
+    run("processor");
+}
+
+#[test]
+fn generation() {
+    run("generation");
+}
+
+#[test]
+fn tokenizer() {
+    run("tokenizer");
+}
+
+#[test]
+fn safetensors() {
+    run("safetensors");
+}
+
+#[test]
+fn shard_index() {
+    run("shard_index");
+}
+
+#[test]
+fn q4_metadata() {
+    run("q4_metadata");
+}
+
+#[test]
+fn prepare() {
+    run("prepare");
+}
+
+fn boom(b: &[u8]) -> String {
+    if b.windows(4).any(|w| w == b"boom") {
+        panic!("boom");
+    }
+    "ok".into()
+}
+
+fn hog(b: &[u8]) -> String {
+    // 256 MiB for a tiny input: over the budget.
+    if b.first() == Some(&b'h') {
+        let v = vec![1u8; 256 << 20];
+        return v.len().to_string();
+    }
+    "ok".into()
+}
+
+fn long(b: &[u8]) -> String {
+    if b.len() > 40 {
+        panic!("long input");
+    }
+    "ok".into()
+}
+
+#[test]
+fn the_harness_reports_panics_and_allocations() {
+    let t = Target {
+        name: "boom",
+        seeds: || vec![b"bo".to_vec()],
+        run: boom,
+        framed: false,
+    };
+    let (r, _, _) = execute(&t, b"xxboomxx");
+    assert!(r.unwrap_err().contains("boom"));
+    assert_eq!(execute(&t, b"fine").0.unwrap(), "ok");
+    let t = Target {
+        name: "hog",
+        seeds: || vec![b"x".to_vec()],
+        run: hog,
+        framed: false,
+    };
+    let (r, _, peak) = execute(&t, b"h");
+    assert!(peak >= 256 << 20);
+    assert!(r.unwrap_err().contains("allocated"));
+    // The mutation loop finds a panic that needs several mutations of its seeds.
+    let t = Target {
+        name: "long",
+        seeds: || vec![b"{\"a\": \"bom\"}".to_vec(), b"boo".to_vec()],
+        run: long,
+        framed: false,
+    };
+    let r = fuzz(&t, 7, Duration::from_secs(20), 100_000);
+    assert!(!r.findings.is_empty(), "{}", summary(&r));
+}
