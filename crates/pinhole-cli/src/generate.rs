@@ -46,13 +46,21 @@ fn precision(s: Option<&str>) -> Result<WeightPrecision, String> {
     }
 }
 
-fn open_model(dir: &Path, dtype: Option<&str>) -> Result<(std::sync::Arc<Gpu>, LoadedModel, f64), String> {
+/// `--model DIR`, or the model compiled into the binary when it is not given.
+fn model_arg(args: &crate::args::Args) -> Option<PathBuf> {
+    args.opt("model").map(PathBuf::from)
+}
+
+fn open_model(dir: Option<&Path>, dtype: Option<&str>) -> Result<(std::sync::Arc<Gpu>, LoadedModel, f64), String> {
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;
     let t0 = now_ms();
     let opts = LoadOptions {
         precision: precision(dtype)?,
     };
-    let lm = load_dir(&gpu, dir, &opts, progress_bar("loading")).map_err(|e| e.to_string())?;
+    let lm = match dir {
+        Some(dir) => load_dir(&gpu, dir, &opts, progress_bar("loading")).map_err(|e| e.to_string())?,
+        None => crate::bundled::load(&gpu, &opts)?,
+    };
     Ok((gpu, lm, now_ms() - t0))
 }
 
@@ -102,17 +110,6 @@ pub(crate) fn model_prompt(lm: &LoadedModel, question: &str, raw: bool) -> Resul
         .map_err(|e| e.to_string())
 }
 
-fn default_model() -> Result<PathBuf, String> {
-    let candidates = [
-        PathBuf::from("models/pinhole-shapes"),
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/pinhole-shapes"),
-    ];
-    candidates
-        .into_iter()
-        .find(|p| p.join("config.json").is_file())
-        .ok_or_else(|| "no --model given and no bundled default model was found; pass --model DIR (a PaliGemma or BLIP-2 + Phi folder in Hugging Face layout)".to_string())
-}
-
 pub fn caption(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(
         argv,
@@ -122,11 +119,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
     if args.positional.is_empty() {
         return Err("give at least one image: `pinhole caption [--model DIR] IMAGE...`".into());
     }
-    let dir = match args.opt("model") {
-        Some(d) => PathBuf::from(d),
-        None => default_model()?,
-    };
-    let (gpu, lm, _) = open_model(&dir, args.opt("dtype"))?;
+    let (gpu, lm, _) = open_model(model_arg(&args).as_deref(), args.opt("dtype"))?;
     let mut ex = Executor::new(gpu);
     let opts = GenerateOptions {
         max_new_tokens: args.num("max-new-tokens", 32)?,
@@ -182,10 +175,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         ],
     )?;
     let sampling = sampling_args(&args)?;
-    let dir = match args.opt("model") {
-        Some(d) => PathBuf::from(d),
-        None => default_model()?,
-    };
+    let dir = model_arg(&args);
     let image = args.opt("image").ok_or("--image IMG is required")?;
     let dump = args.opt("dump").map(PathBuf::from);
     // Checked before the model is loaded, not after a whole generation.
@@ -195,7 +185,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             d.display()
         ));
     }
-    let (gpu, lm, load_ms) = open_model(&dir, args.opt("dtype"))?;
+    let (gpu, lm, load_ms) = open_model(dir.as_deref(), args.opt("dtype"))?;
     let prompt = model_prompt(
         &lm,
         args.opt("prompt").unwrap_or(default_prompt(&lm.model)),

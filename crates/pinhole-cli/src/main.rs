@@ -29,6 +29,7 @@ macro_rules! out {
 mod args;
 mod bench;
 mod bench_model;
+mod bundled;
 mod generate;
 mod info;
 mod quantize;
@@ -39,12 +40,13 @@ use std::process::ExitCode;
 const USAGE: &str = "pinhole — vision-language models on WebGPU
 
 USAGE:
-  pinhole caption [--model DIR] IMAGE...     one caption line per image (an unreadable image is
-                  [--no-exif-orientation]   reported on stderr and skipped; exit status 1)
-                                             (images are turned upright by their EXIF orientation
-                                             as transformers' load_image does; this flag keeps
+  pinhole caption [--model DIR] IMAGE...     one caption line per image (without --model: the
+                  [--no-exif-orientation]   4-bit shapes model compiled into this binary; an
+                                             unreadable image is reported on stderr and skipped;
+                                             exit status 1; images are turned upright by their
+                                             EXIF orientation as transformers' load_image does; this flag keeps
                                              the pixels as stored; generate takes it too)
-  pinhole generate --model DIR --image IMG --prompt TEXT [--max-new-tokens N]
+  pinhole generate [--model DIR] --image IMG --prompt TEXT [--max-new-tokens N]
                    [--json] [--stream] [--dump DIR] [--dtype auto|f32|f16]
                    [--no-exif-orientation] [--raw-prompt]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S]
