@@ -40,10 +40,23 @@ fn exif_rotated_photo_is_captioned_upright_unless_told_not_to() {
         .join("crates/pinhole-core/tests/fixtures/photos/scene_00001_orient6.png")
         .display()
         .to_string();
-    let out = pinhole(&["caption", "--prompt", prompt, "--max-new-tokens", "48", &rotated]);
+    // The f32 model: expected.json holds its answers (the embedded 4-bit default can move a box by a bin).
+    let model = repo().join("models/pinhole-shapes").display().to_string();
+    let out = pinhole(&[
+        "caption",
+        "--model",
+        &model,
+        "--prompt",
+        prompt,
+        "--max-new-tokens",
+        "48",
+        &rotated,
+    ]);
     assert_eq!(out.trim(), want, "upright by EXIF orientation 6");
     let raw = pinhole(&[
         "caption",
+        "--model",
+        &model,
         "--no-exif-orientation",
         "--prompt",
         prompt,
