@@ -121,8 +121,11 @@ impl Gpu {
         device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| lock(&sink).push(e.to_string())));
         let lost = Arc::new(Mutex::new(None));
         let lost_sink = lost.clone();
+        // Natively wgpu calls this from `Device::destroy`, a poll that finds the device gone,
+        // or the drop; in the browser when `GPUDevice.lost` resolves. Work after it fails fast
+        // in `check_alive` instead of queuing commands on a dead device.
         device.set_device_lost_callback(move |reason, msg| {
-            *lock(&lost_sink) = Some(format!("{reason:?}: {msg}"));
+            *lock(&lost_sink) = Some(lost_reason(reason, &msg));
         });
 
         let adapter_limit = limits.max_storage_buffer_binding_size as u64;
@@ -184,11 +187,24 @@ impl Gpu {
             .min(self.limits.max_buffer_size)
     }
 
-    pub(crate) fn check_alive(&self) -> Result<()> {
-        if let Some(m) = lock(&self.lost).clone() {
-            return Err(GpuError::DeviceLost(m));
+    /// `Err(GpuError::DeviceLost)` once the device was lost (see [`Gpu::lost_reason`]).
+    pub fn check_alive(&self) -> Result<()> {
+        // Natively wgpu reports a loss from its maintenance step, which only a poll runs
+        // (`destroy()` itself does not call the callback): a non-blocking poll makes it
+        // visible now rather than after the next wait.
+        #[cfg(not(target_arch = "wasm32"))]
+        if lock(&self.lost).is_none() {
+            let _ = self.device.poll(wgpu::PollType::Poll);
         }
-        Ok(())
+        match self.lost_reason() {
+            Some(reason) => Err(GpuError::DeviceLost { reason, during: None }),
+            None => Ok(()),
+        }
+    }
+
+    /// Why the device was lost, once it was; `None` while it is usable.
+    pub fn lost_reason(&self) -> Option<String> {
+        lock(&self.lost).clone()
     }
 
     pub(crate) fn take_uncaptured(&self) -> Option<String> {
@@ -248,6 +264,8 @@ impl Gpu {
         if let Some(err) = scope.pop().await {
             // Do not cache a broken module either.
             lock(&self.modules).remove(&family);
+            // On a lost device every compile fails: that is the error to report.
+            self.check_alive()?;
             return Err(GpuError::Shader {
                 kernel: label,
                 message: err.to_string(),
@@ -277,10 +295,24 @@ impl Gpu {
     /// callbacks are driven by the event loop.
     pub fn wait_idle(&self) -> Result<()> {
         #[cfg(not(target_arch = "wasm32"))]
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| GpuError::Validation(e.to_string()))?;
-        Ok(())
+        if let Err(e) = self.device.poll(wgpu::PollType::wait_indefinitely()) {
+            self.check_alive()?;
+            return Err(GpuError::Validation(e.to_string()));
+        }
+        self.check_alive()
+    }
+}
+
+/// wgpu's reason for a lost device, in words.
+fn lost_reason(reason: wgpu::DeviceLostReason, msg: &str) -> String {
+    let what = match reason {
+        wgpu::DeviceLostReason::Destroyed => "the device was destroyed",
+        wgpu::DeviceLostReason::Unknown => "the driver or browser reported it (GPU reset, driver update or crash)",
+    };
+    if msg.trim().is_empty() {
+        what.to_string()
+    } else {
+        format!("{what}: {}", msg.trim())
     }
 }
 

@@ -22,8 +22,10 @@ pub enum GpuError {
         limit: u64,
         limit_name: &'static str,
     },
-    /// The device was lost (driver reset, tab in background for too long, out of memory).
-    DeviceLost(String),
+    /// The device was lost (driver reset or update, GPU process crash, `destroy()`, a tab
+    /// in the background for too long): everything on it is gone. `reason` is what wgpu
+    /// (or the browser) reported; `during` what pinhole was doing when it noticed, once known.
+    DeviceLost { reason: String, during: Option<String> },
     /// wgpu reported a validation or out-of-memory error while running a graph.
     Validation(String),
     /// Reading results back from the GPU failed.
@@ -59,7 +61,16 @@ impl fmt::Display for GpuError {
                 "{what} needs {bytes} bytes but this adapter's {limit_name} is {limit} bytes; \
                  use a smaller input or a device with larger limits"
             ),
-            GpuError::DeviceLost(m) => write!(f, "the GPU device was lost ({m}); reload the model to continue"),
+            GpuError::DeviceLost { reason, during } => {
+                write!(f, "the GPU device was lost")?;
+                if let Some(d) = during {
+                    write!(f, " while {d}")?;
+                }
+                write!(
+                    f,
+                    " ({reason}); the model's GPU memory is gone: load the model again (on a new device) to continue"
+                )
+            }
             GpuError::Validation(m) => write!(f, "GPU error while running the graph: {m}"),
             GpuError::Readback(m) => write!(f, "reading results back from the GPU failed: {m}"),
             GpuError::Core(e) => write!(f, "{e}"),
@@ -68,6 +79,24 @@ impl fmt::Display for GpuError {
 }
 
 impl std::error::Error for GpuError {}
+
+impl GpuError {
+    /// Says what was running when the device was lost (the first caller to know wins);
+    /// other errors pass through unchanged.
+    pub fn during(self, what: impl FnOnce() -> String) -> GpuError {
+        match self {
+            GpuError::DeviceLost { reason, during: None } => GpuError::DeviceLost {
+                reason,
+                during: Some(what()),
+            },
+            other => other,
+        }
+    }
+
+    pub fn is_device_lost(&self) -> bool {
+        matches!(self, GpuError::DeviceLost { .. })
+    }
+}
 
 impl From<pinhole_core::Error> for GpuError {
     fn from(e: pinhole_core::Error) -> Self {

@@ -374,6 +374,9 @@ impl WeightStore {
 
     /// Uploads one weight. The host tensor can be dropped as soon as this returns.
     pub fn upload(&mut self, gpu: &Gpu, name: &str, t: &Tensor) -> Result<()> {
+        // Writes to a lost device are silently dropped: stop the load at the first weight.
+        gpu.check_alive()
+            .map_err(|e| e.during(|| format!("loading weight '{name}'")))?;
         let g = upload(gpu, name, t)?;
         self.noted(gpu, g.bytes())?;
         self.insert(name, g);
@@ -382,6 +385,8 @@ impl WeightStore {
 
     /// Writes the next piece of a weight being streamed (see [`WeightWriter`]).
     pub fn write(&mut self, gpu: &Gpu, w: &mut WeightWriter, bytes: &[u8]) -> Result<()> {
+        gpu.check_alive()
+            .map_err(|e| e.during(|| format!("loading weight '{}'", w.name)))?;
         w.write(gpu, bytes)?;
         self.noted(gpu, bytes.len() as u64)
     }

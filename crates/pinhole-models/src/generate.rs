@@ -280,7 +280,10 @@ pub async fn generate_with(
     for k in 0..image.tiles() {
         let mut inputs = HashMap::new();
         inputs.insert("pixels".to_string(), image.tile(k)?);
-        let outs = ex.run(&m.image_graph(k, debug)?, &lm.weights, &inputs).await?;
+        let outs = ex
+            .run(&m.image_graph(k, debug)?, &lm.weights, &inputs)
+            .await
+            .map_err(|e| e.during(|| "encoding the image".into()))?;
         if debug {
             for (slot, t) in debug_outs.iter_mut().zip(outs) {
                 *slot = Some(match slot.take() {
@@ -303,7 +306,10 @@ pub async fn generate_with(
 
     let choice = step_choice(opts.sampling.as_ref(), &mut rng, &ids, &[]);
     let (g, out) = m.prefill_graph(&ids, &rows, max_len, opts.record_logits, &choice)?;
-    let res = ex.run(&g, &lm.weights, &HashMap::new()).await?;
+    let res = ex
+        .run(&g, &lm.weights, &HashMap::new())
+        .await
+        .map_err(|e| e.during(|| format!("reading the prompt ({s} tokens)")))?;
     if let Some(i) = out.logits.and_then(|id| g.outputs.iter().position(|o| *o == id)) {
         gen.logits.push(res[i].clone());
     }
@@ -327,7 +333,10 @@ pub async fn generate_with(
         let row = s + gen.token_ids.len() - 1;
         let choice = step_choice(opts.sampling.as_ref(), &mut rng, &ids, &gen.token_ids);
         let (g, out) = m.decode_graph(token, row, s, max_len, opts.record_logits, &choice)?;
-        let res = ex.run(&g, &lm.weights, &HashMap::new()).await?;
+        let res = ex
+            .run(&g, &lm.weights, &HashMap::new())
+            .await
+            .map_err(|e| e.during(|| format!("generating token {}", gen.token_ids.len() + 1)))?;
         if let Some(i) = out.logits.and_then(|id| g.outputs.iter().position(|o| *o == id)) {
             gen.logits.push(res[i].clone());
         }

@@ -347,6 +347,9 @@ pub fn load_dir(
         weights.upload(gpu, &w.name, &t).map_err(Error::Gpu)?;
         progress(done, total);
     }
+    // The last writes may have gone to a device lost since: a model on it is no model.
+    gpu.wait_idle()
+        .map_err(|e| Error::Gpu(e.during(|| format!("loading {shown}"))))?;
     Ok(LoadedModel {
         model,
         tokenizer,

@@ -784,6 +784,10 @@ impl StreamingLoader {
                 .upload(&self.gpu, &name, &pinhole_core::Tensor::zeros(&shape))
                 .map_err(Error::Gpu)?;
         }
+        // The last writes may have gone to a device lost since: a model on it is no model.
+        self.gpu
+            .check_alive()
+            .map_err(|e| Error::Gpu(e.during(|| format!("loading {}", self.place))))?;
         Ok(LoadedModel {
             model: self.model,
             tokenizer: self.tokenizer,

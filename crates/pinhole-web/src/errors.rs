@@ -49,7 +49,7 @@ pub fn code_of(e: &Error) -> Code {
     match e {
         Error::Gpu(g) => match g {
             GpuError::NoAdapter(_) | GpuError::RequestDevice(_) => Code::NoWebgpu,
-            GpuError::DeviceLost(_) => Code::DeviceLost,
+            GpuError::DeviceLost { .. } => Code::DeviceLost,
             GpuError::Core(_) => Code::BadRequest,
             _ => Code::Gpu,
         },

@@ -112,6 +112,8 @@ impl Executor {
         };
         let oom_err = oom.pop().await;
         let val_err = scope.pop().await;
+        // A lost device also fails mapping and validation: report the cause, not the symptom.
+        self.gpu.check_alive()?;
         if let Some(e) = oom_err {
             return Err(GpuError::Validation(format!("out of GPU memory: {e}")));
         }
@@ -121,7 +123,6 @@ impl Executor {
         if let Some(e) = self.gpu.take_uncaptured() {
             return Err(GpuError::Validation(e));
         }
-        self.gpu.check_alive()?;
         result
     }
 
