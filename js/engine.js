@@ -30,6 +30,8 @@ async function instantiate(onPanic) {
 const SINGLE_FILE = 'model.safetensors';
 const INDEX_FILE = 'model.safetensors.index.json';
 const PROCESSOR_FILES = ['preprocessor_config.json', 'processor_config.json'];
+/** Where a chat model's template can be, in transformers' order (fetched for chat models only). */
+const CHAT_TEMPLATE_FILES = ['chat_template.jinja', 'chat_template.json', 'processor_config.json', 'tokenizer_config.json'];
 /** A safetensors header larger than this is not sniffed for progress (the loader still reads it). */
 const MAX_SNIFFED_HEADER = 100 << 20;
 
@@ -47,6 +49,16 @@ function isHtml(contentType, head) {
     return b === 0x3c; // '<': neither JSON nor a safetensors length prefix starts with it
   }
   return false;
+}
+
+/**
+ * Whether a text file (a Jinja chat template, which may itself start with '<', as
+ * `<|im_start|>` does) is in fact a web page.
+ * @param {string} contentType @param {Uint8Array} bytes
+ */
+function isHtmlPage(contentType, bytes) {
+  if (/^\s*text\/html/i.test(contentType)) return true;
+  return /^\s*<(!doctype\s+html|html[\s>])/i.test(new TextDecoder().decode(bytes.subarray(0, 64)));
 }
 
 /** @param {Uint8Array} bytes */
@@ -223,6 +235,36 @@ class Progress {
   }
 }
 
+/**
+ * Checks chat `messages` (`[{role, content}]`, content a string or a list of `{type: 'text',
+ * text}` / `{type: 'image'}` parts, as transformers' apply_chat_template takes) and returns
+ * them as JSON for the engine.
+ * @param {unknown} messages @param {string | undefined} prompt
+ */
+function messagesToJson(messages, prompt) {
+  const bad = (why) => new PinholeError('bad-request', `messages: ${why}; give [{role: 'user', content: [{type: 'image'}, {type: 'text', text: '...'}]}]`);
+  if (prompt !== undefined) throw new PinholeError('bad-request', 'give either prompt or messages, not both');
+  if (!Array.isArray(messages) || messages.length === 0) throw bad('not a non-empty array');
+  let images = 0;
+  for (const [i, m] of messages.entries()) {
+    if (!m || typeof m !== 'object' || typeof m.role !== 'string') throw bad(`message ${i} has no role`);
+    if (typeof m.content === 'string') continue;
+    if (!Array.isArray(m.content)) throw bad(`message ${i}'s content is neither a string nor a list of parts`);
+    for (const part of m.content) {
+      if (part?.type === 'image') images += 1;
+      else if (part?.type === 'text' && typeof part.text === 'string') continue;
+      else if (part?.type !== 'image') throw bad(`message ${i} has a part that is neither {type: 'image'} nor {type: 'text', text}`);
+    }
+  }
+  if (images !== 1) throw bad(`${images} image parts; pinhole takes exactly one image per request (the image argument)`);
+  try {
+    // Only what JSON keeps reaches the template (an image object inside a part becomes {}).
+    return JSON.stringify(messages);
+  } catch (e) {
+    throw bad(`not JSON-serialisable (${e?.message ?? e})`);
+  }
+}
+
 export class Engine {
   constructor() {
     this.glue = null;
@@ -381,15 +423,17 @@ export class Engine {
     /**
      * A JSON file, or null when it is absent. An HTML page instead of it counts as absent; an
      * optional file that does not parse as JSON too (it is not what the model folder holds).
-     * @param {string} name @param {boolean} optional
+     * `text`: a text file that is not JSON (a Jinja template): only a web page is refused.
+     * @param {string} name @param {boolean} optional @param {boolean} [text]
      */
-    const readJson = async (name, optional) => {
+    const readJson = async (name, optional, text = false) => {
       const f = await src.open(name);
       if (!f) return null;
       const phase = f.fromCache ? 'cache' : 'download';
       const bytes = await readAll(f.stream, f.size, `${place}${name}`, signal);
-      if (isHtml(f.contentType, bytes.subarray(0, 64)) || (optional && !parsesAsJson(bytes))) {
-        if (isHtml(f.contentType, bytes.subarray(0, 64))) htmlAt ||= `${place}${name}`;
+      const html = text ? isHtmlPage(f.contentType, bytes) : isHtml(f.contentType, bytes.subarray(0, 64));
+      if (html || (optional && !text && !parsesAsJson(bytes))) {
+        if (html) htmlAt ||= `${place}${name}`;
         await src.absent(name);
         return null;
       }
@@ -440,6 +484,23 @@ export class Engine {
       const loader = await this.guard(() => this.engine.beginLoad(src.place, config, proc, procName, generation ?? undefined, tokenizer, dtype));
       // The configs parsed: their cache entries may be kept.
       for (const name of ['config.json', 'tokenizer.json', procName, ...(generation ? ['generation_config.json'] : [])]) await src.commit(name);
+      // Chat models (SmolVLM): the chat template's files (the engine takes the first that
+      // has one, and the special tokens of tokenizer_config.json; the processor config
+      // already read is not fetched twice). Other models fetch none of these, so their
+      // loads make no extra requests.
+      if (this.safe(() => loader.isChatModel())) {
+        /** @type {Record<string, Uint8Array | null>} */
+        const got = { [procName]: proc };
+        for (const name of CHAT_TEMPLATE_FILES) {
+          if (name in got) continue;
+          got[name] = await readJson(name, true, name.endsWith('.jinja'));
+          if (got[name]) await src.commit(name);
+        }
+        const opt = (name) => got[name] ?? undefined;
+        await this.guard(() =>
+          loader.setChatTemplate(opt('chat_template.jinja'), opt('chat_template.json'), opt('processor_config.json'), opt('tokenizer_config.json')),
+        );
+      }
 
       // A single file first; the index only when there is none (no 404 for most models).
       let first = await openWeights(SINGLE_FILE);
@@ -582,15 +643,19 @@ export class Engine {
   }
 
   /**
-   * Generates. `onToken({text, tokenId})` receives each new piece of text.
+   * Generates. `onToken({text, tokenId})` receives each new piece of text. `prompt` undefined:
+   * the model's default ('caption en'; 'Describe this image.' for chat models). `messages`
+   * (chat models): the conversation as JSON-able `[{role, content}]`, rendered by the folder's
+   * chat template; `rawPrompt`: a chat model's prompt used as it is (it holds `<image>`).
    * @param {any} image
-   * @param {{prompt?: string, maxNewTokens?: number, signal?: AbortSignal, onToken?: (piece: {text: string, tokenId: number}) => void}} [opts]
+   * @param {{prompt?: string, messages?: unknown[], rawPrompt?: boolean, maxNewTokens?: number, signal?: AbortSignal, onToken?: (piece: {text: string, tokenId: number}) => void}} [opts]
    * @returns {Promise<{text: string, tokenIds: number[], boxes: object[], timings: object, stoppedOnEos: boolean, promptTokens: number}>}
    */
-  generate(image, { prompt = 'caption en', maxNewTokens = 32, signal, onToken } = {}) {
+  generate(image, { prompt, messages, rawPrompt = false, maxNewTokens = 32, signal, onToken } = {}) {
     return this.serial(async () => {
       if (signal?.aborted) throw abortError();
-      if (typeof prompt !== 'string') throw new PinholeError('bad-request', 'prompt must be a string');
+      if (prompt !== undefined && typeof prompt !== 'string') throw new PinholeError('bad-request', 'prompt must be a string');
+      const messagesJson = messages === undefined ? undefined : messagesToJson(messages, prompt);
       const n = Number(maxNewTokens);
       if (!Number.isInteger(n) || n < 1 || n > 1 << 20) throw new PinholeError('bad-request', `maxNewTokens must be a positive integer, got ${maxNewTokens}`);
       if (!this.model) await this.revive();
@@ -608,7 +673,7 @@ export class Engine {
         return true;
       };
       try {
-        const json = await this.guard(() => this.model.generate(px, prompt, n, cb));
+        const json = await this.guard(() => this.model.generate(px, prompt, n, cb, messagesJson, Boolean(rawPrompt)));
         const out = JSON.parse(json);
         if (signal?.aborted) throw abortError();
         return { text: out.text, tokenIds: out.tokenIds, boxes: out.boxes, timings: out.timings, stoppedOnEos: out.stoppedOnEos, promptTokens: out.promptTokens };

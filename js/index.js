@@ -4,6 +4,8 @@
 //   import { Pinhole } from 'pinhole';
 //   const vlm = await Pinhole.load('https://host/model-folder/', { onProgress, signal });
 //   const { text, tokenIds, boxes, timings } = await vlm.generate(image, { prompt: 'caption en' });
+//   // chat models (SmolVLM): a question, or the conversation as apply_chat_template takes it
+//   await vlm.generate(image, { messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: 'Describe this image.' }] }] });
 //   for await (const { text } of vlm.stream(image, { prompt: 'describe en' })) out.append(text);
 //   vlm.dispose();
 //
@@ -174,6 +176,23 @@ async function prepareImage(image) {
   }
 }
 
+/**
+ * The request's text options as the engine takes them. `messages` are copied as JSON here, so
+ * an image object a caller put inside a part (which the worker could not receive) is dropped
+ * rather than failing the call; the engine checks their shape.
+ * @param {import('./types.js').GenerateOptions} options
+ */
+function textOptions({ prompt, messages, rawPrompt, maxNewTokens = 32 }) {
+  if (messages === undefined) return { prompt, rawPrompt, maxNewTokens };
+  let plain;
+  try {
+    plain = JSON.parse(JSON.stringify(messages));
+  } catch (e) {
+    throw new PinholeError('bad-request', `messages must be JSON-serialisable: ${e?.message ?? e}`);
+  }
+  return { prompt, messages: plain, rawPrompt, maxNewTokens };
+}
+
 /** A queue that turns pushed values into an async iterator. */
 function channel() {
   const items = [];
@@ -324,11 +343,12 @@ export class Pinhole {
    * @param {import('./types.js').GenerateOptions} [options]
    * @returns {Promise<import('./types.js').GenerateResult>}
    */
-  async generate(image, { prompt = 'caption en', maxNewTokens = 32, signal } = {}) {
+  async generate(image, { signal, ...options } = {}) {
     this._check();
     if (signal?.aborted) throw abortError();
+    const text = textOptions(options);
     const { value, transfer } = await prepareImage(image);
-    return this._backend.call('generate', { image: value, options: { prompt, maxNewTokens } }, { signal, transfer });
+    return this._backend.call('generate', { image: value, options: text }, { signal, transfer });
   }
 
   /**
@@ -337,8 +357,9 @@ export class Pinhole {
    * @param {import('./types.js').GenerateOptions} [options]
    * @returns {AsyncGenerator<import('./types.js').StreamPiece, import('./types.js').GenerateResult, undefined>}
    */
-  async *stream(image, { prompt = 'caption en', maxNewTokens = 32, signal } = {}) {
+  async *stream(image, { signal, ...options } = {}) {
     this._check();
+    const text = textOptions(options);
     const ch = channel();
     const inner = new AbortController();
     const onOuterAbort = () => inner.abort();
@@ -347,7 +368,7 @@ export class Pinhole {
     let finished = false;
     try {
       const { value, transfer } = await prepareImage(image);
-      const p = this._backend.call('generate', { image: value, options: { prompt, maxNewTokens }, stream: true }, { signal: inner.signal, transfer, onToken: (piece) => ch.push(piece) });
+      const p = this._backend.call('generate', { image: value, options: text, stream: true }, { signal: inner.signal, transfer, onToken: (piece) => ch.push(piece) });
       p.then(
         () => ch.end(),
         (e) => ch.end(e),

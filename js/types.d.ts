@@ -61,9 +61,32 @@ export interface LoadOptions {
   maxBindingBytes?: number;
 }
 
+/** A part of a chat message's content, as transformers' apply_chat_template takes it. */
+export type ChatContentPart = { type: 'image' } | { type: 'text'; text: string };
+
+/** One turn of a conversation (chat models such as SmolVLM). */
+export interface ChatMessage {
+  /** 'user', 'assistant' or 'system' (whatever the model's chat template knows). */
+  role: string;
+  /** A list of parts (exactly one `{type: 'image'}` in the whole conversation), or plain text. */
+  content: ChatContentPart[] | string;
+}
+
 export interface GenerateOptions {
-  /** PaliGemma prompts: 'caption en', 'describe en', 'answer en <question>', 'detect <object>', 'ocr'. */
+  /**
+   * PaliGemma prompts: 'caption en', 'describe en', 'answer en <question>', 'detect <object>',
+   * 'ocr' (default 'caption en'). Chat models (SmolVLM): a question, asked as one user turn with
+   * the image first through the model's chat template (default 'Describe this image.').
+   */
   prompt?: string;
+  /**
+   * Chat models: the conversation instead of `prompt`, rendered by the model folder's chat
+   * template with the generation prompt (as `apply_chat_template(messages,
+   * add_generation_prompt=True)`); its one `{type: 'image'}` part is the image argument.
+   */
+  messages?: ChatMessage[];
+  /** Chat models: use `prompt` as it is, no template (it must contain `<image>` once). */
+  rawPrompt?: boolean;
   /** Default 32. */
   maxNewTokens?: number;
   /** Stops generation between tokens; the promise rejects with code 'aborted'. */
@@ -122,14 +145,18 @@ export interface Support {
 }
 
 export interface ModelInfo {
-  /** 'paligemma' or 'blip-2+phi'. */
+  /** 'paligemma', 'blip-2+phi' or 'smolvlm' (SmolVLM and Idefics3). */
   modelType: string;
-  /** [height, width] of the pixels the vision tower takes. */
+  /** [height, width] of the pixels the vision tower takes (SmolVLM: of one tile). */
   imageSize: [number, number];
   imageTokens: number;
   weightDtype: 'f32' | 'f16';
   weightBytes: number;
   contextLength: number;
+  /** A chat model: prompts go through its chat template, and `messages` are accepted. */
+  chat: boolean;
+  /** The folder has a chat template (chat models without one need `rawPrompt`). */
+  chatTemplate: boolean;
 }
 
 /** The engine's adapter, as wgpu sees it. */

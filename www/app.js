@@ -134,6 +134,38 @@ async function showSupport() {
   return true;
 }
 
+/**
+ * Prompt presets per kind of model: PaliGemma's task prefixes, or questions for chat models
+ * (SmolVLM), which get the prompt as one user turn of a conversation (`messages`).
+ */
+const PRESETS = {
+  task: [
+    ['Caption', 'caption en'],
+    ['Question', 'answer en how many circles?'],
+    ['Detect', 'detect circle'],
+  ],
+  chat: [
+    ['Describe', 'Describe this image.'],
+    ['Question', 'How many circles are there?'],
+    ['Colours', 'What colours are the shapes?'],
+  ],
+};
+
+/** Switches the presets (and a preset prompt in the box) to the loaded model's kind. */
+function showPresets(vlm) {
+  const kind = vlm.info?.chat ? 'chat' : 'task';
+  const other = kind === 'chat' ? PRESETS.task : PRESETS.chat;
+  const buttons = [...document.querySelectorAll('.preset')];
+  buttons.forEach((b, i) => {
+    const p = PRESETS[kind][i];
+    if (!p) return;
+    b.textContent = p[0];
+    b.dataset.prompt = p[1];
+  });
+  const current = ui.prompt.value.trim();
+  if (!current || other.some(([, text]) => text === current)) ui.prompt.value = PRESETS[kind][0][1];
+}
+
 /** Which weights the loaded model uses (f16 weights are unpacked in the shaders when the adapter has no shader-f16). */
 function showModelFacts(vlm) {
   const i = vlm.info || {};
@@ -225,6 +257,7 @@ async function loadModel() {
     }
     app.vlm = vlm;
     showModelFacts(vlm);
+    showPresets(vlm);
     const s = ((performance.now() - t0) / 1000).toFixed(1);
     ui.loadStatus.textContent = `Loaded ${picked.name} in ${s} s.`;
     ui.loadStatus.dataset.loaded = 'true';
@@ -269,7 +302,11 @@ function stopRun() {
  * (not aborted, no error). `shown` is what the image area displays, for the box overlay.
  */
 async function runModel(image, shown) {
-  const prompt = ui.prompt.value.trim() || 'caption en';
+  const chat = Boolean(app.vlm.info?.chat);
+  const prompt = ui.prompt.value.trim() || (chat ? 'Describe this image.' : 'caption en');
+  // Chat models: the question as one user turn with the image first, the form
+  // transformers' apply_chat_template takes (the package renders the model's template).
+  const text = chat ? { messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: prompt }] }] } : { prompt };
   const maxNewTokens = Math.max(1, Math.min(512, Number(ui.maxTokens.value) || 32));
   const ctl = new AbortController();
   app.runAbort = ctl;
@@ -283,7 +320,7 @@ async function runModel(image, shown) {
   let tokens = 0;
   let result = null;
   try {
-    const stream = app.vlm.stream(image, { prompt, maxNewTokens, signal: ctl.signal });
+    const stream = app.vlm.stream(image, { ...text, maxNewTokens, signal: ctl.signal });
     const it = stream[Symbol.asyncIterator]();
     for (;;) {
       const { value, done } = await it.next();

@@ -9,7 +9,7 @@
 //! The image is decoded, resized with PIL's bicubic filter to the model's size, rescaled and
 //! normalised with the mean/std of the processor config (SigLIP's 0.5, BLIP's CLIP values).
 
-use pinhole_core::hf::image::{preprocess_image_with, DecodeOptions};
+use pinhole_core::hf::image::{preprocess_image_with, preprocess_rgb, DecodeOptions, Rgb8Image};
 use pinhole_core::Tensor;
 
 use crate::error::{Error, Result};
@@ -191,11 +191,22 @@ pub fn image_input(model: &Model, bytes: &[u8], name: &str) -> Result<ImageInput
 
 /// [`image_input`] with [`DecodeOptions`].
 pub fn image_input_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions) -> Result<ImageInput> {
-    let Model::SmolVlm(m) = model else {
+    let Model::SmolVlm(_) = model else {
         return Ok(pixels_with(model, bytes, name, opts)?.into());
     };
     let img = pinhole_core::hf::image::decode_image_with(bytes, name, opts)?;
-    let t = pinhole_core::hf::smolvlm_image::preprocess_tiles(&img, &m.image)?;
+    image_input_rgb(model, &img, name)
+}
+
+/// An image already decoded to RGB (the browser's canvas pixels) as the model's processor
+/// makes it: the same resize/tiling and normalisation as [`image_input`] after decoding.
+pub fn image_input_rgb(model: &Model, img: &Rgb8Image, name: &str) -> Result<ImageInput> {
+    let Model::SmolVlm(m) = model else {
+        let t = preprocess_rgb(img, model.processor())?;
+        check_pixel_shape(model, &t, name)?;
+        return Ok(t.into());
+    };
+    let t = pinhole_core::hf::smolvlm_image::preprocess_tiles(img, &m.image)?;
     if t.tiles() > m.max_tiles() {
         return Err(Error::Request(format!(
             "{name}: {} tiles, more than the {} this processor config allows",
@@ -217,6 +228,11 @@ pub fn pixels_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions)
         )));
     }
     let t = preprocess_image_with(bytes, name, model.processor(), opts)?;
+    check_pixel_shape(model, &t, name)?;
+    Ok(t)
+}
+
+fn check_pixel_shape(model: &Model, t: &Tensor, name: &str) -> Result<()> {
     let want = model.pixel_shape();
     if t.shape != want {
         return Err(Error::Request(format!(
@@ -224,7 +240,7 @@ pub fn pixels_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions)
             t.shape
         )));
     }
-    Ok(t)
+    Ok(())
 }
 
 /// Decodes generated ids to text, skipping special tokens.

@@ -7,8 +7,10 @@
 //! * [`Loader`]: a model arriving as byte chunks (weights uploaded tensor by tensor while the
 //!   download runs, see `pinhole_models::stream_loader`);
 //! * [`Model`]: a loaded model: image preprocessing (encoded bytes decoded with the same
-//!   `image` crate path as the CLI, or raw RGBA pixels) and generation with a per-token
-//!   callback that can stop it.
+//!   `image` crate path as the CLI, or raw RGBA pixels; SmolVLM's tiles as its processor
+//!   makes them), the prompt (chat models: the folder's chat template over `messages`, as
+//!   transformers' `apply_chat_template`) and generation with a per-token callback that can
+//!   stop it.
 //!
 //! Every failure is a JS `Error` with a `code` property (see [`errors`]). A Rust panic aborts
 //! the wasm instance; the panic hook records its message first ([`last_panic`]) so the JS side
@@ -22,13 +24,14 @@ use js_sys::{Function, Promise};
 use wasm_bindgen::prelude::*;
 use wasm_bindgen_futures::future_to_promise;
 
-use pinhole_core::hf::image::{composite_on_white, preprocess_rgb, Rgb8Image};
-use pinhole_core::Tensor;
+use pinhole_core::hf::image::{composite_on_white, Rgb8Image};
+use pinhole_core::hf::{ChatTemplate, ChatTemplateFiles};
 use pinhole_gpu::{Executor, Gpu, GpuOptions};
 use pinhole_models::boxes::parse_boxes;
 use pinhole_models::loader::{LoadOptions, ModelFiles, WeightPrecision};
+use pinhole_models::processor::{self, ImageInput};
 use pinhole_models::stream_loader::StreamingLoader;
-use pinhole_models::{processor, GenerateOptions, LoadedModel};
+use pinhole_models::{GenerateOptions, LoadedModel, Model as Arch};
 
 pub mod errors;
 #[cfg(feature = "kernel-tests")]
@@ -168,6 +171,7 @@ impl Engine {
         Ok(Loader {
             inner: Some(inner),
             gpu: self.gpu.clone(),
+            template: None,
         })
     }
 
@@ -189,6 +193,8 @@ impl Engine {
 pub struct Loader {
     inner: Option<StreamingLoader>,
     gpu: Arc<Gpu>,
+    /// Chat models: the folder's chat template ([`Loader::set_chat_template`]).
+    template: Option<ChatTemplate>,
 }
 
 impl Loader {
@@ -201,6 +207,36 @@ impl Loader {
 
 #[wasm_bindgen]
 impl Loader {
+    /// Whether the model takes chat prompts (SmolVLM / Idefics3): the JS side then fetches the
+    /// files a chat template can come from and passes them to [`Loader::set_chat_template`].
+    #[wasm_bindgen(js_name = isChatModel)]
+    pub fn is_chat_model(&mut self) -> Result<bool, JsValue> {
+        Ok(is_chat(self.get()?.model()))
+    }
+
+    /// The chat template from whichever of its files the folder has (transformers' order:
+    /// `chat_template.jinja`, `chat_template.json`, `processor_config.json`,
+    /// `tokenizer_config.json`, whose special tokens the template sees too). A folder with
+    /// none can still be used with `rawPrompt`.
+    #[wasm_bindgen(js_name = setChatTemplate)]
+    pub fn set_chat_template(
+        &mut self,
+        jinja: Option<Vec<u8>>,
+        json: Option<Vec<u8>>,
+        processor_config: Option<Vec<u8>>,
+        tokenizer_config: Option<Vec<u8>>,
+    ) -> Result<(), JsValue> {
+        self.get()?;
+        let files = ChatTemplateFiles {
+            chat_template_jinja: jinja.as_deref(),
+            chat_template_json: json.as_deref(),
+            processor_config: processor_config.as_deref(),
+            tokenizer_config: tokenizer_config.as_deref(),
+        };
+        self.template = ChatTemplate::from_files(&files).map_err(|e| js_error(Code::BadModel, &e.to_string()))?;
+        Ok(())
+    }
+
     /// For a sharded checkpoint: `model.safetensors.index.json`.
     #[wasm_bindgen(js_name = setIndex)]
     pub fn set_index(&mut self, bytes: &[u8], name: &str) -> Result<(), JsValue> {
@@ -266,7 +302,11 @@ impl Loader {
         let lm = l.finish().map_err(|e| model_error(&e))?;
         let ex = Executor::new(self.gpu.clone());
         Ok(Model {
-            inner: Rc::new(RefCell::new(Some(Inner { lm, ex }))),
+            inner: Rc::new(RefCell::new(Some(Inner {
+                lm,
+                ex,
+                template: self.template.take(),
+            }))),
         })
     }
 }
@@ -274,12 +314,70 @@ impl Loader {
 struct Inner {
     lm: LoadedModel,
     ex: Executor,
+    template: Option<ChatTemplate>,
 }
 
-/// Preprocessed pixels `[3, H, W]` for one model.
+/// Whether `m` is a chat model: its prompt goes through the folder's chat template.
+fn is_chat(m: &Arch) -> bool {
+    matches!(m, Arch::SmolVlm(_))
+}
+
+/// The question asked when the caller gives neither a prompt nor messages: PaliGemma's
+/// captioning task (also the package's default for BLIP-2, kept as it was), and for chat
+/// models the CLI's default question.
+fn default_prompt(m: &Arch) -> &'static str {
+    if is_chat(m) {
+        "Describe this image."
+    } else {
+        "caption en"
+    }
+}
+
+/// The text the model gets. Chat models: `messages` (a JSON list of `{role, content}`, the
+/// form `apply_chat_template` takes) through the chat template with the generation prompt;
+/// a plain `prompt` becomes one user turn with the image first (as `pinhole generate`);
+/// `raw` passes `prompt` as it is (it must hold `<image>`). Other models take `prompt`.
+fn model_prompt(i: &Inner, prompt: Option<String>, messages: Option<String>, raw: bool) -> Result<String, JsValue> {
+    let m = &i.lm.model;
+    if !is_chat(m) {
+        if messages.is_some() {
+            return Err(js_error(
+                Code::BadRequest,
+                &format!(
+                    "messages are for chat models (SmolVLM / Idefics3); this {} model takes a prompt",
+                    m.family()
+                ),
+            ));
+        }
+        return Ok(prompt.unwrap_or_else(|| default_prompt(m).to_string()));
+    }
+    if raw {
+        if messages.is_some() {
+            return Err(js_error(Code::BadRequest, "rawPrompt takes a prompt, not messages"));
+        }
+        return prompt.ok_or_else(|| js_error(Code::BadRequest, "rawPrompt needs a prompt that holds <image>"));
+    }
+    let template = i.template.as_ref().ok_or_else(|| {
+        js_error(
+            Code::BadModel,
+            "the model folder has no chat template (chat_template.jinja, chat_template.json, processor_config.json or \
+             tokenizer_config.json); pass rawPrompt: true with a prompt that holds <image>",
+        )
+    })?;
+    let messages = match messages {
+        Some(json) => serde_json::from_str::<serde_json::Value>(&json)
+            .map_err(|e| js_error(Code::BadRequest, &format!("messages are not JSON: {e}")))?,
+        None => ChatTemplate::image_question(prompt.as_deref().unwrap_or(default_prompt(m))),
+    };
+    template
+        .render(&messages, true)
+        .map_err(|e| js_error(Code::BadRequest, &e.to_string()))
+}
+
+/// A preprocessed image for one model: pixels `[3, H, W]`, or SmolVLM's tiles and grid.
 #[wasm_bindgen]
 pub struct Pixels {
-    t: Tensor,
+    t: ImageInput,
 }
 
 /// A loaded model.
@@ -312,6 +410,8 @@ impl Model {
             "weightDtype": format!("{:?}", pinhole_models::loader::model_matrix_dtype(m)).to_lowercase(),
             "weightBytes": i.lm.weights.bytes(),
             "contextLength": m.max_positions(),
+            "chat": is_chat(m),
+            "chatTemplate": i.template.is_some(),
         })
         .to_string())
     }
@@ -322,7 +422,8 @@ impl Model {
     pub fn pixels_from_encoded(&self, bytes: &[u8], name: &str) -> Result<Pixels, JsValue> {
         let g = busy_or_gone(self.inner.try_borrow())?;
         let i = g.as_ref().ok_or_else(disposed)?;
-        let t = processor::pixels(&i.lm.model, bytes, name).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+        let t =
+            processor::image_input(&i.lm.model, bytes, name).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
         Ok(Pixels { t })
     }
 
@@ -348,23 +449,35 @@ impl Model {
             rgb.extend_from_slice(&composite_on_white([p[0], p[1], p[2], p[3]]));
         }
         let img = Rgb8Image::new(w, h, rgb).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
-        let t = preprocess_rgb(&img, i.lm.model.processor()).map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+        let t = processor::image_input_rgb(&i.lm.model, &img, "the RGBA image")
+            .map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
         Ok(Pixels { t })
     }
 
-    /// Generates for `pixels` and `prompt`. `on_token(id, textSoFar)` is called after each new
-    /// token; returning `false` stops generation there (abort). Resolves to the result as JSON:
-    /// `{text, tokenIds, boxes, timings, stoppedOnEos, stopped, promptTokens}`.
+    /// Generates for `pixels` and `prompt` or `messages` (JSON; chat models, see
+    /// [`model_prompt`]; `undefined` prompt: the model's default question). `on_token(id,
+    /// textSoFar)` is called after each new token; returning `false` stops generation there
+    /// (abort). Resolves to the result as JSON: `{text, tokenIds, boxes, timings,
+    /// stoppedOnEos, stopped, promptTokens}`.
     // The mutable borrow held across the awaits is the model's lock: a second call while one
     // runs gets a 'busy' error instead of interleaving with its KV cache (the JS side queues
     // calls, so this only happens when the raw class is used directly).
     #[allow(clippy::await_holding_refcell_ref)]
-    pub fn generate(&self, pixels: &Pixels, prompt: String, max_new_tokens: u32, on_token: Function) -> Promise {
+    pub fn generate(
+        &self,
+        pixels: &Pixels,
+        prompt: Option<String>,
+        max_new_tokens: u32,
+        on_token: Function,
+        messages: Option<String>,
+        raw_prompt: Option<bool>,
+    ) -> Promise {
         let inner = self.inner.clone();
         let px = pixels.t.clone();
         future_to_promise(async move {
             let mut g = inner.try_borrow_mut().map_err(|_| busy())?;
             let i = g.as_mut().ok_or_else(disposed)?;
+            let prompt = model_prompt(i, prompt, messages, raw_prompt.unwrap_or(false))?;
             let opts = GenerateOptions {
                 max_new_tokens: max_new_tokens as usize,
                 ..Default::default()

@@ -34,7 +34,7 @@ pub mod smolvlm_config;
 pub mod smolvlm_image;
 
 pub use blip2_config::{Blip2PhiConfig, Blip2VisionConfig, PhiConfig, QFormerConfig};
-pub use chat_template::ChatTemplate;
+pub use chat_template::{ChatTemplate, ChatTemplateFiles};
 pub use checkpoint::{CheckpointReader, ShardIndex};
 pub use config::{Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig, TextModelType};
 pub use image::{
