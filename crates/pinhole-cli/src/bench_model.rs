@@ -12,11 +12,12 @@
 
 use std::path::{Path, PathBuf};
 
-use pinhole_core::hf::image::{preprocess_rgb, Rgb8Image};
+use pinhole_core::hf::image::Rgb8Image;
 use pinhole_gpu::{Executor, GpuOptions};
 use pinhole_models::generate::{generate, now_ms};
 use pinhole_models::loader::{load_dir, LoadOptions, LoadedModel, WeightPrecision};
-use pinhole_models::{processor, GenerateOptions};
+use pinhole_models::processor::{self, ImageInput};
+use pinhole_models::GenerateOptions;
 use serde_json::json;
 
 fn median(mut v: Vec<f64>) -> f64 {
@@ -39,8 +40,9 @@ fn thread_cpu_ms() -> Option<f64> {
     Some(ns as f64 / 1e6)
 }
 
-/// A deterministic test picture (colour bars and a disc) when no `--image` is given.
-fn test_picture(lm: &LoadedModel) -> Result<pinhole_core::Tensor, String> {
+/// A deterministic test picture (colour bars and a disc) when no `--image` is given, as the
+/// model's processor makes it (SmolVLM: its tiles).
+fn test_picture(lm: &LoadedModel) -> Result<ImageInput, String> {
     let (w, h) = (320usize, 240usize);
     let mut rgb = Vec::with_capacity(w * h * 3);
     for y in 0..h {
@@ -55,7 +57,7 @@ fn test_picture(lm: &LoadedModel) -> Result<pinhole_core::Tensor, String> {
         }
     }
     let img = Rgb8Image::new(w, h, rgb).map_err(|e| e.to_string())?;
-    preprocess_rgb(&img, lm.model.processor()).map_err(|e| e.to_string())
+    processor::image_input_rgb(&lm.model, &img, "the test picture").map_err(|e| e.to_string())
 }
 
 /// Bytes of the safetensors files in `dir`.
@@ -100,13 +102,7 @@ struct Run {
     dispatches: usize,
 }
 
-fn one_run(
-    lm: &LoadedModel,
-    ex: &mut Executor,
-    px: &pinhole_core::Tensor,
-    prompt: &str,
-    n: usize,
-) -> Result<Run, String> {
+fn one_run(lm: &LoadedModel, ex: &mut Executor, px: &ImageInput, prompt: &str, n: usize) -> Result<Run, String> {
     let opts = GenerateOptions {
         max_new_tokens: n,
         ..Default::default()
@@ -174,7 +170,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let px = match args.opt("image") {
         Some(p) => {
             let bytes = std::fs::read(p).map_err(|e| format!("{p}: cannot read the image: {e}"))?;
-            processor::pixels(&lm.model, &bytes, p).map_err(|e| e.to_string())?
+            processor::image_input(&lm.model, &bytes, p).map_err(|e| e.to_string())?
         }
         None => test_picture(&lm)?,
     };
@@ -234,6 +230,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         "token_ids": tokens,
         "load": {"ms": load_ms, "checkpoint_bytes": file_bytes, "mb_per_s": file_bytes as f64 / 1e6 / (load_ms / 1e3),
                  "gpu_weight_bytes": lm.weights.bytes()},
+        "image_tiles": px.tiles(),
         "image_encode_ms": image_ms,
         "prefill_ms": prefill_ms,
         "time_to_first_token_ms": ttft_ms,
@@ -275,7 +272,11 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         file_bytes as f64 / 1e6 / (load_ms / 1e3),
         file_bytes as f64 / 1e6
     );
-    outln!("  image encode              {image_ms:>10.1} ms");
+    outln!(
+        "  image encode              {image_ms:>10.1} ms  ({} tile{})",
+        px.tiles(),
+        if px.tiles() == 1 { "" } else { "s" }
+    );
     outln!("  prefill                   {prefill_ms:>10.1} ms");
     outln!("  time to first token       {ttft_ms:>10.1} ms");
     outln!(

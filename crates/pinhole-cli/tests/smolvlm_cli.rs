@@ -101,3 +101,38 @@ fn raw_prompt_and_context_errors() {
     assert_ne!(code, 0);
     assert!(stderr.contains("512") && stderr.trim().lines().count() == 1, "{stderr}");
 }
+
+#[test]
+fn bench_model_runs_smolvlm_tiles() {
+    // `pinhole bench model` on a SmolVLM folder: the image becomes its tiles, the question goes
+    // through the chat template, and the greedy ids are transformers' (the describe case).
+    let dir = fixtures().join("smolvlm");
+    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let e = &exp["cases"]["describe"];
+    let model = dir.join("model");
+    let image = fixtures().join("images").join(e["image"].as_str().unwrap());
+    let (code, stdout, stderr) = run(&[
+        "bench",
+        "model",
+        "--model",
+        model.to_str().unwrap(),
+        "--image",
+        image.to_str().unwrap(),
+        "--runs",
+        "1",
+        "--max-new-tokens",
+        "4",
+        "--copy-mb",
+        "1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+    assert_eq!(v["model_family"], "smolvlm");
+    assert_eq!(v["image_tiles"], e["tiles"]);
+    assert_eq!(v["prompt"], e["prompt_text"]);
+    assert_eq!(
+        v["token_ids"],
+        serde_json::json!(e["generated_ids"].as_array().unwrap()[..4])
+    );
+}
