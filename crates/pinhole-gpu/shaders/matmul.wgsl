@@ -1,4 +1,7 @@
-// matmul.wgsl — Y = X · Wᵀ (+ bias), the linear layer of every model.
+// matmul.wgsl — Y = X · Wᵀ (+ bias), the linear layer of every model: the shared-memory
+// tiled GEMM (GPUs, any K) and the scalar GEMV for K that is not a multiple of 4 (f32) / 8
+// (f16). Aligned K go to linear_vec4.wgsl's vec4 GEMV, and to its barrier-free GEMM on CPU
+// adapters; executor/matmul.rs (`float_kernel`) holds the rule.
 //
 // Layouts (all row-major):
 //   x    [M, K]  f32 activations

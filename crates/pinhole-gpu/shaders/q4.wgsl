@@ -26,6 +26,8 @@
 //   gemm:   M > 4. 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in
 //           steps of 32 (one vec4 of packed weights per row per step, dequantized into
 //           workgroup memory). Dispatch (ceil(nc/64), ceil(M/64), 1).
+//   gemm_reg: M > 4 on CPU adapters: 4×4 outputs per thread in registers, no workgroup
+//           memory, no barrier. Dispatch (ceil(M/4), ceil(nc/256), 1).
 //   gather: one thread per output element (rows whose id falls in this chunk), 256 per
 //           workgroup, (gx, gy, 1).
 
@@ -184,6 +186,66 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
         workgroupBarrier();
     }
     tile_store(row0, col0, lid, acc);
+}
+
+// gemm_reg: the barrier-free register-tiled GEMM for CPU adapters (see linear_vec4.wgsl's
+// gemm_reg): each of the 64 threads keeps a 4×4 block of Y (rows 4·wg.x .., columns
+// (wg.y·64 + thread)·4 ..) in registers and walks K one vec4<u32> (32 weights of one group) at
+// a time, dequantizing each word in registers once for the four rows. Rows and columns past
+// the edges are clamped for loading and skipped for storing.
+@compute @workgroup_size(64)
+fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.x * 4u;
+    let col0 = (wg.y * 64u + li) * 4u;
+    let xrow = p.k / 4u;
+    let kv = p.k / 32u;
+    let gpr = p.k / p.group;
+    var xb: array<u32, 4>;
+    var cb: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        xb[i] = min(row0 + i, p.m - 1u) * xrow;
+        cb[i] = min(col0 + i, p.nc - 1u);
+    }
+    // acc[j] lane i = row row0 + i, column col0 + j.
+    var acc: array<vec4<f32>, 4>;
+    for (var v = 0u; v < kv; v++) {
+        var q: array<vec4<u32>, 4>;
+        var so: array<vec2<f32>, 4>;
+        for (var j = 0u; j < 4u; j++) {
+            q[j] = w[cb[j] * kv + v];
+            so[j] = scale_offset(cb[j] * gpr + (v * 32u) / p.group);
+        }
+        for (var e = 0u; e < 4u; e++) {
+            // Weights 8e .. 8e+7 of this step: x vec4s 2e and 2e+1 of each row.
+            let o = v * 8u + 2u * e;
+            let a0 = x[xb[0] + o];
+            let a1 = x[xb[1] + o];
+            let a2 = x[xb[2] + o];
+            let a3 = x[xb[3] + o];
+            let b0 = x[xb[0] + o + 1u];
+            let b1 = x[xb[1] + o + 1u];
+            let b2 = x[xb[2] + o + 1u];
+            let b3 = x[xb[3] + o + 1u];
+            for (var j = 0u; j < 4u; j++) {
+                let lo = deq4(q[j][e], 0u, so[j]);
+                let hi = deq4(q[j][e], 16u, so[j]);
+                acc[j] += vec4<f32>(dot(a0, lo) + dot(b0, hi), dot(a1, lo) + dot(b1, hi),
+                                    dot(a2, lo) + dot(b2, hi), dot(a3, lo) + dot(b3, hi));
+            }
+        }
+    }
+    for (var j = 0u; j < 4u; j++) {
+        let c = col0 + j;
+        if (c < p.nc) {
+            let bv = bias_at(c);
+            for (var i = 0u; i < 4u; i++) {
+                let r = row0 + i;
+                if (r < p.m) {
+                    y[r * p.n + p.n0 + c] = acc[j][i] + bv;
+                }
+            }
+        }
+    }
 }
 
 // Embedding gather from a 4-bit table chunk (rows n0 .. n0+nc of [V, K]): p.m ids, out [m, K].

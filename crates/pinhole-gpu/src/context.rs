@@ -2,6 +2,7 @@
 //! pipelines once, and turn wgpu's asynchronous error reporting into values instead of panics.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
@@ -68,6 +69,9 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     /// Bound where a kernel declares an optional input that this dispatch does not use.
     pub(crate) dummy: wgpu::Buffer,
+    /// Matmuls with more than 4 rows use the register-tiled GEMMs (no workgroup memory, no
+    /// barriers) instead of the shared-memory tiled ones; on by default on CPU adapters.
+    barrier_free_gemm: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -171,7 +175,22 @@ impl Gpu {
             uncaptured,
             lost,
             dummy,
+            barrier_free_gemm: AtomicBool::new(is_software),
         }))
+    }
+
+    /// Whether matmuls with more than 4 rows run the register-tiled, barrier-free GEMMs
+    /// (linear_vec4.wgsl / q4.wgsl `gemm_reg`) rather than the shared-memory tiled ones. The
+    /// default is the adapter rule: on for CPU adapters, off for GPUs.
+    pub fn barrier_free_gemm(&self) -> bool {
+        self.barrier_free_gemm.load(Ordering::Relaxed)
+    }
+
+    /// Overrides [`Gpu::barrier_free_gemm`] for matmuls planned from now on. Tests use it to
+    /// run both GEMM families on one adapter; results are the same either way (up to f32
+    /// summation order).
+    pub fn set_barrier_free_gemm(&self, on: bool) {
+        self.barrier_free_gemm.store(on, Ordering::Relaxed);
     }
 
     /// Bytes per binding that weights are split at.

@@ -234,6 +234,17 @@ fn matmul_cases(v: &mut Vec<Case>) -> R<()> {
         (33, 65, 257),
         (64, 64, 64),
         (130, 70, 19),
+        // linear_vec4.wgsl (K a multiple of 4 for f32, of 8 for f16): the vec4 GEMV for
+        // M = 1..4 (K = 36 is f32-aligned only, so f16 takes matmul.wgsl there), and the
+        // register-tiled GEMM (CPU adapters) with rows past its 4-row blocks and columns
+        // straddling its 256-column blocks and the weight's binding chunks.
+        (1, 300, 36),
+        (2, 9, 8),
+        (3, 31, 40),
+        (4, 257, 72),
+        (5, 257, 8),
+        (6, 513, 36),
+        (37, 259, 48),
     ];
     let mut rng = Rng::new(1);
     for &(m, n, k) in &sizes {

@@ -31,6 +31,8 @@ pub const FILES: &[(&str, &str)] = &[
     ("q4.wgsl", include_str!("../shaders/q4.wgsl")),
     ("rope.wgsl", include_str!("../shaders/rope.wgsl")),
     ("sample.wgsl", include_str!("../shaders/sample.wgsl")),
+    ("linear_vec4.wgsl", include_str!("../shaders/linear_vec4.wgsl")),
+    ("common/bias.wgsl", include_str!("../shaders/common/bias.wgsl")),
     ("common/f16.wgsl", include_str!("../shaders/common/f16.wgsl")),
     ("common/grid.wgsl", include_str!("../shaders/common/grid.wgsl")),
     ("common/linear.wgsl", include_str!("../shaders/common/linear.wgsl")),

@@ -1,7 +1,7 @@
 // common/linear.wgsl — the parts of Y = X·Wᵀ (+ bias) shared by matmul.wgsl (f32/f16 weights)
 // and q4.wgsl (4-bit weights): the tiled GEMM's workgroup slabs and its 4×4-per-thread
-// micro-kernel and epilogue, and the bias read of both GEMVs. The kernels differ only in how
-// they stage a slab of W (decode f16 or dequantize nibbles).
+// micro-kernel and epilogue, and (common/bias.wgsl) the bias read of the GEMVs. The kernels
+// differ only in how they stage a slab of W (decode f16 or dequantize nibbles).
 // GEMM tile: 64×64 outputs per 16×16 workgroup; each step stages X[64 rows, TK] and
 // W[64 rows, TK] transposed into xs/ws (zeros outside the matrix), then every thread
 // accumulates its 4×4 block acc[i·4 + j] = row lid.y·4 + i, column lid.x·4 + j of the tile.
@@ -14,12 +14,7 @@ const TN: u32 = 64u;
 var<workgroup> xs: array<f32, TK * TM>; // [TK][TM]
 var<workgroup> ws: array<f32, TK * TN>; // [TK][TN]
 
-fn bias_at(col: u32) -> f32 {
-    if (p.has_bias != 0u) {
-        return bias[p.n0 + col];
-    }
-    return 0.0;
-}
+// #include "common/bias.wgsl"
 
 // The micro-kernel over one staged slab (call between two workgroupBarrier()s).
 fn tile_fma(lid: vec3<u32>, acc: ptr<function, array<f32, 16>>) {

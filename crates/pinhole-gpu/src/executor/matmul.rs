@@ -19,6 +19,32 @@ const GEMV_ROWS: u64 = 4;
 const Q4_GEMV_ROWS: u64 = 8;
 /// Output tile of both GEMMs (TM × TN in common/linear.wgsl).
 const TILE: usize = 64;
+/// Weight rows per workgroup of the vec4 GEMV (RPW in linear_vec4.wgsl).
+const VEC4_GEMV_ROWS: u64 = 8;
+/// Rows of x per z slice of the vec4 GEMV (the four lanes of its accumulator).
+const VEC4_GEMV_SLICE: usize = 4;
+/// Output block of one workgroup of the register-tiled GEMM (RT rows × 64·CT columns in
+/// linear_vec4.wgsl).
+const REG_TILE_ROWS: usize = 4;
+const REG_TILE_COLS: usize = 256;
+
+/// Which f32/f16 kernel runs a matmul of `m` rows with `k`-wide weights of storage `dtype`
+/// on this adapter. The rule (documented in ARCHITECTURE.md, measured in BENCHMARKS.md):
+/// rows of x and w that start on 16-byte boundaries (K a multiple of 4 for f32, of 8 for f16)
+/// take linear_vec4.wgsl — its GEMV for m ≤ 4 on every adapter, and its barrier-free
+/// register-tiled GEMM for larger m on CPU adapters (llvmpipe, SwiftShader: workgroup
+/// barriers are coroutine switches there, and workgroup memory is no faster than the rest);
+/// GPUs keep the shared-memory tiled GEMM of matmul.wgsl for m > 4, and any other K takes
+/// matmul.wgsl's scalar kernels.
+pub(crate) fn float_kernel(m: usize, k: usize, dtype: DType, barrier_free: bool) -> Kernel {
+    let aligned = k.is_multiple_of(if dtype == DType::F16 { 8 } else { 4 });
+    match (m <= GEMV_MAX_ROWS, aligned) {
+        (true, true) => Kernel::GemvVec4,
+        (true, false) => Kernel::Gemv,
+        (false, true) if barrier_free => Kernel::GemmReg,
+        (false, _) => Kernel::Gemm,
+    }
+}
 
 pub(super) fn plan(cx: &mut OpCtx) -> Result<()> {
     let Op::MatMul { x, w, bias } = *cx.op else {
@@ -47,6 +73,7 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
     let xb = cx.buf(x, "matmul input")?;
     // GEMV (≤ 4 rows of x) reads every weight once for all rows; GEMM tiles 64×64.
     let gemv = m <= GEMV_MAX_ROWS;
+    let max_dim = cx.gpu.limits.max_compute_workgroups_per_dimension as usize;
     for c in &wt.chunks {
         let bind = [("x", &xb), ("w", &c.buffer), ("bias", &bias_buf), ("y", cx.out)];
         let gemm_grid = [c.rows.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
@@ -54,17 +81,39 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
             let (kernel, groups) = if gemv {
                 let (gx, gy) = cx.grid((c.rows as u64).div_ceil(Q4_GEMV_ROWS));
                 (Kernel::Q4Gemv, [gx, gy, 1])
+            } else if cx.gpu.barrier_free_gemm() && m.div_ceil(REG_TILE_ROWS) <= max_dim {
+                // The same rule as the float kernels' (float_kernel): no barriers on CPUs.
+                let groups = [
+                    m.div_ceil(REG_TILE_ROWS) as u32,
+                    c.rows.div_ceil(REG_TILE_COLS) as u32,
+                    1,
+                ];
+                (Kernel::Q4GemmReg, groups)
             } else {
                 (Kernel::Q4Gemm, gemm_grid)
             };
             Dispatch::new(kernel, q4_params(wt, c, m, bias.is_some(), groups[0])?, groups, &bind)?
         } else {
-            // Same parameters for both kernels; only the kernel and its grid differ.
-            let (kernel, groups) = if gemv {
-                let (gx, gy) = cx.grid((c.rows as u64).div_ceil(GEMV_ROWS));
-                (Kernel::Gemv, [gx, gy, m as u32])
-            } else {
-                (Kernel::Gemm, gemm_grid)
+            // Same parameters for every kernel; only the kernel and its grid differ.
+            let mut kernel = float_kernel(m, wt.cols(), wt.dtype, cx.gpu.barrier_free_gemm());
+            if kernel == Kernel::GemmReg && m.div_ceil(REG_TILE_ROWS) > max_dim {
+                kernel = Kernel::Gemm;
+            }
+            let groups = match kernel {
+                Kernel::Gemv => {
+                    let (gx, gy) = cx.grid((c.rows as u64).div_ceil(GEMV_ROWS));
+                    [gx, gy, m as u32]
+                }
+                Kernel::GemvVec4 => {
+                    let (gx, gy) = cx.grid((c.rows as u64).div_ceil(VEC4_GEMV_ROWS));
+                    [gx, gy, m.div_ceil(VEC4_GEMV_SLICE) as u32]
+                }
+                Kernel::GemmReg => [
+                    m.div_ceil(REG_TILE_ROWS) as u32,
+                    c.rows.div_ceil(REG_TILE_COLS) as u32,
+                    1,
+                ],
+                _ => gemm_grid,
             };
             let params = MatmulParams {
                 m: m as u32,

@@ -25,13 +25,21 @@ fn open(limit: Option<u64>) -> Arc<Gpu> {
     }
 }
 
+/// The adapter's device, and a second one with the binding limit lowered that also runs the
+/// other GEMM family (register-tiled vs shared-memory tiled, see `Gpu::barrier_free_gemm`), so
+/// both are checked on whatever adapter runs the tests.
 pub fn gpus() -> [Arc<Gpu>; 2] {
     static NORMAL: OnceLock<Arc<Gpu>> = OnceLock::new();
     static LOW: OnceLock<Arc<Gpu>> = OnceLock::new();
-    [
-        NORMAL.get_or_init(|| open(None)).clone(),
-        LOW.get_or_init(|| open(Some(LOW_LIMIT))).clone(),
-    ]
+    let normal = NORMAL.get_or_init(|| open(None)).clone();
+    let low = LOW
+        .get_or_init(|| {
+            let g = open(Some(LOW_LIMIT));
+            g.set_barrier_free_gemm(!normal.barrier_free_gemm());
+            g
+        })
+        .clone();
+    [normal, low]
 }
 
 pub struct Case {

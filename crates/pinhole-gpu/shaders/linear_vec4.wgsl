@@ -1,0 +1,192 @@
+// linear_vec4.wgsl — Y = X · Wᵀ (+ bias) reading X and W as 16-byte vectors: the fast paths of
+// the f32/f16 linear layer, used when every row of X and W starts on a 16-byte boundary
+// (K a multiple of 4 for f32 weights, of 8 for f16). Other K go to matmul.wgsl.
+//
+// Layouts as matmul.wgsl (all row-major): x [M, K] f32 read as vec4<f32>; w [Nc, K] one row
+// chunk of the weight, read as vec4<u32> words: four f32 bit patterns, or (W_F16) eight f16
+// halves, element 2i in the low half of word i; bias [N] f32 (when has_bias); y [M, N] f32,
+// this dispatch writing columns n0 .. n0+Nc. Products and sums are f32.
+//
+// Entry points and dispatch:
+//   gemv:     M ≤ 4 per z slice (decode, small prompts). RPW weight rows per 256-thread
+//             workgroup, TPR threads per row walk K in 16-byte steps (interleaved, so a
+//             warp/SIMD group reads consecutive words), each weight word is decoded once and
+//             used for the slice's rows of x; the TPR partial sums of a row meet in
+//             workgroup memory after one barrier. Dispatch (gx, gy, ceil(M/4)),
+//             gx·gy ≥ ceil(Nc/RPW), block = wg.x + wg.y·gx, slice z = rows 4z .. 4z+3.
+//   gemm_reg: any M, for CPU adapters (llvmpipe, SwiftShader), where workgroup barriers are
+//             coroutine switches and workgroup memory is ordinary memory: no workgroup memory
+//             and no barrier at all. Each thread keeps a RT×CT block of Y in registers and
+//             reads its rows of X and columns of W straight from the buffers, 16 bytes at a
+//             time; the 64 threads of a workgroup share the same RT rows of X (the same
+//             addresses in every lane) and cover 64·CT consecutive weight rows. Out-of-range
+//             rows and columns are clamped for loading and skipped for storing, so the inner
+//             loop has no branch. Dispatch (ceil(M/RT), ceil(Nc/(64·CT)), 1): consecutive
+//             workgroups share their weight rows, which stay in the CPU's caches.
+
+struct Params {
+    m: u32,
+    n: u32,
+    k: u32,
+    n0: u32,
+    nc: u32,
+    has_bias: u32,
+    gx: u32,
+    _pad: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
+@group(0) @binding(2) var<storage, read> w: array<vec4<u32>>;
+@group(0) @binding(3) var<storage, read> bias: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+// #include "common/grid.wgsl"
+// #include "common/bias.wgsl"
+
+override W_F16: bool = false;
+
+// The eight f16 weights of one word vector, as two vec4 (elements 0..3, 4..7).
+fn halves_lo(q: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(q.x), unpack2x16float(q.y));
+}
+
+fn halves_hi(q: vec4<u32>) -> vec4<f32> {
+    return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
+}
+
+const TPR: u32 = 32u; // threads per weight row (gemv)
+const RPW: u32 = 8u;  // weight rows per workgroup (gemv)
+
+var<workgroup> part: array<vec4<f32>, 256>;
+
+@compute @workgroup_size(256)
+fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let blk = group_index(wg);
+    let r = li / TPR;
+    let t = li % TPR;
+    let col = blk * RPW + r;
+    let m0 = wg.z * 4u;
+    let rows = min(p.m - m0, 4u);
+    let xrow = p.k / 4u; // vec4 per row of x
+    // Lane i of acc is row m0 + i. Rows past M read row M-1 (any valid row) and are not
+    // stored: one loop body for 2..4 rows, and a separate one for the common M = 1.
+    let x0 = m0 * xrow;
+    let x1 = min(m0 + 1u, p.m - 1u) * xrow;
+    let x2 = min(m0 + 2u, p.m - 1u) * xrow;
+    let x3 = min(m0 + 3u, p.m - 1u) * xrow;
+    var acc = vec4<f32>(0.0);
+    if (col < p.nc) {
+        if (W_F16) {
+            let wrow = p.k / 8u;
+            let wb = col * wrow;
+            if (rows == 1u) {
+                for (var v = t; v < wrow; v += TPR) {
+                    let q = w[wb + v];
+                    acc.x += dot(halves_lo(q), x[x0 + 2u * v]) + dot(halves_hi(q), x[x0 + 2u * v + 1u]);
+                }
+            } else {
+                for (var v = t; v < wrow; v += TPR) {
+                    let q = w[wb + v];
+                    let a = halves_lo(q);
+                    let b = halves_hi(q);
+                    let o = 2u * v;
+                    acc += vec4<f32>(dot(a, x[x0 + o]) + dot(b, x[x0 + o + 1u]),
+                                     dot(a, x[x1 + o]) + dot(b, x[x1 + o + 1u]),
+                                     dot(a, x[x2 + o]) + dot(b, x[x2 + o + 1u]),
+                                     dot(a, x[x3 + o]) + dot(b, x[x3 + o + 1u]));
+                }
+            }
+        } else {
+            let wb = col * xrow;
+            if (rows == 1u) {
+                for (var v = t; v < xrow; v += TPR) {
+                    acc.x += dot(bitcast<vec4<f32>>(w[wb + v]), x[x0 + v]);
+                }
+            } else {
+                for (var v = t; v < xrow; v += TPR) {
+                    let a = bitcast<vec4<f32>>(w[wb + v]);
+                    acc += vec4<f32>(dot(a, x[x0 + v]), dot(a, x[x1 + v]), dot(a, x[x2 + v]), dot(a, x[x3 + v]));
+                }
+            }
+        }
+    }
+    part[li] = acc;
+    workgroupBarrier();
+    // One barrier, then the first thread of each row adds its row's TPR partial sums (a
+    // halving tree would cost log2(TPR) barriers, each a full coroutine round on a CPU).
+    if (t == 0u && col < p.nc) {
+        var s = vec4<f32>(0.0);
+        for (var j = 0u; j < TPR; j++) {
+            s += part[li + j];
+        }
+        let b = bias_at(col);
+        for (var i = 0u; i < rows; i++) {
+            y[(m0 + i) * p.n + p.n0 + col] = s[i] + b;
+        }
+    }
+}
+
+const RT: u32 = 4u; // rows of Y per thread (gemm_reg)
+const CT: u32 = 4u; // columns of Y per thread (gemm_reg)
+
+@compute @workgroup_size(64)
+fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let row0 = wg.x * RT;
+    let col0 = (wg.y * 64u + li) * CT;
+    let xrow = p.k / 4u;
+    var xb: array<u32, 4>;
+    var wb: array<u32, 4>;
+    for (var i = 0u; i < 4u; i++) {
+        xb[i] = min(row0 + i, p.m - 1u) * xrow;
+    }
+    let wrow = select(xrow, p.k / 8u, W_F16);
+    for (var j = 0u; j < 4u; j++) {
+        wb[j] = min(col0 + j, p.nc - 1u) * wrow;
+    }
+    // acc[j] lane i = row row0 + i, column col0 + j.
+    var acc: array<vec4<f32>, 4>;
+    if (W_F16) {
+        for (var v = 0u; v < wrow; v++) {
+            let o = 2u * v;
+            let a0 = x[xb[0] + o];
+            let a1 = x[xb[1] + o];
+            let a2 = x[xb[2] + o];
+            let a3 = x[xb[3] + o];
+            let b0 = x[xb[0] + o + 1u];
+            let b1 = x[xb[1] + o + 1u];
+            let b2 = x[xb[2] + o + 1u];
+            let b3 = x[xb[3] + o + 1u];
+            for (var j = 0u; j < 4u; j++) {
+                let q = w[wb[j] + v];
+                let lo = halves_lo(q);
+                let hi = halves_hi(q);
+                acc[j] += vec4<f32>(dot(a0, lo) + dot(b0, hi), dot(a1, lo) + dot(b1, hi),
+                                    dot(a2, lo) + dot(b2, hi), dot(a3, lo) + dot(b3, hi));
+            }
+        }
+    } else {
+        for (var v = 0u; v < wrow; v++) {
+            let a0 = x[xb[0] + v];
+            let a1 = x[xb[1] + v];
+            let a2 = x[xb[2] + v];
+            let a3 = x[xb[3] + v];
+            for (var j = 0u; j < 4u; j++) {
+                let b = bitcast<vec4<f32>>(w[wb[j] + v]);
+                acc[j] += vec4<f32>(dot(a0, b), dot(a1, b), dot(a2, b), dot(a3, b));
+            }
+        }
+    }
+    for (var j = 0u; j < CT; j++) {
+        let c = col0 + j;
+        if (c < p.nc) {
+            let bv = bias_at(c);
+            for (var i = 0u; i < RT; i++) {
+                let r = row0 + i;
+                if (r < p.m) {
+                    y[r * p.n + p.n0 + c] = acc[j][i] + bv;
+                }
+            }
+        }
+    }
+}
