@@ -32,6 +32,8 @@ export async function dispatch(engine, op, payload, { signal, onProgress, onToke
       return engine.kernelTests(payload.filter);
     case 'debugPanic':
       return engine.debugPanic();
+    case 'debugLoseDevice':
+      return engine.debugLoseDevice();
     default:
       throw new PinholeError('bad-request', `unknown engine call '${op}'`);
   }

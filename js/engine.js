@@ -7,6 +7,12 @@
 // call in flight rejects with code 'internal', the instance is dropped, and the next call
 // instantiates a fresh one (a new import of the glue module, so it has its own memory) and
 // reloads the model from where it came from (the cache, or the same files).
+//
+// Device loss: a GPUDevice can be lost at any time (GPU reset or driver update, the GPU
+// process crashing, `destroy()`). The call in flight rejects with code 'device-lost'; the
+// engine (device) and model are dropped, and the next call opens a new device and reloads the
+// model the same way. A loss noticed between calls (`GPUDevice.lost` resolved while idle) is
+// recovered before the next call starts, so that call just works.
 
 import { PinholeError, toPinholeError, abortError, NO_WEBGPU_MESSAGE, NO_ADAPTER_MESSAGE } from './errors.js';
 import { UrlSource, LocalSource, isLocalSource, CacheCorrupt } from './cache.js';
@@ -318,8 +324,42 @@ export class Engine {
           ? e
           : new PinholeError('internal', `pinhole crashed (a bug: ${msg}); the engine restarts on the next call`, { cause: e });
       }
-      throw toPinholeError(e);
+      const err = toPinholeError(e);
+      if (err.code === 'device-lost' || (err.code === 'gpu' && (await this.deviceLost()))) {
+        // A failed mapping or a validation error can reach us before GPUDevice.lost's
+        // callback ran: the loss is the cause to report either way.
+        const reason = this.safe(() => this.engine?.lostReason()) ?? err.message;
+        this.dropDevice();
+        throw err.code === 'device-lost'
+          ? new PinholeError('device-lost', `${err.message}. The next call opens a new device and loads the model again.`, { cause: e })
+          : new PinholeError('device-lost', `the GPU device was lost (${reason}); the next call opens a new device and loads the model again`, { cause: e });
+      }
+      throw err;
     }
+  }
+
+  /** Whether the device was lost, after letting a pending GPUDevice.lost callback run. */
+  async deviceLost() {
+    if (!this.engine) return false;
+    await new Promise((r) => setTimeout(r, 0));
+    return Boolean(this.safe(() => this.engine?.lostReason()));
+  }
+
+  /**
+   * Forgets the device and the model on it (their GPU memory is gone); the wasm instance is
+   * fine and stays. The next call opens a new device and reloads the model (revive()).
+   */
+  dropDevice() {
+    this.safe(() => this.model?.dispose());
+    this.safe(() => this.model?.free());
+    this.safe(() => this.engine?.free());
+    this.model = null;
+    this.engine = null;
+  }
+
+  /** Before a call: a device lost while idle is replaced now instead of failing the call. */
+  recoverLostDevice() {
+    if (this.engine && this.safe(() => this.engine.lostReason())) this.dropDevice();
   }
 
   safe(fn) {
@@ -338,11 +378,14 @@ export class Engine {
   }
 
   async ensureInstance(maxBindingBytes) {
+    this.recoverLostDevice();
     if (this.engine) return;
     const gpu = globalThis.navigator?.gpu;
     if (!gpu) throw new PinholeError('no-webgpu', NO_WEBGPU_MESSAGE);
-    this.resetPanic();
-    this.glue = await instantiate((m) => this.onPanic(m));
+    if (!this.glue) {
+      this.resetPanic();
+      this.glue = await instantiate((m) => this.onPanic(m));
+    }
     try {
       this.engine = await this.guard(() => this.glue.Engine.open(maxBindingBytes ?? undefined));
     } catch (e) {
@@ -658,6 +701,7 @@ export class Engine {
       const messagesJson = messages === undefined ? undefined : messagesToJson(messages, prompt);
       const n = Number(maxNewTokens);
       if (!Number.isInteger(n) || n < 1 || n > 1 << 20) throw new PinholeError('bad-request', `maxNewTokens must be a positive integer, got ${maxNewTokens}`);
+      this.recoverLostDevice();
       if (!this.model) await this.revive();
       const px = await this.pixels(image);
       let prev = '';
@@ -700,6 +744,15 @@ export class Engine {
       await this.ensureInstance();
       await this.guard(() => this.glue.debugPanic('requested by a test'));
     });
+  }
+
+  /**
+   * Test hook: GPUDevice.destroy() on the engine's device, now (not queued behind the call in
+   * flight, which is what it is meant to interrupt).
+   */
+  debugLoseDevice() {
+    if (!this.engine) throw new PinholeError('bad-request', 'no device is open');
+    this.engine.debugLoseDevice();
   }
 
   info() {

@@ -11,7 +11,7 @@ export const ERROR_CODES = Object.freeze([
   'prompt-too-long', // prompt + image tokens + maxNewTokens exceed the model's context
   'bad-request', // an option is out of range (maxNewTokens 0, unknown dtype, ...)
   'aborted', // the AbortSignal fired
-  'device-lost', // the GPU device was lost: load the model again
+  'device-lost', // the GPU device was lost: the next call opens a new one and reloads the model
   'gpu', // WebGPU reported a validation or out-of-memory error
   'busy', // a model call was made while another one runs (await the first)
   'disposed', // the model was disposed

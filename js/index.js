@@ -394,6 +394,15 @@ export class Pinhole {
     b.call('dispose').finally(() => b.terminate()).catch(() => {});
   }
 
+  /**
+   * Test hook: destroys the engine's GPUDevice now, as a GPU reset would (a call in flight
+   * rejects with code 'device-lost'; the next call opens a new device and reloads the model).
+   */
+  _debugLoseDevice() {
+    this._check();
+    return this._backend.call('debugLoseDevice');
+  }
+
   /** Test hook: makes the engine panic (the call rejects with code 'internal'). */
   _debugPanic() {
     this._check();

@@ -2,7 +2,7 @@
 // The module worker that runs the engine off the page's main thread (the calls themselves are
 // js/dispatch.js, shared with the in-thread backend). Messages in:
 //   {id, op: 'load', source, options}      {id, op: 'generate', image, options}
-//   {id, op: 'abort', target}              {id, op: 'dispose' | 'info' | 'kernelTests' | 'debugPanic'}
+//   {id, op: 'abort', target}              {id, op: 'dispose' | 'info' | 'kernelTests' | 'debugPanic' | 'debugLoseDevice'}
 // Messages out (same id): {type: 'progress', event} | {type: 'token', piece}
 //   | {type: 'result', value} | {type: 'error', error: {code, message}}.
 // Aborts arrive as messages: the worker keeps an AbortController per call.

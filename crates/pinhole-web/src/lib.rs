@@ -83,6 +83,50 @@ pub fn debug_panic(message: &str) {
     panic!("debugPanic: {message}");
 }
 
+/// An image decoded to RGB8 by the same code as the CLI (PNG, JPEG, WebP, GIF; EXIF/XMP
+/// orientation applied unless turned off; alpha composited on white).
+#[wasm_bindgen]
+pub struct DecodedImage {
+    img: Rgb8Image,
+}
+
+#[wasm_bindgen]
+impl DecodedImage {
+    #[wasm_bindgen(getter)]
+    pub fn width(&self) -> u32 {
+        self.img.width as u32
+    }
+
+    #[wasm_bindgen(getter)]
+    pub fn height(&self) -> u32 {
+        self.img.height as u32
+    }
+
+    /// The pixels, row by row, 3 bytes each.
+    pub fn rgb(&self) -> Vec<u8> {
+        self.img.data.clone()
+    }
+
+    /// Resized with Pillow's bicubic filter (what the processors use), as a new image.
+    pub fn resize(&self, width: u32, height: u32) -> Result<DecodedImage, JsValue> {
+        let img = pinhole_core::hf::image::resize_bicubic(&self.img, height as usize, width as usize)
+            .map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+        Ok(DecodedImage { img })
+    }
+}
+
+/// Decodes an encoded image as the CLI and `Model.pixelsFromEncoded` do (tests compare its
+/// pixels with Pillow's; BENCHMARKS.md times it).
+#[wasm_bindgen(js_name = decodeImage)]
+pub fn decode_image(bytes: &[u8], name: &str, exif_orientation: Option<bool>) -> Result<DecodedImage, JsValue> {
+    let opts = pinhole_core::hf::image::DecodeOptions {
+        apply_orientation: exif_orientation.unwrap_or(true),
+    };
+    let img = pinhole_core::hf::image::decode_image_with(bytes, name, opts)
+        .map_err(|e| js_error(Code::BadImage, &e.to_string()))?;
+    Ok(DecodedImage { img })
+}
+
 /// The crate version (the npm package checks it matches its own).
 #[wasm_bindgen]
 pub fn version() -> String {
@@ -132,6 +176,21 @@ impl Engine {
             "weightBindingLimit": a.weight_binding_limit,
         })
         .to_string()
+    }
+
+    /// Why the GPU device was lost (`GPUDevice.lost` resolved), or `undefined` while it is
+    /// usable. The JS side checks it before a call and, once lost, opens a new device and
+    /// reloads the model instead of failing every later call.
+    #[wasm_bindgen(js_name = lostReason)]
+    pub fn lost_reason(&self) -> Option<String> {
+        self.gpu.lost_reason()
+    }
+
+    /// Calls `GPUDevice.destroy()` on this engine's device: the tests use it to lose the
+    /// device in the middle of a generation (the same thing a GPU reset does to pinhole).
+    #[wasm_bindgen(js_name = debugLoseDevice)]
+    pub fn debug_lose_device(&self) {
+        self.gpu.device.destroy();
     }
 
     /// Starts loading a model from its small files. `precision`: "auto" | "f32" | "f16".
