@@ -20,7 +20,7 @@
 //! * **Prompt**: the projected queries replace the `<image>` tokens (`image_token_index`), which
 //!   the processor puts in front of the tokenised text; without an image token id they go
 //!   before the text. Attention is causal over the whole sequence (no prefix block), positions
-//!   0-based; see [`crate::phi`].
+//!   0-based; see [`crate::layers::phi`].
 //!
 //! Canonical weight names: `vision.*` (`vision_model.*`), `qformer.*` (`qformer.*`, and
 //! `query_tokens` as `qformer.query_tokens`), `proj.*` / `proj2.*`
@@ -28,19 +28,20 @@
 //! `language_model.lm_head.*`). The fused vision `qkv` weight and bias are split into `q`, `k`,
 //! `v` on load (the older `q_bias` / `v_bias` layout is read too; its k bias is zero).
 
-use pinhole_core::graph::{AttnMask, AttnParams, Graph, TensorId};
+use pinhole_core::graph::{Graph, TensorId};
 use pinhole_core::hf::{Blip2PhiConfig, GenerationConfig, ImageProcessorConfig};
 use pinhole_core::{DType, Result, Tensor};
 
-use crate::generate::TokenChoice;
-use crate::paligemma::{ExpectedWeight, StepOutputs};
-use crate::phi::{act, add_linear, add_norm, layer_norm, linear, w, Phi};
+use crate::layers::{
+    act, full_attention, layer_norm, prompt_embeddings, token_embedding, Linear, PhiDecoder, Scope, StepOutputs,
+    StepRows, TokenChoice, VitLayer, BLIP2_NAMES, IMAGE_FEATURES,
+};
 
 pub struct Blip2Phi {
     pub cfg: Blip2PhiConfig,
     pub processor: ImageProcessorConfig,
     pub generation: GenerationConfig,
-    pub text: Phi,
+    pub text: PhiDecoder,
     /// Storage dtype of matrix weights on the GPU.
     pub matrix_dtype: DType,
 }
@@ -60,7 +61,7 @@ impl Blip2Phi {
         generation: GenerationConfig,
         matrix_dtype: DType,
     ) -> Self {
-        let text = Phi { cfg: cfg.text.clone() };
+        let text = PhiDecoder { cfg: cfg.text.clone() };
         Blip2Phi {
             cfg,
             processor,
@@ -148,107 +149,18 @@ impl Blip2Phi {
         canonical.starts_with("vision.encoder.layers.") && canonical.ends_with(".self_attn.k.bias")
     }
 
-    /// Every weight the graphs read, with the shape config.json implies. Weights that
-    /// transformers stores with leading 1-dims (`class_embedding`, `position_embedding`,
-    /// `query_tokens`) are listed without them; the loader accepts either.
-    pub fn expected_weights(&self) -> Vec<ExpectedWeight> {
-        let v = &self.cfg.vision;
-        let q = &self.cfg.qformer;
-        let mut out = Vec::new();
-        let (e, p, c) = (v.hidden_size, v.patch_size, v.num_channels);
-        let plain = |out: &mut Vec<ExpectedWeight>, name: &str, shape: Vec<usize>, matrix: bool| {
-            out.push(ExpectedWeight {
-                name: name.to_string(),
-                shape,
-                matrix,
-            })
-        };
-        plain(&mut out, "vision.embeddings.class_embedding", vec![1, e], false);
-        plain(
-            &mut out,
-            "vision.embeddings.patch_embedding.weight",
-            vec![e, c, p, p],
-            false,
-        );
-        plain(&mut out, "vision.embeddings.patch_embedding.bias", vec![e], false);
-        plain(
-            &mut out,
-            "vision.embeddings.position_embedding",
-            vec![v.seq_len(), e],
-            false,
-        );
-        for l in 0..v.num_hidden_layers {
-            let pre = format!("vision.encoder.layers.{l}");
-            add_norm(&mut out, &format!("{pre}.layer_norm1"), e, true);
-            for piece in ["q", "k", "v"] {
-                plain(&mut out, &format!("{pre}.self_attn.{piece}.weight"), vec![e, e], true);
-            }
-            if v.qkv_bias {
-                for piece in ["q", "k", "v"] {
-                    plain(&mut out, &format!("{pre}.self_attn.{piece}.bias"), vec![e], false);
-                }
-            }
-            add_linear(&mut out, &format!("{pre}.self_attn.projection"), e, e);
-            add_norm(&mut out, &format!("{pre}.layer_norm2"), e, true);
-            add_linear(&mut out, &format!("{pre}.mlp.fc1"), v.intermediate_size, e);
-            add_linear(&mut out, &format!("{pre}.mlp.fc2"), e, v.intermediate_size);
-        }
-        add_norm(&mut out, "vision.post_layernorm", e, true);
-
-        let hq = q.hidden_size;
-        plain(
-            &mut out,
-            "qformer.query_tokens",
-            vec![self.cfg.num_query_tokens, hq],
-            false,
-        );
-        add_norm(&mut out, "qformer.layernorm", hq, true);
-        for l in 0..q.num_hidden_layers {
-            let pre = format!("qformer.encoder.layer.{l}");
-            let mut blocks = vec![("attention", hq)];
-            if q.has_cross_attention(l) {
-                blocks.push(("crossattention", q.encoder_hidden_size));
-            }
-            for (block, kv_in) in blocks {
-                add_linear(&mut out, &format!("{pre}.{block}.attention.query"), hq, hq);
-                add_linear(&mut out, &format!("{pre}.{block}.attention.key"), hq, kv_in);
-                add_linear(&mut out, &format!("{pre}.{block}.attention.value"), hq, kv_in);
-                add_linear(&mut out, &format!("{pre}.{block}.output.dense"), hq, hq);
-                add_norm(&mut out, &format!("{pre}.{block}.output.LayerNorm"), hq, true);
-            }
-            add_linear(
-                &mut out,
-                &format!("{pre}.intermediate_query.dense"),
-                q.intermediate_size,
-                hq,
-            );
-            add_linear(&mut out, &format!("{pre}.output_query.dense"), hq, q.intermediate_size);
-            add_norm(&mut out, &format!("{pre}.output_query.LayerNorm"), hq, true);
-        }
-        let th = self.cfg.text.hidden_size;
-        match self.cfg.projection_hidden {
-            None => add_linear(&mut out, "proj", th, hq),
-            Some(ph) => {
-                add_linear(&mut out, "proj", ph, hq);
-                add_linear(&mut out, "proj2", th, ph);
-            }
-        }
-        self.text.expected_weights(&mut out);
-        out
-    }
-
     /// The vision model: `pixels [3, H, W]` → `[1 + patches, vision_hidden]` (after
     /// `post_layernorm`).
     pub fn vision(&self, g: &mut Graph, pixels: TensorId) -> Result<TensorId> {
         let v = &self.cfg.vision;
         let (e, p, c, np) = (v.hidden_size, v.patch_size, v.num_channels, v.num_patches());
-        let heads = v.num_attention_heads;
-        let hd = v.head_dim();
         let n = v.seq_len();
-        let pw = w(g, "vision.embeddings.patch_embedding.weight", &[e, c, p, p]);
-        let pb = w(g, "vision.embeddings.patch_embedding.bias", &[e]);
-        let pos = w(g, "vision.embeddings.position_embedding", &[n, e]);
-        let cls = w(g, "vision.embeddings.class_embedding", &[1, e]);
+        let s = Scope::root("vision");
+        let emb = s.pp("embeddings");
+        let pw = emb.pp("patch_embedding").weight(g, "weight", &[e, c, p, p]);
+        let pb = emb.pp("patch_embedding").weight(g, "bias", &[e]);
+        let pos = emb.pp("position_embedding").tensor(g, &[n, e]);
+        let cls = emb.pp("class_embedding").tensor(g, &[1, e]);
         // Row 0: class token + position 0; rows 1..: patches + positions 1.. .
         let pos_patches = g.rows(pos, 1, np)?;
         let patches = g.patch_embed(pixels, pw, pb, pos_patches, p)?;
@@ -258,70 +170,41 @@ impl Blip2Phi {
         let patch_rows = g.constant(Tensor::u32(&[np], (1..=np as u32).collect())?);
         let x = g.scatter_rows(pos, patches, patch_rows)?;
         let row0 = g.constant(Tensor::u32(&[1], vec![0])?);
-        let mut x = g.scatter_rows(x, cls_row, row0)?;
-        for l in 0..v.num_hidden_layers {
-            let pre = format!("vision.encoder.layers.{l}");
-            let h = layer_norm(g, x, &format!("{pre}.layer_norm1"), e, v.layer_norm_eps)?;
-            // The rows of the fused qkv projection, each with its part of the bias.
-            let piece = |g: &mut Graph, name: &str| -> Result<TensorId> {
-                let wt = w(g, &format!("{pre}.self_attn.{name}.weight"), &[e, e]);
-                let b = v.qkv_bias.then(|| w(g, &format!("{pre}.self_attn.{name}.bias"), &[e]));
-                g.matmul(h, wt, b)
-            };
-            let q = piece(g, "q")?;
-            let k = piece(g, "k")?;
-            let vv = piece(g, "v")?;
-            let params = AttnParams {
-                n_heads: heads,
-                n_kv_heads: heads,
-                head_dim: hd,
-                kv_len: n,
-                q_pos0: 0,
-                scale: (hd as f64).powf(-0.5) as f32,
-                softcap: 0.0,
-                mask: AttnMask::FULL,
-            };
-            let a = g.attention(q, k, vv, params)?;
-            let o = linear(g, a, &format!("{pre}.self_attn.projection"), e, e)?;
-            x = g.add(x, o)?;
-            let h = layer_norm(g, x, &format!("{pre}.layer_norm2"), e, v.layer_norm_eps)?;
-            let h = linear(g, h, &format!("{pre}.mlp.fc1"), v.intermediate_size, e)?;
-            let h = g.act(h, act(v.hidden_act))?;
-            let h = linear(g, h, &format!("{pre}.mlp.fc2"), e, v.intermediate_size)?;
-            x = g.add(x, h)?;
-        }
-        layer_norm(g, x, "vision.post_layernorm", e, v.post_layernorm_eps)
+        let x = g.scatter_rows(x, cls_row, row0)?;
+        let layer = VitLayer {
+            hidden: e,
+            intermediate: v.intermediate_size,
+            heads: v.num_attention_heads,
+            eps: v.layer_norm_eps,
+            act: act(v.hidden_act),
+            qkv_bias: v.qkv_bias,
+            names: BLIP2_NAMES,
+        };
+        let x = layer.encoder(g, &s.pp("encoder").pp("layers"), x, n, v.num_hidden_layers)?;
+        layer_norm(g, &s.pp("post_layernorm"), x, e, v.post_layernorm_eps)
     }
 
-    /// One BERT attention block of the Q-Former: `LayerNorm(x + dense(attn(x → kv_src)))`.
+    /// One BERT attention block of the Q-Former (weights under `s`):
+    /// `LayerNorm(x + dense(attn(x → kv_src)))`.
     fn qformer_attention(
         &self,
         g: &mut Graph,
+        s: &Scope,
         x: TensorId,
         kv_src: TensorId,
         kv_rows: usize,
         kv_in: usize,
-        pre: &str,
     ) -> Result<TensorId> {
         let q = &self.cfg.qformer;
         let hq = q.hidden_size;
-        let qq = linear(g, x, &format!("{pre}.attention.query"), hq, hq)?;
-        let k = linear(g, kv_src, &format!("{pre}.attention.key"), hq, kv_in)?;
-        let v = linear(g, kv_src, &format!("{pre}.attention.value"), hq, kv_in)?;
-        let params = AttnParams {
-            n_heads: q.num_attention_heads,
-            n_kv_heads: q.num_attention_heads,
-            head_dim: q.head_dim(),
-            kv_len: kv_rows,
-            q_pos0: 0,
-            scale: (q.head_dim() as f64).powf(-0.5) as f32,
-            softcap: 0.0,
-            mask: AttnMask::FULL,
-        };
-        let a = g.attention(qq, k, v, params)?;
-        let o = linear(g, a, &format!("{pre}.output.dense"), hq, hq)?;
+        let att = s.pp("attention");
+        let qq = Linear::new(hq, hq).forward(g, &att.pp("query"), x)?;
+        let k = Linear::new(hq, kv_in).forward(g, &att.pp("key"), kv_src)?;
+        let v = Linear::new(hq, kv_in).forward(g, &att.pp("value"), kv_src)?;
+        let a = full_attention(g, qq, k, v, q.num_attention_heads, q.head_dim(), kv_rows)?;
+        let o = Linear::new(hq, hq).forward(g, &s.pp("output").pp("dense"), a)?;
         let r = g.add(o, x)?;
-        layer_norm(g, r, &format!("{pre}.output.LayerNorm"), hq, q.layer_norm_eps)
+        layer_norm(g, &s.pp("output").pp("LayerNorm"), r, hq, q.layer_norm_eps)
     }
 
     /// The Q-Former over the image features `[1 + patches, vision_hidden]` →
@@ -331,32 +214,20 @@ impl Blip2Phi {
         let hq = q.hidden_size;
         let nq = self.cfg.num_query_tokens;
         let n_img = self.cfg.vision.seq_len();
-        let tokens = w(g, "qformer.query_tokens", &[nq, hq]);
-        let mut x = layer_norm(g, tokens, "qformer.layernorm", hq, q.layer_norm_eps)?;
+        let s = Scope::root("qformer");
+        let tokens = s.pp("query_tokens").tensor(g, &[nq, hq]);
+        let mut x = layer_norm(g, &s.pp("layernorm"), tokens, hq, q.layer_norm_eps)?;
         for l in 0..q.num_hidden_layers {
-            let pre = format!("qformer.encoder.layer.{l}");
-            x = self.qformer_attention(g, x, x, nq, hq, &format!("{pre}.attention"))?;
+            let s = s.pp("encoder").pp("layer").pp(l);
+            x = self.qformer_attention(g, &s.pp("attention"), x, x, nq, hq)?;
             if q.has_cross_attention(l) {
-                x = self.qformer_attention(
-                    g,
-                    x,
-                    image,
-                    n_img,
-                    q.encoder_hidden_size,
-                    &format!("{pre}.crossattention"),
-                )?;
+                x = self.qformer_attention(g, &s.pp("crossattention"), x, image, n_img, q.encoder_hidden_size)?;
             }
-            let h = linear(
-                g,
-                x,
-                &format!("{pre}.intermediate_query.dense"),
-                q.intermediate_size,
-                hq,
-            )?;
+            let h = Linear::new(q.intermediate_size, hq).forward(g, &s.pp("intermediate_query").pp("dense"), x)?;
             let h = g.act(h, act(q.hidden_act))?;
-            let h = linear(g, h, &format!("{pre}.output_query.dense"), hq, q.intermediate_size)?;
+            let h = Linear::new(hq, q.intermediate_size).forward(g, &s.pp("output_query").pp("dense"), h)?;
             let r = g.add(h, x)?;
-            x = layer_norm(g, r, &format!("{pre}.output_query.LayerNorm"), hq, q.layer_norm_eps)?;
+            x = layer_norm(g, &s.pp("output_query").pp("LayerNorm"), r, hq, q.layer_norm_eps)?;
         }
         Ok(x)
     }
@@ -367,10 +238,10 @@ impl Blip2Phi {
         let hq = self.cfg.qformer.hidden_size;
         let th = self.cfg.text.hidden_size;
         match self.cfg.projection_hidden {
-            None => linear(g, x, "proj", th, hq),
+            None => Linear::new(th, hq).forward(g, &Scope::root("proj"), x),
             Some(ph) => {
-                let y = linear(g, x, "proj", ph, hq)?;
-                linear(g, y, "proj2", th, ph)
+                let y = Linear::new(ph, hq).forward(g, &Scope::root("proj"), x)?;
+                Linear::new(th, ph).forward(g, &Scope::root("proj2"), y)
             }
         }
     }
@@ -385,7 +256,7 @@ impl Blip2Phi {
         let vis = self.vision(&mut g, px)?;
         let qf = self.qformer(&mut g, vis)?;
         let proj = self.projection(&mut g, qf)?;
-        let st = g.state("image_features", &[self.num_image_tokens(), self.cfg.text.hidden_size]);
+        let st = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.cfg.text.hidden_size]);
         g.write_rows(st, proj, 0)?;
         if debug {
             g.output(vis);
@@ -393,6 +264,23 @@ impl Blip2Phi {
             g.output(proj);
         }
         Ok(g)
+    }
+
+    /// The Phi decoder over the embedded rows `x` and the step's outputs.
+    fn step(
+        &self,
+        mut g: Graph,
+        x: TensorId,
+        rows: StepRows,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        let hidden = self.text.forward(&mut g, &Scope::root("text"), x, &rows)?;
+        let head = Scope::root("lm_head");
+        let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| {
+            self.text.lm_head(g, &head, x)
+        })?;
+        Ok((g, out))
     }
 
     /// The prefill graph over `ids` with the image features (state "image_features") at
@@ -405,16 +293,16 @@ impl Blip2Phi {
         all_logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        let s = ids.len();
         let mut g = Graph::new();
-        let img = g.state("image_features", &[self.num_image_tokens(), self.cfg.text.hidden_size]);
-        let idt = g.constant(Tensor::u32(&[s], ids.to_vec())?);
-        let emb = self.text.embed(&mut g, idt)?;
-        let rows = g.constant(Tensor::u32(&[image_rows.len()], image_rows.to_vec())?);
-        let x = g.scatter_rows(emb, img, rows)?;
-        let hidden = self.text.decoder(&mut g, x, s, 0, max_len)?;
-        let out = StepOutputs::from_hidden(&mut g, hidden, s, all_logits, choice, |g, x| self.text.lm_head(g, x))?;
-        Ok((g, out))
+        let (n, h) = (self.num_image_tokens(), self.cfg.text.hidden_size);
+        let text = Scope::root("text");
+        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.text.embed(g, &text, ids))?;
+        let rows = StepRows {
+            row0: 0,
+            len: ids.len(),
+            max_len,
+        };
+        self.step(g, x, rows, all_logits, choice)
     }
 
     /// One decode step for `token` at sequence position `row`.
@@ -427,10 +315,13 @@ impl Blip2Phi {
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
         let mut g = Graph::new();
-        let idt = g.constant(Tensor::u32(&[1], vec![token])?);
-        let x = self.text.embed(&mut g, idt)?;
-        let hidden = self.text.decoder(&mut g, x, 1, row, max_len)?;
-        let out = StepOutputs::from_hidden(&mut g, hidden, 1, logits, choice, |g, x| self.text.lm_head(g, x))?;
-        Ok((g, out))
+        let text = Scope::root("text");
+        let x = token_embedding(&mut g, token, |g, ids| self.text.embed(g, &text, ids))?;
+        let rows = StepRows {
+            row0: row,
+            len: 1,
+            max_len,
+        };
+        self.step(g, x, rows, logits, choice)
     }
 }

@@ -6,10 +6,11 @@
 use std::collections::HashMap;
 
 use pinhole_core::rng::Rng;
-use pinhole_core::{Graph, SampleParams, Tensor, TensorId};
+use pinhole_core::{SampleParams, Tensor};
 use pinhole_gpu::Executor;
 
 use crate::error::{Error, Result};
+use crate::layers::TokenChoice;
 use crate::loader::LoadedModel;
 use crate::model::Model;
 use crate::processor::{self, ImageInput};
@@ -80,41 +81,6 @@ impl Sampling {
             )));
         }
         Ok(())
-    }
-}
-
-/// How a step graph turns its logits into the next token id (always one u32 read back).
-#[derive(Clone, Debug, PartialEq)]
-pub enum TokenChoice {
-    /// `argmax` (first index on ties).
-    Greedy,
-    /// The sample kernel with this step's parameters, after a repetition penalty on `seen`
-    /// (skipped when the penalty is 1 or `seen` is empty).
-    Sample {
-        params: SampleParams,
-        repetition_penalty: f32,
-        seen: Vec<u32>,
-    },
-}
-
-impl TokenChoice {
-    /// Appends the token choice to `g` over `logits [rows, V]` → u32 `[rows]`.
-    pub fn apply(&self, g: &mut Graph, logits: TensorId) -> pinhole_core::Result<TensorId> {
-        match self {
-            TokenChoice::Greedy => g.argmax(logits),
-            TokenChoice::Sample {
-                params,
-                repetition_penalty,
-                seen,
-            } => {
-                let mut l = logits;
-                if *repetition_penalty != 1.0 && !seen.is_empty() {
-                    let ids = g.constant(Tensor::u32(&[seen.len()], seen.clone())?);
-                    l = g.repetition_penalty(l, ids, *repetition_penalty)?;
-                }
-                g.sample(l, *params)
-            }
-        }
     }
 }
 

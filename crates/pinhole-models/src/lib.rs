@@ -3,10 +3,13 @@
 //!
 //! * [`paligemma`]: SigLIP vision tower + linear projector + Gemma / Gemma 2 decoder, mirroring
 //!   transformers' `modeling_paligemma.py`, `modeling_siglip.py`, `modeling_gemma(2).py`.
-//! * [`blip2`] + [`phi`]: BLIP-2 with a Phi language model (TinyGPT-V class): ViT → Q-Former →
+//! * [`blip2`]: BLIP-2 with a Phi language model (TinyGPT-V class): ViT → Q-Former →
 //!   projection(s) → Phi, mirroring `modeling_blip_2.py` and `modeling_phi.py`.
 //! * [`smolvlm`]: SmolVLM / Idefics3: SigLIP on each tile + pixel-shuffle connector + Llama
 //!   decoder, mirroring `modeling_smolvlm.py` / `modeling_idefics3.py` and `modeling_llama.py`.
+//! * [`layers`]: what the model files are built from (weight-name scopes, linear, norms,
+//!   attention, the ViT layer, the Llama-family and Phi decoders, the step outputs) and the
+//!   weight list read off the graphs. Model files import only `layers` and `pinhole-core`.
 //! * [`model`]: the [`Model`] enum the loader, processor, generation loop and CLI share.
 //! * [`loader`]: opens a Hugging Face model folder and streams its weights to the GPU one
 //!   tensor at a time, mapping the published name layouts onto one canonical set.
@@ -25,10 +28,10 @@ pub mod blip2;
 pub mod boxes;
 pub mod error;
 pub mod generate;
+pub mod layers;
 pub mod loader;
 pub mod model;
 pub mod paligemma;
-pub mod phi;
 pub mod processor;
 pub mod q4_load;
 #[cfg(not(target_arch = "wasm32"))]
@@ -39,6 +42,7 @@ pub mod stream_loader;
 pub mod tokenizer;
 
 pub use error::{Error, Result};
-pub use generate::{generate_with, GenerateOptions, Generation, Sampling, Timings, TokenChoice};
+pub use generate::{generate_with, GenerateOptions, Generation, Sampling, Timings};
+pub use layers::TokenChoice;
 pub use loader::{LoadOptions, LoadedModel, WeightPrecision};
 pub use model::Model;

@@ -52,28 +52,6 @@ pub struct LoadedModel {
     pub dir: String,
 }
 
-/// Maps a PaliGemma checkpoint tensor name to the canonical name, or `None` for tensors
-/// pinhole does not use (e.g. a vision head PaliGemma never runs). BLIP-2 names:
-/// [`Blip2Phi::canonical_name`].
-pub fn canonical_name(name: &str) -> Option<String> {
-    const MAP: &[(&str, &str)] = &[
-        ("model.vision_tower.vision_model.", "vision."),
-        ("vision_tower.vision_model.", "vision."),
-        ("model.vision_tower.", "vision."),
-        ("vision_tower.", "vision."),
-        ("model.multi_modal_projector.", "proj."),
-        ("multi_modal_projector.", "proj."),
-        ("model.language_model.model.", "text."),
-        ("model.language_model.", "text."),
-        ("language_model.model.", "text."),
-        ("language_model.lm_head.", "lm_head."),
-        ("lm_head.", "lm_head."),
-        ("language_model.", "text."),
-    ];
-    MAP.iter()
-        .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
-}
-
 /// A shape without its leading 1-dims.
 pub(crate) fn squeeze(shape: &[usize]) -> &[usize] {
     let lead = shape
@@ -184,7 +162,6 @@ pub fn load_dir(
     opts: &LoadOptions,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<LoadedModel> {
-    use crate::paligemma::ExpectedWeight;
     use pinhole_core::hf::CheckpointReader;
     use std::collections::HashMap;
     let dir = dir.as_ref();
@@ -230,7 +207,7 @@ pub fn load_dir(
     let mut reader = CheckpointReader::open(dir)?;
     // A folder written by `pinhole quantize` (see q4_load): 4-bit weights come in as Q4.
     let q4_format = crate::q4_load::checkpoint_format(&reader)?;
-    let expected = model.expected_weights();
+    let expected = model.expected_weights()?;
 
     // Which checkpoint tensor provides each canonical weight.
     let mut source: HashMap<String, String> = HashMap::new();
@@ -257,14 +234,7 @@ pub fn load_dir(
             continue;
         }
         let Some(src) = source.get(wanted) else {
-            let example = match &slice {
-                Some(s) => model.example_source(&ExpectedWeight {
-                    name: s.source.clone(),
-                    shape: Vec::new(),
-                    matrix: true,
-                }),
-                None => model.example_source(w),
-            };
+            let example = model.example_source(wanted);
             return Err(Error::Tensor {
                 name: wanted.clone(),
                 message: format!(

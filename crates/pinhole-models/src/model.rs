@@ -6,8 +6,8 @@ use pinhole_core::hf::ImageProcessorConfig;
 use pinhole_core::{Graph, Result};
 
 use crate::blip2::{Blip2Phi, RowSlice};
-use crate::generate::TokenChoice;
-use crate::paligemma::{ExpectedWeight, PaliGemma, StepOutputs};
+use crate::layers::{weights_of, ExpectedWeight, StepOutputs, TokenChoice};
+use crate::paligemma::PaliGemma;
 use crate::smolvlm::SmolVlm;
 
 pub enum Model {
@@ -30,29 +30,40 @@ impl Model {
         }
     }
 
-    pub fn expected_weights(&self) -> Vec<ExpectedWeight> {
-        match self {
-            Model::PaliGemma(m) => m.expected_weights(),
-            Model::Blip2Phi(m) => m.expected_weights(),
-            Model::SmolVlm(m) => m.expected_weights(),
-        }
+    /// Every weight the model's graphs read (image encode, prefill, decode), with its shape:
+    /// read off the graphs themselves ([`weights_of`]), so the loaders check exactly what the
+    /// graphs will ask for.
+    pub fn expected_weights(&self) -> Result<Vec<ExpectedWeight>> {
+        // The weights do not depend on the prompt: any prompt with the image rows will do, and
+        // the smallest keeps the probe graphs small (SmolVLM: one tile's rows).
+        let n = match self {
+            Model::SmolVlm(m) => m.cfg.image_seq_len(),
+            _ => self.num_image_tokens(),
+        };
+        let ids = vec![0; n + 1];
+        let rows: Vec<u32> = (0..n as u32).collect();
+        let max_len = n + 2;
+        let image = self.image_graph(0, false)?;
+        let (prefill, _) = self.prefill_graph(&ids, &rows, max_len, false, &TokenChoice::Greedy)?;
+        let (decode, _) = self.decode_graph(0, n + 1, n + 1, max_len, false, &TokenChoice::Greedy)?;
+        weights_of([&image, &prefill, &decode])
     }
 
     /// Checkpoint tensor name → canonical name (`None`: not used).
     pub fn canonical_name(&self, name: &str) -> Option<String> {
         match self {
-            Model::PaliGemma(_) => crate::loader::canonical_name(name),
+            Model::PaliGemma(_) => PaliGemma::canonical_name(name),
             Model::Blip2Phi(_) => Blip2Phi::canonical_name(name),
             Model::SmolVlm(_) => SmolVlm::canonical_name(name),
         }
     }
 
-    /// A checkpoint name that would provide the canonical weight `w` (error messages).
-    pub fn example_source(&self, w: &ExpectedWeight) -> String {
+    /// A checkpoint name that would provide the canonical weight `canonical` (error messages).
+    pub fn example_source(&self, canonical: &str) -> String {
         match self {
-            Model::PaliGemma(_) => w.example_source(),
-            Model::Blip2Phi(_) => Blip2Phi::example_source(&w.name),
-            Model::SmolVlm(_) => SmolVlm::example_source(&w.name),
+            Model::PaliGemma(_) => PaliGemma::example_source(canonical),
+            Model::Blip2Phi(_) => Blip2Phi::example_source(canonical),
+            Model::SmolVlm(_) => SmolVlm::example_source(canonical),
         }
     }
 

@@ -6,7 +6,7 @@
 //! token-for-token equality, each checked against tests/fixtures/{smolvlm,smolvlm-nosplit,
 //! idefics3}:
 //! * every tile (the split tiles row-major, then the global image) goes through the vision
-//!   tower on its own; the tower is PaliGemma's SigLIP ([`siglip_vision_tower`]) because for
+//!   tower on its own; the tower is PaliGemma's SigLIP ([`siglip_tower`]) because for
 //!   a full tile SmolVLM's bucketized position ids are the row-major 0..N²-1 — except for the
 //!   patch-grid sides in [`POSITION_BUCKET_EXCEPTIONS`] (float32 rounding in `torch.bucketize`),
 //!   which pinhole refuses;
@@ -27,13 +27,15 @@
 //! `vision_model.*` → `vision.*`, `model.connector.*` / `connector.*` → `connector.*`,
 //! `model.text_model.*` / `text_model.*` → `text.*`, `lm_head.*`.
 
-use pinhole_core::graph::{Activation, AttnMask, AttnParams, Graph, TensorId};
+use pinhole_core::graph::{Activation, Graph, TensorId};
 use pinhole_core::hf::smolvlm_image::{SmolVlmImageConfig, MAX_TILES_PER_SIDE};
 use pinhole_core::hf::{GenerationConfig, SmolVlmConfig};
 use pinhole_core::{DType, Error, Result, Tensor};
 
-use crate::generate::TokenChoice;
-use crate::paligemma::{siglip_vision_tower, siglip_weights, ExpectedWeight, StepOutputs};
+use crate::layers::{
+    embedding, prompt_embeddings, siglip_tower, token_embedding, CachedAttention, Linear, RmsDecoder, Scope,
+    StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
+};
 
 /// Patch-grid sides (1..=128) whose bucketized positions are not row-major in torch (the
 /// list `tools/make_smolvlm_fixtures.py` checks against transformers). Published models use
@@ -42,9 +44,6 @@ pub const POSITION_BUCKET_EXCEPTIONS: &[usize] = &[
     19, 25, 29, 31, 38, 40, 41, 43, 47, 49, 50, 54, 55, 58, 59, 61, 62, 67, 68, 71, 72, 73, 74, 76, 77, 80, 82, 83, 84,
     86, 87, 93, 94, 97, 98, 99, 100, 101, 103, 107, 108, 109, 110, 111, 113, 115, 116, 118, 121, 122, 123, 124, 127,
 ];
-
-/// The state the tiles' connector rows are written into (as PaliGemma's image features).
-pub const IMAGE_FEATURES: &str = "image_features";
 
 pub struct SmolVlm {
     pub cfg: SmolVlmConfig,
@@ -162,47 +161,6 @@ impl SmolVlm {
         name.to_string()
     }
 
-    /// Every weight the graphs read, with the shape config.json implies.
-    pub fn expected_weights(&self) -> Vec<ExpectedWeight> {
-        let c = &self.cfg;
-        let t = &c.text;
-        let mut w = siglip_weights(&c.vision);
-        let mut add = |name: String, shape: Vec<usize>, matrix: bool| w.push(ExpectedWeight { name, shape, matrix });
-        add(
-            "connector.modality_projection.proj.weight".into(),
-            vec![t.hidden_size, c.connector_width()],
-            true,
-        );
-        let (h, d) = (t.hidden_size, t.head_dim);
-        add("text.embed_tokens.weight".into(), vec![t.vocab_size, h], true);
-        for l in 0..t.num_hidden_layers {
-            let pre = format!("text.layers.{l}");
-            let (q, kv, i) = (
-                t.num_attention_heads * d,
-                t.num_key_value_heads * d,
-                t.intermediate_size,
-            );
-            add(format!("{pre}.self_attn.q_proj.weight"), vec![q, h], true);
-            add(format!("{pre}.self_attn.k_proj.weight"), vec![kv, h], true);
-            add(format!("{pre}.self_attn.v_proj.weight"), vec![kv, h], true);
-            add(format!("{pre}.self_attn.o_proj.weight"), vec![h, q], true);
-            add(format!("{pre}.mlp.gate_proj.weight"), vec![i, h], true);
-            add(format!("{pre}.mlp.up_proj.weight"), vec![i, h], true);
-            add(format!("{pre}.mlp.down_proj.weight"), vec![h, i], true);
-            add(format!("{pre}.input_layernorm.weight"), vec![h], false);
-            add(format!("{pre}.post_attention_layernorm.weight"), vec![h], false);
-        }
-        add("text.norm.weight".into(), vec![h], false);
-        if !c.tie_word_embeddings {
-            add("lm_head.weight".into(), vec![t.vocab_size, h], true);
-        }
-        w
-    }
-
-    fn w(g: &mut Graph, name: &str, shape: &[usize]) -> TensorId {
-        g.weight(name, shape, DType::F32)
-    }
-
     /// The connector: pixel shuffle of `x [side², E]` → `[side²/s², E·s²]` → `modality_projection`.
     pub fn connector(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
         let c = &self.cfg;
@@ -217,12 +175,8 @@ impl SmolVlm {
         let permuted = g.scatter_rows(x, x, index)?;
         let rows = c.image_seq_len();
         let shuffled = g.reshape(permuted, &[rows, e * s * s])?;
-        let w = Self::w(
-            g,
-            "connector.modality_projection.proj.weight",
-            &[c.text.hidden_size, c.connector_width()],
-        );
-        g.matmul(shuffled, w, None)
+        let proj = Scope::root("connector").pp("modality_projection").pp("proj");
+        Linear::no_bias(c.text.hidden_size, c.connector_width()).forward(g, &proj, shuffled)
     }
 
     /// Image-encode graph of tile `tile` (input `pixels [3, T, T]`): vision tower → connector,
@@ -238,7 +192,7 @@ impl SmolVlm {
         }
         let mut g = Graph::new();
         let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
-        let vis = siglip_vision_tower(&mut g, v, px)?;
+        let vis = siglip_tower(&mut g, &Scope::root("vision"), v, px)?;
         let conn = self.connector(&mut g, vis)?;
         let st = g.state(IMAGE_FEATURES, &[self.max_image_tokens(), self.cfg.text.hidden_size]);
         g.write_rows(st, conn, tile * self.cfg.image_seq_len())?;
@@ -249,82 +203,70 @@ impl SmolVlm {
         Ok(g)
     }
 
-    /// Shape of each layer's K/V cache state for a context of `max_len` positions.
-    pub fn cache_shape(&self, max_len: usize) -> [usize; 2] {
-        [max_len, self.cfg.text.num_key_value_heads * self.cfg.text.head_dim]
-    }
-
-    /// The Llama decoder over `x [s, hidden]` at sequence positions `row0 ..`; writes K/V into
-    /// the caches and returns the hidden states after the final norm.
-    fn decoder(&self, g: &mut Graph, mut x: TensorId, s: usize, row0: usize, max_len: usize) -> Result<TensorId> {
+    /// The Llama (SmolLM2) decoder as the shared Llama-family decoder: plain RMSNorm, SwiGLU,
+    /// 0-based positions, causal attention everywhere, no sliding window.
+    fn decoder(&self) -> RmsDecoder {
         let t = &self.cfg.text;
-        let (h, d, nh, nkv) = (t.hidden_size, t.head_dim, t.num_attention_heads, t.num_key_value_heads);
-        let eps = t.rms_norm_eps as f32;
-        let positions: Vec<u32> = (row0..row0 + s).map(|i| i as u32).collect();
-        let cs = g.rope_table(&positions, d, t.rope_theta as f32)?;
-        let cache = self.cache_shape(max_len);
-        let rms = |g: &mut Graph, x: TensorId, name: String| -> Result<TensorId> {
-            let w = Self::w(g, &name, &[h]);
-            g.rms_norm(x, w, eps, false)
-        };
-        for l in 0..t.num_hidden_layers {
-            let pre = format!("text.layers.{l}");
-            let lin = |g: &mut Graph, x: TensorId, n: &str, out: usize, inp: usize| -> Result<TensorId> {
-                let w = Self::w(g, &format!("{pre}.{n}.weight"), &[out, inp]);
-                g.matmul(x, w, None)
-            };
-            let hn = rms(g, x, format!("{pre}.input_layernorm.weight"))?;
-            let q = lin(g, hn, "self_attn.q_proj", nh * d, h)?;
-            let k = lin(g, hn, "self_attn.k_proj", nkv * d, h)?;
-            let v = lin(g, hn, "self_attn.v_proj", nkv * d, h)?;
-            let q = g.rope(q, cs, nh, d, d)?;
-            let k = g.rope(k, cs, nkv, d, d)?;
-            let kc = g.state(&format!("k_cache.{l}"), &cache);
-            let vc = g.state(&format!("v_cache.{l}"), &cache);
-            let kc = g.write_rows(kc, k, row0)?;
-            let vc = g.write_rows(vc, v, row0)?;
-            let params = AttnParams {
-                n_heads: nh,
-                n_kv_heads: nkv,
-                head_dim: d,
-                kv_len: row0 + s,
-                q_pos0: row0,
+        RmsDecoder {
+            hidden: t.hidden_size,
+            intermediate: t.intermediate_size,
+            layers: t.num_hidden_layers,
+            attn: CachedAttention {
+                heads: t.num_attention_heads,
+                kv_heads: t.num_key_value_heads,
+                head_dim: t.head_dim,
                 scale: t.attn_scale() as f32,
                 softcap: 0.0,
-                mask: AttnMask {
-                    causal: true,
-                    prefix_len: 0,
-                    window: 0,
-                },
-            };
-            let a = g.attention(q, kc, vc, params)?;
-            let o = lin(g, a, "self_attn.o_proj", h, nh * d)?;
-            x = g.add(x, o)?;
-            let mn = rms(g, x, format!("{pre}.post_attention_layernorm.weight"))?;
-            let gate = lin(g, mn, "mlp.gate_proj", t.intermediate_size, h)?;
-            let up = lin(g, mn, "mlp.up_proj", t.intermediate_size, h)?;
-            let a = g.gated(gate, up, Activation::Silu)?;
-            let m = lin(g, a, "mlp.down_proj", h, t.intermediate_size)?;
-            x = g.add(x, m)?;
+            },
+            rms_eps: t.rms_norm_eps,
+            rms_add_one: false,
+            act: Activation::Silu,
+            sandwich_norms: false,
+            rope_theta: t.rope_theta,
+            position_offset: 0,
+            windows: Vec::new(),
         }
-        rms(g, x, "text.norm.weight".into())
     }
 
+    /// Shape of each layer's K/V cache state for a context of `max_len` positions.
+    pub fn cache_shape(&self, max_len: usize) -> [usize; 2] {
+        self.decoder().attn.cache_shape(max_len)
+    }
+
+    /// `lm_head.weight`, or the embedding table when the word embeddings are tied.
     fn lm_head(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
         let t = &self.cfg.text;
-        let name = if self.cfg.tie_word_embeddings {
-            "text.embed_tokens.weight"
+        let s = if self.cfg.tie_word_embeddings {
+            Scope::root("text").pp("embed_tokens")
         } else {
-            "lm_head.weight"
+            Scope::root("lm_head")
         };
-        let w = Self::w(g, name, &[t.vocab_size, t.hidden_size]);
-        g.matmul(x, w, None)
+        Linear::no_bias(t.vocab_size, t.hidden_size).forward(g, &s, x)
     }
 
     fn embed(&self, g: &mut Graph, ids: TensorId) -> Result<TensorId> {
         let t = &self.cfg.text;
-        let table = Self::w(g, "text.embed_tokens.weight", &[t.vocab_size, t.hidden_size]);
-        g.embedding(table, ids)
+        embedding(
+            g,
+            &Scope::root("text").pp("embed_tokens"),
+            ids,
+            t.vocab_size,
+            t.hidden_size,
+        )
+    }
+
+    /// The decoder over the embedded rows `x` (unscaled: Llama) and the step's outputs.
+    fn step(
+        &self,
+        mut g: Graph,
+        x: TensorId,
+        rows: StepRows,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        let hidden = self.decoder().forward(&mut g, &Scope::root("text"), x, &rows, 0)?;
+        let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| self.lm_head(g, x))?;
+        Ok((g, out))
     }
 
     /// The prefill graph over the prompt `ids` whose `<image>` tokens are at `image_rows`; they
@@ -339,8 +281,6 @@ impl SmolVlm {
         all_logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        let t = &self.cfg.text;
-        let s = ids.len();
         let n = image_rows.len();
         if n == 0 || n > self.max_image_tokens() || !n.is_multiple_of(self.cfg.image_seq_len()) {
             return Err(Error::Invalid(format!(
@@ -350,19 +290,14 @@ impl SmolVlm {
             )));
         }
         let mut g = Graph::new();
-        let img = g.state(IMAGE_FEATURES, &[self.max_image_tokens(), t.hidden_size]);
-        let img = if n == self.max_image_tokens() {
-            img
-        } else {
-            g.rows(img, 0, n)?
+        let (state_rows, h) = (self.max_image_tokens(), self.cfg.text.hidden_size);
+        let x = prompt_embeddings(&mut g, ids, image_rows, state_rows, h, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: 0,
+            len: ids.len(),
+            max_len,
         };
-        let idt = g.constant(Tensor::u32(&[s], ids.to_vec())?);
-        let emb = self.embed(&mut g, idt)?;
-        let rows = g.constant(Tensor::u32(&[n], image_rows.to_vec())?);
-        let x = g.scatter_rows(emb, img, rows)?;
-        let hidden = self.decoder(&mut g, x, s, 0, max_len)?;
-        let out = StepOutputs::from_hidden(&mut g, hidden, s, all_logits, choice, |g, x| self.lm_head(g, x))?;
-        Ok((g, out))
+        self.step(g, x, rows, all_logits, choice)
     }
 
     /// One decode step: `token` at sequence position `row` → the next token as `choice` picks
@@ -376,11 +311,13 @@ impl SmolVlm {
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
         let mut g = Graph::new();
-        let idt = g.constant(Tensor::u32(&[1], vec![token])?);
-        let x = self.embed(&mut g, idt)?;
-        let hidden = self.decoder(&mut g, x, 1, row, max_len)?;
-        let out = StepOutputs::from_hidden(&mut g, hidden, 1, logits, choice, |g, x| self.lm_head(g, x))?;
-        Ok((g, out))
+        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: row,
+            len: 1,
+            max_len,
+        };
+        self.step(g, x, rows, logits, choice)
     }
 }
 

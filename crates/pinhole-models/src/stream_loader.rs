@@ -51,9 +51,9 @@ use pinhole_core::DType;
 use pinhole_gpu::{Gpu, WeightStore, WeightWriter};
 
 use crate::error::{Error, Result};
+use crate::layers::ExpectedWeight;
 use crate::loader::{model_matrix_dtype, prepare, squeeze, take_rows, LoadOptions, LoadedModel, ModelFiles};
 use crate::model::Model;
-use crate::paligemma::ExpectedWeight;
 use crate::q4_load;
 
 /// The single-file checkpoint name.
@@ -149,7 +149,7 @@ impl StreamingLoader {
     pub fn new(gpu: Arc<Gpu>, files: &ModelFiles<'_>, opts: &LoadOptions, place: &str) -> Result<Self> {
         let (model, tokenizer) = prepare(files, opts)?;
         let expected = model
-            .expected_weights()
+            .expected_weights()?
             .into_iter()
             .map(|w| (w.name.clone(), w))
             .collect();
@@ -192,7 +192,7 @@ impl StreamingLoader {
                 message: format!(
                     "missing from the shard index {name} of {} (looked for it under the known name layouts, e.g. '{}')",
                     self.place,
-                    self.model.example_source(w)
+                    self.model.example_source(&w.name)
                 ),
             });
         }
@@ -465,7 +465,7 @@ impl StreamingLoader {
                             "missing from {} of {} (looked for it under the known name layouts, e.g. '{}')",
                             cur.name,
                             self.place,
-                            self.model.example_source(w)
+                            self.model.example_source(&w.name)
                         ),
                     });
                 }

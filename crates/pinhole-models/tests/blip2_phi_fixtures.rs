@@ -167,7 +167,7 @@ fn bad_checkpoints_name_the_tensor() {
         "{e}"
     );
     let d = scratch_with_config("blip2-phi", "vision-heads", |c| {
-        // Vision width 32 → 16 changes every vision shape; the first checked is the class token.
+        // Vision width 32 → 16 changes every vision shape; the first checked is the patch embedding.
         c.replacen(
             "\"hidden_size\": 32,\n    \"image_size\"",
             "\"hidden_size\": 16,\n    \"image_size\"",

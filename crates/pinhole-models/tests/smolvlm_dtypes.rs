@@ -166,7 +166,7 @@ fn host_weights(dir: &Path, lm: &LoadedModel) -> HashMap<String, Tensor> {
         }
     }
     let mut out = HashMap::new();
-    for w in &m.expected_weights() {
+    for w in &m.expected_weights().unwrap() {
         let src = &source[&w.name];
         let t = match q4_load::check(&reader, fmt, src, &w.shape, w.matrix).unwrap() {
             Some(_) => q4_load::read(&mut reader, fmt.unwrap(), src, &w.shape).unwrap(),

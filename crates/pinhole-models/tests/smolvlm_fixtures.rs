@@ -17,7 +17,7 @@ use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
 use pinhole_models::smolvlm::SmolVlm;
-use pinhole_models::TokenChoice;
+use pinhole_models::{Model, TokenChoice};
 
 fn weights(model: &SmolVlm, dir: &std::path::Path) -> HashMap<String, Tensor> {
     let mut reader = CheckpointReader::open(dir).unwrap();
@@ -29,7 +29,17 @@ fn weights(model: &SmolVlm, dir: &std::path::Path) -> HashMap<String, Tensor> {
         }
     }
     let mut out = HashMap::new();
-    for w in model.expected_weights() {
+    // The list the loaders check: read off the model's graphs.
+    let m = Model::SmolVlm(
+        SmolVlm::new(
+            model.cfg.clone(),
+            model.image.clone(),
+            GenerationConfig::default(),
+            DType::F32,
+        )
+        .unwrap(),
+    );
+    for w in m.expected_weights().unwrap() {
         let src = by_canon
             .get(&w.name)
             .unwrap_or_else(|| panic!("{} missing (e.g. {})", w.name, SmolVlm::example_source(&w.name)));
