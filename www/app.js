@@ -306,7 +306,7 @@ async function runModel(image, shown) {
   const prompt = ui.prompt.value.trim() || (chat ? 'Describe this image.' : 'caption en');
   // Chat models: the question as one user turn with the image first, the form
   // transformers' apply_chat_template takes (the package renders the model's template).
-  const text = chat ? { messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: prompt }] }] } : { prompt };
+  const request = chat ? { messages: [{ role: 'user', content: [{ type: 'image' }, { type: 'text', text: prompt }] }] } : { prompt };
   const maxNewTokens = Math.max(1, Math.min(512, Number(ui.maxTokens.value) || 32));
   const ctl = new AbortController();
   app.runAbort = ctl;
@@ -320,7 +320,7 @@ async function runModel(image, shown) {
   let tokens = 0;
   let result = null;
   try {
-    const stream = app.vlm.stream(image, { ...text, maxNewTokens, signal: ctl.signal });
+    const stream = app.vlm.stream(image, { ...request, maxNewTokens, signal: ctl.signal });
     const it = stream[Symbol.asyncIterator]();
     for (;;) {
       const { value, done } = await it.next();

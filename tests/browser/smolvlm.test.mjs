@@ -7,6 +7,8 @@
 // 2. The other cases: a text-first message (3x1 tiles), the unsplit model from File[] on the
 //    calling thread, Idefics3 (4x4 tiles, double BOS) with the image as ImageData (RGBA pixels
 //    instead of the PNG's bytes), and the errors of the messages form.
+// 3. The demo page with a SmolVLM folder as its model: chat presets, the question sent as
+//    `messages`, the streamed text equal to transformers'.
 
 import test from 'node:test';
 import assert from 'node:assert/strict';
@@ -14,7 +16,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { startServer } from '../../tools/serve.mjs';
-import { serve, withBrowser, ROOT, FIXTURES } from './lib.mjs';
+import { serve, withBrowser, waitForState, errorText, ROOT, FIXTURES } from './lib.mjs';
 
 const expected = (variant) => JSON.parse(fs.readFileSync(path.join(FIXTURES, variant, 'expected.json'), 'utf8')).cases;
 
@@ -138,6 +140,29 @@ test('SmolVLM cases: text-first message, File[] without the worker, Idefics3 fro
       assert.match(got.errors.notList, /^bad-request: .*not a non-empty array/);
       assert.match(got.errors.rawWithoutImage, /^bad-request: .*0 `<image>` placeholders/);
       assert.match(got.errors.notChat, /^bad-request: messages are for chat models/);
+    });
+  } finally {
+    await server.close();
+  }
+});
+
+test('demo: a SmolVLM folder gets chat presets and answers as transformers', { timeout: 400_000 }, async () => {
+  const e = expected('smolvlm').describe;
+  const server = await serve({ model: path.join(FIXTURES, 'smolvlm/model') });
+  try {
+    await withBrowser({}, async (b) => {
+      const { page } = b;
+      await page.goto(server.url);
+      const ready = await waitForState(page, ['ready', 'error'], 120_000);
+      assert.equal(ready, 'ready', `loading the SmolVLM folder failed: ${await errorText(page)}`);
+      // Chat presets replace PaliGemma's task prefixes, and the prompt box follows.
+      assert.equal(await page.inputValue('#prompt'), 'Describe this image.');
+      assert.equal(await page.textContent('.preset >> nth=0'), 'Describe');
+      await page.fill('#max-tokens', String(e.max_new_tokens));
+      await page.setInputFiles('#file', path.join(FIXTURES, 'images', e.image));
+      assert.equal(await waitForState(page, ['done', 'error'], 240_000), 'done', await errorText(page));
+      assert.equal(await page.textContent('#output'), e.generated_text, 'the demo answer differs from transformers');
+      assert.deepEqual(b.errors, [], 'uncaught page errors');
     });
   } finally {
     await server.close();
