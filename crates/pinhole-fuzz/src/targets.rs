@@ -9,6 +9,7 @@
 
 use std::path::{Path, PathBuf};
 
+use pinhole_core::hf::smolvlm_image::SmolVlmImageConfig;
 use pinhole_core::hf::{
     CheckpointReader, GenerationConfig, ImageProcessorConfig, ModelConfig, SafetensorsFile, ShardIndex,
 };
@@ -17,6 +18,7 @@ use pinhole_models::blip2::Blip2Phi;
 use pinhole_models::loader::{prepare, LoadOptions, ModelFiles};
 use pinhole_models::model::Model;
 use pinhole_models::paligemma::PaliGemma;
+use pinhole_models::smolvlm::SmolVlm;
 use pinhole_models::TokenChoice;
 use pinhole_models::{processor, q4_load, tokenizer};
 
@@ -164,10 +166,6 @@ fn exercise(model: &Model, ids: Option<Vec<u32>>) -> String {
         Ok(w) => w,
         Err(e) => return e.to_string(),
     };
-    if let Model::SmolVlm(_) = model {
-        // Its image is several tile graphs; only the description is driven here so far.
-        return "smolvlm".into();
-    }
     for w in &weights {
         let _ = model.example_source(&w.name);
         let _ = model.row_slice(&w.name);
@@ -176,13 +174,23 @@ fn exercise(model: &Model, ids: Option<Vec<u32>>) -> String {
     if let Err(e) = model.image_graph(0, false) {
         return e.to_string();
     }
+    if let Model::SmolVlm(m) = model {
+        // Every tile has its own graph (the global tile last): build the last one too.
+        let last = m.max_tiles().saturating_sub(1);
+        if last > 0 {
+            if let Err(e) = model.image_graph(last, false) {
+                return e.to_string();
+            }
+        }
+    }
     let ids = ids.unwrap_or_else(|| {
-        let image = match model {
-            Model::PaliGemma(m) => m.cfg.image_token_index,
-            Model::Blip2Phi(m) => m.cfg.image_token_index.unwrap_or(0),
-            Model::SmolVlm(_) => 0,
+        let (image, n) = match model {
+            Model::PaliGemma(m) => (m.cfg.image_token_index, model.num_image_tokens()),
+            Model::Blip2Phi(m) => (m.cfg.image_token_index.unwrap_or(0), model.num_image_tokens()),
+            // One tile's `<image>` tokens, as a prompt for an image that is not split.
+            Model::SmolVlm(m) => (m.cfg.image_token_id, m.cfg.image_seq_len()),
         };
-        let mut ids = vec![image; model.num_image_tokens()];
+        let mut ids = vec![image; n];
         ids.extend([2, 3]);
         ids
     });
@@ -206,9 +214,20 @@ pub fn config(bytes: &[u8]) -> String {
     let model = match cfg {
         ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, p, g, DType::F16)),
         ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, p, g, DType::F32)),
-        // Parsed (and so bounded); its processor config differs, so it is driven through
-        // the `prepare` target.
-        ModelConfig::SmolVlm(_) => return "smolvlm".into(),
+        // With a processor config that fits it (full tiles of the vision tower's size, no
+        // splitting); the `prepare` target fuzzes the processor config against it too.
+        ModelConfig::SmolVlm(c) => {
+            let edge = c.vision.image_size;
+            let proc_json = format!(
+                r#"{{"size": {{"longest_edge": {edge}}}, "max_image_size": {{"longest_edge": {edge}}}, "do_image_splitting": false}}"#
+            );
+            let built = SmolVlmImageConfig::parse(proc_json.as_bytes(), "processor_config.json")
+                .and_then(|p| SmolVlm::new(c, p, g, DType::F16));
+            match built {
+                Ok(m) => Model::SmolVlm(m),
+                Err(e) => return e.to_string(),
+            }
+        }
     };
     exercise(&model, None)
 }

@@ -145,3 +145,54 @@ fn the_harness_reports_panics_and_allocations() {
     let r = fuzz(&t, 7, Duration::from_secs(20), 100_000);
     assert!(!r.findings.is_empty(), "{}", summary(&r));
 }
+
+/// SmolVLM/Idefics3 configs go all the way through the `config` target (weights, every tile
+/// graph, prefill, decode), and hostile edits of them are typed errors, not panics or
+/// unbounded work.
+#[test]
+fn smolvlm_configs_reach_the_graph_builders() {
+    let t = target("config");
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures");
+    for name in ["smolvlm", "smolvlm-nosplit", "smolvlm-bf16", "idefics3"] {
+        let bytes = std::fs::read(root.join(name).join("model/config.json")).unwrap();
+        let (r, _, _) = execute(&t, &bytes);
+        assert_eq!(r.unwrap(), "ok", "{name}: the fixture config must build every graph");
+    }
+    let base: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("smolvlm/model/config.json")).unwrap()).unwrap();
+    let hostile: &[(&str, serde_json::Value, &str)] = &[
+        (
+            "/vision_config/image_size",
+            serde_json::json!(4294967296u64),
+            "image_size",
+        ),
+        ("/vision_config/patch_size", serde_json::json!(0), "patch_size"),
+        ("/scale_factor", serde_json::json!(0), "scale_factor"),
+        ("/scale_factor", serde_json::json!(3), "scale_factor"),
+        (
+            "/text_config/num_hidden_layers",
+            serde_json::json!(1_000_000_000_000_000u64),
+            "num_hidden_layers",
+        ),
+        (
+            "/text_config/hidden_size",
+            serde_json::json!(18446744073709551615u64),
+            "hidden_size",
+        ),
+        (
+            "/vision_config/num_attention_heads",
+            serde_json::json!(7),
+            "num_attention_heads",
+        ),
+        ("/image_token_id", serde_json::json!(100000), "image_token_id"),
+        ("/text_config/vocab_size", serde_json::json!(0), "vocab_size"),
+    ];
+    for (ptr, value, key) in hostile {
+        let mut cfg = base.clone();
+        *cfg.pointer_mut(ptr).unwrap_or_else(|| panic!("{ptr} in the fixture")) = value.clone();
+        let (r, _, peak) = execute(&t, &serde_json::to_vec(&cfg).unwrap());
+        let out = r.unwrap_or_else(|what| panic!("{ptr} = {value}: {what}"));
+        assert!(out.contains(key), "{ptr} = {value}: the error must name `{key}`: {out}");
+        assert!(peak < 64 << 20, "{ptr} = {value}: {peak} bytes allocated");
+    }
+}
