@@ -81,11 +81,7 @@ fn decode_options(args: &crate::args::Args) -> DecodeOptions {
 /// (the image queries alone, as `processor(images=img)` captioning), a question for chat
 /// models (SmolVLM).
 pub(crate) fn default_prompt(model: &Model) -> &'static str {
-    match model {
-        Model::PaliGemma(_) => "caption en",
-        Model::Blip2Phi(_) => "",
-        Model::SmolVlm(_) => "Describe this image.",
-    }
+    model.default_prompt()
 }
 
 /// The text the model gets: for chat models (SmolVLM) `question` as one user turn with the
@@ -93,7 +89,7 @@ pub(crate) fn default_prompt(model: &Model) -> &'static str {
 /// `apply_chat_template(messages, add_generation_prompt=True)`; with `raw` as it is (it must
 /// then hold `<image>`). Other families take the prompt as it is.
 pub(crate) fn model_prompt(lm: &LoadedModel, question: &str, raw: bool) -> Result<String, String> {
-    if raw || !matches!(lm.model, Model::SmolVlm(_)) {
+    if raw || !lm.model.is_chat() {
         return Ok(question.to_string());
     }
     let template = ChatTemplate::load_dir(&lm.dir)

@@ -174,7 +174,7 @@ fn exercise(model: &Model, ids: Option<Vec<u32>>) -> String {
     if let Err(e) = model.image_graph(0, false) {
         return e.to_string();
     }
-    if let Model::SmolVlm(m) = model {
+    if let Some(m) = model.downcast_ref::<SmolVlm>() {
         // Every tile has its own graph (the global tile last): build the last one too.
         let last = m.max_tiles().saturating_sub(1);
         if last > 0 {
@@ -184,12 +184,8 @@ fn exercise(model: &Model, ids: Option<Vec<u32>>) -> String {
         }
     }
     let ids = ids.unwrap_or_else(|| {
-        let (image, n) = match model {
-            Model::PaliGemma(m) => (m.cfg.image_token_index, model.num_image_tokens()),
-            Model::Blip2Phi(m) => (m.cfg.image_token_index.unwrap_or(0), model.num_image_tokens()),
-            // One tile's `<image>` tokens, as a prompt for an image that is not split.
-            Model::SmolVlm(m) => (m.cfg.image_token_id, m.cfg.image_seq_len()),
-        };
+        // One tile's `<image>` tokens for SmolVLM (an image that is not split).
+        let (image, n) = (model.image_token().unwrap_or(0), model.min_image_tokens());
         let mut ids = vec![image; n];
         ids.extend([2, 3]);
         ids
@@ -212,8 +208,8 @@ pub fn config(bytes: &[u8]) -> String {
     };
     let (p, g) = (ImageProcessorConfig::default(), GenerationConfig::default());
     let model = match cfg {
-        ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, p, g, DType::F16)),
-        ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, p, g, DType::F32)),
+        ModelConfig::PaliGemma(c) => Model::new(Box::new(PaliGemma::new(c, p, g, DType::F16))),
+        ModelConfig::Blip2Phi(c) => Model::new(Box::new(Blip2Phi::new(c, p, g, DType::F32))),
         // With a processor config that fits it (full tiles of the vision tower's size, no
         // splitting); the `prepare` target fuzzes the processor config against it too.
         ModelConfig::SmolVlm(c) => {
@@ -224,7 +220,7 @@ pub fn config(bytes: &[u8]) -> String {
             let built = SmolVlmImageConfig::parse(proc_json.as_bytes(), "processor_config.json")
                 .and_then(|p| SmolVlm::new(c, p, g, DType::F16));
             match built {
-                Ok(m) => Model::SmolVlm(m),
+                Ok(m) => Model::new(Box::new(m)),
                 Err(e) => return e.to_string(),
             }
         }

@@ -29,9 +29,12 @@
 //! `v` on load (the older `q_bias` / `v_bias` layout is read too; its k bias is zero).
 
 use pinhole_core::graph::{Graph, TensorId};
-use pinhole_core::hf::{Blip2PhiConfig, GenerationConfig, ImageProcessorConfig};
+use pinhole_core::hf::{Blip2PhiConfig, GenerationConfig, ImageProcessorConfig, ModelConfig};
 use pinhole_core::{DType, Result, Tensor};
 
+pub use crate::arch::RowSlice;
+use crate::arch::{encode, eos_ids, wrong_config, Architecture, ImageInput, ModelFiles, WeightPrecision};
+use crate::error::Error;
 use crate::layers::{
     act, full_attention, layer_norm, prompt_embeddings, token_embedding, Linear, PhiDecoder, Scope, StepOutputs,
     StepRows, TokenChoice, VitLayer, BLIP2_NAMES, IMAGE_FEATURES,
@@ -44,14 +47,6 @@ pub struct Blip2Phi {
     pub text: PhiDecoder,
     /// Storage dtype of matrix weights on the GPU.
     pub matrix_dtype: DType,
-}
-
-/// Where a canonical weight comes from when it is not a checkpoint tensor of its own: rows
-/// `first .. first + rows` of the (fused) checkpoint tensor with canonical name `source`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RowSlice {
-    pub source: String,
-    pub first: usize,
 }
 
 impl Blip2Phi {
@@ -323,5 +318,140 @@ impl Blip2Phi {
             max_len,
         };
         self.step(g, x, rows, logits, choice)
+    }
+}
+
+/// The registry's constructor ([`crate::registry::FAMILIES`], `model_type` "blip-2").
+pub fn build(
+    cfg: ModelConfig,
+    files: &ModelFiles<'_>,
+    generation: GenerationConfig,
+    precision: WeightPrecision,
+) -> crate::error::Result<Box<dyn Architecture>> {
+    let ModelConfig::Blip2Phi(c) = cfg else {
+        return Err(wrong_config("blip-2", files.config.1));
+    };
+    let processor = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
+    let dtype = precision.matrix_dtype(c.dtype);
+    Ok(Box::new(Blip2Phi::new(c, processor, generation, dtype)))
+}
+
+impl Architecture for Blip2Phi {
+    fn family(&self) -> &'static str {
+        "blip-2+phi"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn matrix_dtype(&self) -> DType {
+        self.matrix_dtype
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.cfg.text.vocab_size
+    }
+
+    fn max_positions(&self) -> usize {
+        self.cfg.text.max_position_embeddings
+    }
+
+    fn eos_ids(&self) -> Vec<u32> {
+        eos_ids(&self.generation, &self.cfg.eos_token_ids, &self.cfg.text.eos_token_ids)
+    }
+
+    /// No text: the image queries alone, as `processor(images=img)` captioning.
+    fn default_prompt(&self) -> &'static str {
+        ""
+    }
+
+    /// transformers 5 `Blip2Processor`: `<image>` × num_query_tokens in front of the tokenised
+    /// prompt (the tokenizer's own special tokens, e.g. a BOS, come after the image tokens).
+    fn prompt_ids(
+        &self,
+        tok: &tokenizers::Tokenizer,
+        prompt: &str,
+        _image: Option<&ImageInput>,
+    ) -> crate::error::Result<Vec<u32>> {
+        // add_special_tokens = true: the tokenizer's post-processor decides (as
+        // `tokenizer(text)` does in transformers).
+        let enc = encode(tok, prompt, true)?;
+        // Without an image token id, id 0 only holds the rows the image features replace.
+        let mut ids = vec![self.cfg.image_token_index.unwrap_or(0); self.num_image_tokens()];
+        ids.extend_from_slice(enc.get_ids());
+        if let Some(img) = self.cfg.image_token_index {
+            if enc.get_ids().contains(&img) {
+                return Err(Error::Request(
+                    "the prompt contains the image token itself; pass the text only (pinhole adds the image tokens)"
+                        .into(),
+                ));
+            }
+        }
+        Ok(ids)
+    }
+
+    fn image_token(&self) -> Option<u32> {
+        self.cfg.image_token_index
+    }
+
+    fn num_image_tokens(&self) -> usize {
+        Blip2Phi::num_image_tokens(self)
+    }
+
+    fn pixel_shape(&self) -> [usize; 3] {
+        let v = &self.cfg.vision;
+        [v.num_channels, v.image_size, v.image_size]
+    }
+
+    fn processor(&self) -> &ImageProcessorConfig {
+        &self.processor
+    }
+
+    fn image_graph(&self, _tile: usize, debug: bool) -> Result<Graph> {
+        Blip2Phi::image_graph(self, debug)
+    }
+
+    fn debug_output_names(&self) -> &'static [&'static str] {
+        &["vision_out", "qformer_out", "projector_out"]
+    }
+
+    fn prefill_graph(
+        &self,
+        ids: &[u32],
+        image_rows: &[u32],
+        max_len: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        self.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice)
+    }
+
+    fn decode_graph(
+        &self,
+        token: u32,
+        row: usize,
+        _prefix_len: usize,
+        max_len: usize,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        Blip2Phi::decode_graph(self, token, row, max_len, logits, choice)
+    }
+
+    fn canonical_name(&self, name: &str) -> Option<String> {
+        Blip2Phi::canonical_name(name)
+    }
+
+    fn example_source(&self, canonical: &str) -> String {
+        Blip2Phi::example_source(canonical)
+    }
+
+    fn row_slice(&self, canonical: &str) -> Option<RowSlice> {
+        Blip2Phi::row_slice(self, canonical)
+    }
+
+    fn zero_if_missing(&self, canonical: &str) -> bool {
+        Blip2Phi::zero_if_missing(canonical)
     }
 }

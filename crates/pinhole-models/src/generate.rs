@@ -12,7 +12,6 @@ use pinhole_gpu::Executor;
 use crate::error::{Error, Result};
 use crate::layers::TokenChoice;
 use crate::loader::LoadedModel;
-use crate::model::Model;
 use crate::processor::{self, ImageInput};
 
 #[derive(Clone, Debug)]
@@ -222,10 +221,7 @@ pub async fn generate_with(
     let max_len = needed.div_ceil(64) * 64;
     let max_len = max_len.min(limit.max(needed));
     let rows = processor::image_rows(m, &ids);
-    let want_rows = match m {
-        Model::SmolVlm(s) => image.tiles() * s.cfg.image_seq_len(),
-        _ => m.num_image_tokens(),
-    };
+    let want_rows = m.image_tokens_for(&image);
     if rows.len() != want_rows {
         return Err(Error::Request(format!(
             "the prompt has {} image tokens, the model expects {want_rows}",

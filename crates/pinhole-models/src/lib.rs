@@ -10,7 +10,9 @@
 //! * [`layers`]: what the model files are built from (weight-name scopes, linear, norms,
 //!   attention, the ViT layer, the Llama-family and Phi decoders, the step outputs) and the
 //!   weight list read off the graphs. Model files import only `layers` and `pinhole-core`.
-//! * [`model`]: the [`Model`] enum the loader, processor, generation loop and CLI share.
+//! * [`arch`]: the [`arch::Architecture`] trait a family implements; [`registry`]: the families
+//!   by config.json's `model_type`; [`model`]: [`Model`], the family the loader, processor,
+//!   generation loop, CLI and browser share.
 //! * [`loader`]: opens a Hugging Face model folder and streams its weights to the GPU one
 //!   tensor at a time, mapping the published name layouts onto one canonical set.
 //! * [`q4_load`]: the loader's hook for 4-bit weights in quantized folders.
@@ -24,6 +26,7 @@
 //!   Cache Storage), uploading each tensor as soon as its bytes have arrived.
 //! * [`boxes`]: parsing `<locYYYY>` detection output.
 
+pub mod arch;
 pub mod blip2;
 pub mod boxes;
 pub mod error;
@@ -36,6 +39,7 @@ pub mod processor;
 pub mod q4_load;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod quantize;
+pub mod registry;
 pub mod smolvlm;
 pub mod smolvlm_processor;
 pub mod stream_loader;

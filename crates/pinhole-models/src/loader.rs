@@ -9,27 +9,14 @@
 //! from config.json's `model_type` ([`Model`]); BLIP-2's fused vision `qkv` weight is split
 //! into its q/k/v rows here.
 
-use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, ModelConfig};
+use pinhole_core::hf::{GenerationConfig, ModelConfig};
 use pinhole_core::tensor::Data;
 use pinhole_core::{DType, Tensor};
 use pinhole_gpu::WeightStore;
 
-use crate::blip2::Blip2Phi;
+pub use crate::arch::{ModelFiles, WeightPrecision};
 use crate::error::{Error, Result};
 use crate::model::Model;
-use crate::paligemma::PaliGemma;
-use crate::smolvlm::SmolVlm;
-use pinhole_core::hf::smolvlm_image::SmolVlmImageConfig;
-
-/// Storage precision of matrix weights (linear layers, embedding table). Norms, biases,
-/// position embeddings and the patch-embedding kernel always stay f32.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WeightPrecision {
-    F32,
-    F16,
-    /// f16 when the checkpoint is f16/bf16, f32 when it is f32.
-    Auto,
-}
 
 #[derive(Clone, Debug)]
 pub struct LoadOptions {
@@ -85,17 +72,6 @@ fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
     })
 }
 
-/// The small files of a model folder, as bytes with the name to show in errors (a path, or a
-/// URL in the browser).
-pub struct ModelFiles<'a> {
-    pub config: (&'a [u8], &'a str),
-    /// `preprocessor_config.json` or `processor_config.json`.
-    pub processor: (&'a [u8], &'a str),
-    /// `generation_config.json`, when the folder has one.
-    pub generation: Option<(&'a [u8], String)>,
-    pub tokenizer: (&'a [u8], &'a str),
-}
-
 /// Parses the configs and the tokenizer into the model description (no weights yet). Shared
 /// by [`load_dir`] and the streaming loader the browser uses
 /// ([`crate::stream_loader::StreamingLoader`]).
@@ -106,29 +82,7 @@ pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tok
         None => GenerationConfig::default(),
     };
     let tokenizer = crate::tokenizer::load(files.tokenizer.0, files.tokenizer.1)?;
-    let cfg_dtype = match &cfg {
-        ModelConfig::PaliGemma(c) => c.dtype,
-        ModelConfig::Blip2Phi(c) => c.dtype,
-        ModelConfig::SmolVlm(c) => c.dtype,
-    };
-    let matrix_dtype = match opts.precision {
-        WeightPrecision::F32 => DType::F32,
-        WeightPrecision::F16 => DType::F16,
-        WeightPrecision::Auto => match cfg_dtype {
-            Some(DType::F16) | Some(DType::BF16) => DType::F16,
-            _ => DType::F32,
-        },
-    };
-    let image_cfg = || ImageProcessorConfig::parse(files.processor.0, files.processor.1);
-    let model = match cfg {
-        ModelConfig::PaliGemma(c) => Model::PaliGemma(PaliGemma::new(c, image_cfg()?, gen_cfg, matrix_dtype)),
-        ModelConfig::Blip2Phi(c) => Model::Blip2Phi(Blip2Phi::new(c, image_cfg()?, gen_cfg, matrix_dtype)),
-        ModelConfig::SmolVlm(c) => {
-            // SmolVLM's processor resizes by the longest edge into tiles: its own config.
-            let image = SmolVlmImageConfig::parse(files.processor.0, files.processor.1)?;
-            Model::SmolVlm(SmolVlm::new(c, image, gen_cfg, matrix_dtype)?)
-        }
-    };
+    let model = Model::new(crate::registry::build(cfg, files, gen_cfg, opts.precision)?);
     // Every image is resized to the processor's size, and only the vision tower's size can be
     // used: a mismatch is an error here rather than after each image has been resized (which
     // a hostile size would make expensive).
@@ -145,11 +99,7 @@ pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tok
 
 /// The storage dtype of the model's matrix weights.
 pub fn model_matrix_dtype(model: &Model) -> DType {
-    match model {
-        Model::PaliGemma(m) => m.matrix_dtype,
-        Model::Blip2Phi(m) => m.matrix_dtype,
-        Model::SmolVlm(m) => m.matrix_dtype,
-    }
+    model.matrix_dtype()
 }
 
 /// Loads a model folder onto the GPU (not on wasm32: the browser streams files through

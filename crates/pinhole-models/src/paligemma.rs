@@ -18,9 +18,12 @@
 //! for the checkpoint layouts they come from).
 
 use pinhole_core::graph::{Graph, TensorId};
-use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, LayerType, PaliGemmaConfig, TextModelType};
+use pinhole_core::hf::{
+    GenerationConfig, ImageProcessorConfig, LayerType, ModelConfig, PaliGemmaConfig, TextModelType,
+};
 use pinhole_core::{DType, Result};
 
+use crate::arch::{encode, eos_ids, tok_err, wrong_config, Architecture, ImageInput, ModelFiles, WeightPrecision};
 use crate::layers::{
     act, embedding, prompt_embeddings, siglip_tower, token_embedding, CachedAttention, Linear, RmsDecoder, Scope,
     StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
@@ -241,5 +244,128 @@ impl PaliGemma {
             max_len,
         };
         self.step(g, x, rows, prefix_len, logits, choice)
+    }
+}
+
+/// The registry's constructor ([`crate::registry::FAMILIES`], `model_type` "paligemma").
+pub fn build(
+    cfg: ModelConfig,
+    files: &ModelFiles<'_>,
+    generation: GenerationConfig,
+    precision: WeightPrecision,
+) -> crate::error::Result<Box<dyn Architecture>> {
+    let ModelConfig::PaliGemma(c) = cfg else {
+        return Err(wrong_config("paligemma", files.config.1));
+    };
+    let processor = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
+    let dtype = precision.matrix_dtype(c.dtype);
+    Ok(Box::new(PaliGemma::new(c, processor, generation, dtype)))
+}
+
+impl Architecture for PaliGemma {
+    fn family(&self) -> &'static str {
+        "paligemma"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn matrix_dtype(&self) -> DType {
+        self.matrix_dtype
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.cfg.text.vocab_size
+    }
+
+    fn max_positions(&self) -> usize {
+        self.cfg.text.max_position_embeddings
+    }
+
+    fn eos_ids(&self) -> Vec<u32> {
+        eos_ids(&self.generation, &self.cfg.eos_token_ids, &self.cfg.text.eos_token_ids)
+    }
+
+    fn default_prompt(&self) -> &'static str {
+        "caption en"
+    }
+
+    /// `<image>` × num_image_tokens, `<bos>`, the prompt text and a newline (all of it the
+    /// bidirectional prefix).
+    fn prompt_ids(
+        &self,
+        tok: &tokenizers::Tokenizer,
+        prompt: &str,
+        _image: Option<&ImageInput>,
+    ) -> crate::error::Result<Vec<u32>> {
+        let cfg = &self.cfg;
+        let bos = cfg
+            .bos_token_id
+            .or(cfg.text.bos_token_id)
+            .or_else(|| tok.token_to_id("<bos>"))
+            .ok_or_else(|| tok_err("no <bos> token and no bos_token_id in config.json".into()))?;
+        let text = format!("{prompt}\n");
+        let enc = encode(tok, &text, false)?;
+        let mut ids = vec![cfg.image_token_index; self.num_image_tokens()];
+        ids.push(bos);
+        ids.extend_from_slice(enc.get_ids());
+        Ok(ids)
+    }
+
+    fn image_token(&self) -> Option<u32> {
+        Some(self.cfg.image_token_index)
+    }
+
+    fn num_image_tokens(&self) -> usize {
+        PaliGemma::num_image_tokens(self)
+    }
+
+    fn pixel_shape(&self) -> [usize; 3] {
+        let v = &self.cfg.vision;
+        [v.num_channels, v.image_size, v.image_size]
+    }
+
+    fn processor(&self) -> &ImageProcessorConfig {
+        &self.processor
+    }
+
+    fn image_graph(&self, _tile: usize, debug: bool) -> Result<Graph> {
+        PaliGemma::image_graph(self, debug)
+    }
+
+    fn debug_output_names(&self) -> &'static [&'static str] {
+        &["vision_out", "projector_out"]
+    }
+
+    fn prefill_graph(
+        &self,
+        ids: &[u32],
+        image_rows: &[u32],
+        max_len: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        self.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice)
+    }
+
+    fn decode_graph(
+        &self,
+        token: u32,
+        row: usize,
+        prefix_len: usize,
+        max_len: usize,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        PaliGemma::decode_graph(self, token, row, prefix_len, max_len, logits, choice)
+    }
+
+    fn canonical_name(&self, name: &str) -> Option<String> {
+        PaliGemma::canonical_name(name)
+    }
+
+    fn example_source(&self, canonical: &str) -> String {
+        PaliGemma::example_source(canonical)
     }
 }

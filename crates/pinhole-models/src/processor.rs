@@ -12,95 +12,23 @@
 use pinhole_core::hf::image::{preprocess_image_with, preprocess_rgb, DecodeOptions, Rgb8Image};
 use pinhole_core::Tensor;
 
+use crate::arch::tok_err;
+pub use crate::arch::ImageInput;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::tokenizer::contained;
 
-fn tok_err(message: String) -> Error {
-    Error::Tokenizer {
-        file: "tokenizer.json".into(),
-        message,
-    }
-}
-
-/// `tok.encode` with a panic inside the tokenizers crate contained ([`crate::tokenizer`]).
-fn encode(tok: &tokenizers::Tokenizer, text: &str, special: bool) -> Result<tokenizers::Encoding> {
-    contained("tokenizer.json", "encoding the prompt", || {
-        tok.encode(text, special).map_err(|e| tok_err(e.to_string()))
-    })
-}
-
-/// A preprocessed image: pixels `[3, H, W]` (PaliGemma, BLIP-2) or the tiles
-/// `[tiles, 3, T, T]` with their split grid (SmolVLM: `rows × cols` tiles then the global image,
-/// `0 × 0` for one unsplit tile), which the prompt's image tokens depend on.
-#[derive(Clone, Debug)]
-pub struct ImageInput {
-    pub pixels: Tensor,
-    pub grid: Option<(usize, usize)>,
-}
-
-impl ImageInput {
-    /// Tiles the vision tower runs on.
-    pub fn tiles(&self) -> usize {
-        if self.grid.is_some() && self.pixels.shape.len() == 4 {
-            self.pixels.shape[0]
-        } else {
-            1
-        }
-    }
-
-    /// The pixels of tile `k` as `[3, T, T]`.
-    pub fn tile(&self, k: usize) -> Result<Tensor> {
-        if self.grid.is_none() || self.pixels.shape.len() != 4 {
-            return Ok(self.pixels.clone());
-        }
-        let per: usize = self.pixels.shape[1..].iter().product();
-        let data = self.pixels.as_f32()?;
-        let part = data
-            .get(k * per..(k + 1) * per)
-            .ok_or_else(|| Error::Request(format!("tile {k} of {:?}", self.pixels.shape)))?;
-        Ok(Tensor::f32(&self.pixels.shape[1..], part.to_vec())?)
-    }
-}
-
-impl From<Tensor> for ImageInput {
-    fn from(pixels: Tensor) -> Self {
-        ImageInput { pixels, grid: None }
-    }
-}
-
-impl From<&Tensor> for ImageInput {
-    fn from(pixels: &Tensor) -> Self {
-        ImageInput {
-            pixels: pixels.clone(),
-            grid: None,
-        }
-    }
-}
-
-impl From<&ImageInput> for ImageInput {
-    fn from(i: &ImageInput) -> Self {
-        i.clone()
-    }
-}
-
-/// Token ids of the prompt with the image placeholders for `image`. SmolVLM's `prompt` is
-/// the (chat-templated) text with one `<image>`, expanded into the tile tokens of
-/// `image.grid`.
+/// Token ids of the prompt with the image placeholders for `image` (the family's
+/// [`crate::arch::Architecture::prompt_ids`]; SmolVLM's `prompt` is the chat-templated text
+/// with one `<image>`, expanded into the tile tokens of `image.grid`), checked against the
+/// vocabulary.
 pub fn prompt_ids_for(
     model: &Model,
     tok: &tokenizers::Tokenizer,
     prompt: &str,
     image: &ImageInput,
 ) -> Result<Vec<u32>> {
-    let Model::SmolVlm(m) = model else {
-        return prompt_ids(model, tok, prompt);
-    };
-    let (rows, cols) = image.grid.ok_or_else(|| {
-        Error::Request("a SmolVLM image needs its tile grid; preprocess it with processor::image_input".into())
-    })?;
-    let ids =
-        crate::smolvlm_processor::prompt_ids(tok, prompt, rows, cols, m.cfg.image_seq_len(), m.cfg.image_token_id)?;
+    let ids = model.prompt_ids(tok, prompt, Some(image))?;
     check_vocab(model, &ids)?;
     Ok(ids)
 }
@@ -118,57 +46,16 @@ fn check_vocab(model: &Model, ids: &[u32]) -> Result<()> {
 /// Token ids of the prompt (with the image placeholders) for `prompt` (PaliGemma, BLIP-2;
 /// SmolVLM needs the image's grid: [`prompt_ids_for`]).
 pub fn prompt_ids(model: &Model, tok: &tokenizers::Tokenizer, prompt: &str) -> Result<Vec<u32>> {
-    let ids = match model {
-        Model::SmolVlm(_) => {
-            return Err(Error::Request(
-                "SmolVLM prompt ids depend on the image's tiles; use processor::prompt_ids_for".into(),
-            ))
-        }
-        Model::PaliGemma(m) => {
-            let cfg = &m.cfg;
-            let bos = cfg
-                .bos_token_id
-                .or(cfg.text.bos_token_id)
-                .or_else(|| tok.token_to_id("<bos>"))
-                .ok_or_else(|| tok_err("no <bos> token and no bos_token_id in config.json".into()))?;
-            let text = format!("{prompt}\n");
-            let enc = encode(tok, &text, false)?;
-            let mut ids = vec![cfg.image_token_index; m.num_image_tokens()];
-            ids.push(bos);
-            ids.extend_from_slice(enc.get_ids());
-            ids
-        }
-        Model::Blip2Phi(m) => {
-            // add_special_tokens = true: the tokenizer's post-processor decides (as
-            // `tokenizer(text)` does in transformers).
-            let enc = encode(tok, prompt, true)?;
-            // Without an image token id, id 0 only holds the rows the image features replace.
-            let mut ids = vec![m.cfg.image_token_index.unwrap_or(0); m.num_image_tokens()];
-            ids.extend_from_slice(enc.get_ids());
-            if let Some(img) = m.cfg.image_token_index {
-                if enc.get_ids().contains(&img) {
-                    return Err(Error::Request(
-                        "the prompt contains the image token itself; pass the text only (pinhole adds the image tokens)"
-                            .into(),
-                    ));
-                }
-            }
-            ids
-        }
-    };
+    let ids = model.prompt_ids(tok, prompt, None)?;
     check_vocab(model, &ids)?;
     Ok(ids)
 }
 
-/// Positions of the image rows in `ids`, in order (where image features go).
+/// Positions of the image rows in `ids`, in order (where image features go): the positions
+/// of the family's image token, or without one the first `num_image_tokens` positions.
 pub fn image_rows(model: &Model, ids: &[u32]) -> Vec<u32> {
-    let image_token = match model {
-        Model::PaliGemma(m) => m.cfg.image_token_index,
-        Model::SmolVlm(m) => m.cfg.image_token_id,
-        Model::Blip2Phi(m) => match m.cfg.image_token_index {
-            Some(t) => t,
-            None => return (0..m.num_image_tokens().min(ids.len()) as u32).collect(),
-        },
+    let Some(image_token) = model.image_token() else {
+        return (0..model.num_image_tokens().min(ids.len()) as u32).collect();
     };
     ids.iter()
         .enumerate()
@@ -191,9 +78,9 @@ pub fn image_input(model: &Model, bytes: &[u8], name: &str) -> Result<ImageInput
 
 /// [`image_input`] with [`DecodeOptions`].
 pub fn image_input_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions) -> Result<ImageInput> {
-    let Model::SmolVlm(_) = model else {
+    if !model.tiled() {
         return Ok(pixels_with(model, bytes, name, opts)?.into());
-    };
+    }
     let img = pinhole_core::hf::image::decode_image_with(bytes, name, opts)?;
     image_input_rgb(model, &img, name)
 }
@@ -201,28 +88,17 @@ pub fn image_input_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOpt
 /// An image already decoded to RGB (the browser's canvas pixels) as the model's processor
 /// makes it: the same resize/tiling and normalisation as [`image_input`] after decoding.
 pub fn image_input_rgb(model: &Model, img: &Rgb8Image, name: &str) -> Result<ImageInput> {
-    let Model::SmolVlm(m) = model else {
-        let t = preprocess_rgb(img, model.processor())?;
-        check_pixel_shape(model, &t, name)?;
-        return Ok(t.into());
-    };
-    let t = pinhole_core::hf::smolvlm_image::preprocess_tiles(img, &m.image)?;
-    if t.tiles() > m.max_tiles() {
-        return Err(Error::Request(format!(
-            "{name}: {} tiles, more than the {} this processor config allows",
-            t.tiles(),
-            m.max_tiles()
-        )));
+    if let Some(tiles) = model.tiles(img, name) {
+        return tiles;
     }
-    Ok(ImageInput {
-        pixels: t.pixels,
-        grid: Some((t.rows, t.cols)),
-    })
+    let t = preprocess_rgb(img, model.processor())?;
+    check_pixel_shape(model, &t, name)?;
+    Ok(t.into())
 }
 
 /// [`pixels`] with [`DecodeOptions`] (e.g. the EXIF orientation left unapplied).
 pub fn pixels_with(model: &Model, bytes: &[u8], name: &str, opts: DecodeOptions) -> Result<Tensor> {
-    if let Model::SmolVlm(_) = model {
+    if model.tiled() {
         return Err(Error::Request(format!(
             "{name}: a SmolVLM image is tiles with a grid; preprocess it with processor::image_input"
         )));

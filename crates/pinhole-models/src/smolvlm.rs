@@ -28,10 +28,12 @@
 //! `model.text_model.*` / `text_model.*` → `text.*`, `lm_head.*`.
 
 use pinhole_core::graph::{Activation, Graph, TensorId};
+use pinhole_core::hf::image::Rgb8Image;
 use pinhole_core::hf::smolvlm_image::{SmolVlmImageConfig, MAX_TILES_PER_SIDE};
-use pinhole_core::hf::{GenerationConfig, SmolVlmConfig};
+use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, ModelConfig, SmolVlmConfig};
 use pinhole_core::{DType, Error, Result, Tensor};
 
+use crate::arch::{eos_ids, wrong_config, Architecture, ImageInput, ModelFiles, WeightPrecision};
 use crate::layers::{
     embedding, prompt_embeddings, siglip_tower, token_embedding, CachedAttention, Linear, RmsDecoder, Scope,
     StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
@@ -318,6 +320,169 @@ impl SmolVlm {
             max_len,
         };
         self.step(g, x, rows, logits, choice)
+    }
+}
+
+/// The registry's constructor ([`crate::registry::FAMILIES`], `model_type` "smolvlm" and
+/// "idefics3").
+pub fn build(
+    cfg: ModelConfig,
+    files: &ModelFiles<'_>,
+    generation: GenerationConfig,
+    precision: WeightPrecision,
+) -> crate::error::Result<Box<dyn Architecture>> {
+    let ModelConfig::SmolVlm(c) = cfg else {
+        return Err(wrong_config("smolvlm", files.config.1));
+    };
+    // SmolVLM's processor resizes by the longest edge into tiles: its own config.
+    let image = SmolVlmImageConfig::parse(files.processor.0, files.processor.1)?;
+    let dtype = precision.matrix_dtype(c.dtype);
+    Ok(Box::new(SmolVlm::new(c, image, generation, dtype)?))
+}
+
+impl Architecture for SmolVlm {
+    fn family(&self) -> &'static str {
+        "smolvlm"
+    }
+
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn matrix_dtype(&self) -> DType {
+        self.matrix_dtype
+    }
+
+    fn vocab_size(&self) -> usize {
+        self.cfg.text.vocab_size
+    }
+
+    fn max_positions(&self) -> usize {
+        self.cfg.text.max_position_embeddings
+    }
+
+    fn eos_ids(&self) -> Vec<u32> {
+        eos_ids(&self.generation, &[], &self.cfg.text.eos_token_ids)
+    }
+
+    fn default_prompt(&self) -> &'static str {
+        "Describe this image."
+    }
+
+    fn is_chat(&self) -> bool {
+        true
+    }
+
+    /// The (chat-templated) text with one `<image>`, expanded into the tile tokens of the
+    /// image's grid ([`crate::smolvlm_processor`]).
+    fn prompt_ids(
+        &self,
+        tok: &tokenizers::Tokenizer,
+        prompt: &str,
+        image: Option<&ImageInput>,
+    ) -> crate::error::Result<Vec<u32>> {
+        use crate::error::Error;
+        let image = image.ok_or_else(|| {
+            Error::Request("SmolVLM prompt ids depend on the image's tiles; use processor::prompt_ids_for".into())
+        })?;
+        let (rows, cols) = image.grid.ok_or_else(|| {
+            Error::Request("a SmolVLM image needs its tile grid; preprocess it with processor::image_input".into())
+        })?;
+        crate::smolvlm_processor::prompt_ids(
+            tok,
+            prompt,
+            rows,
+            cols,
+            self.cfg.image_seq_len(),
+            self.cfg.image_token_id,
+        )
+    }
+
+    fn image_token(&self) -> Option<u32> {
+        Some(self.cfg.image_token_id)
+    }
+
+    fn num_image_tokens(&self) -> usize {
+        self.max_image_tokens()
+    }
+
+    fn image_tokens_for(&self, image: &ImageInput) -> usize {
+        image.tiles() * self.cfg.image_seq_len()
+    }
+
+    fn min_image_tokens(&self) -> usize {
+        self.cfg.image_seq_len()
+    }
+
+    fn pixel_shape(&self) -> [usize; 3] {
+        let v = &self.cfg.vision;
+        [v.num_channels, v.image_size, v.image_size]
+    }
+
+    /// Rescale / normalise only; the resize and tiling are `self.image`'s.
+    fn processor(&self) -> &ImageProcessorConfig {
+        &self.image.norm
+    }
+
+    fn tiled(&self) -> bool {
+        true
+    }
+
+    fn tiles(&self, img: &Rgb8Image, name: &str) -> Option<crate::error::Result<ImageInput>> {
+        let run = || -> crate::error::Result<ImageInput> {
+            let t = pinhole_core::hf::smolvlm_image::preprocess_tiles(img, &self.image)?;
+            if t.tiles() > self.max_tiles() {
+                return Err(crate::error::Error::Request(format!(
+                    "{name}: {} tiles, more than the {} this processor config allows",
+                    t.tiles(),
+                    self.max_tiles()
+                )));
+            }
+            Ok(ImageInput {
+                pixels: t.pixels,
+                grid: Some((t.rows, t.cols)),
+            })
+        };
+        Some(run())
+    }
+
+    fn image_graph(&self, tile: usize, debug: bool) -> Result<Graph> {
+        self.tile_graph(tile, debug)
+    }
+
+    fn debug_output_names(&self) -> &'static [&'static str] {
+        &["vision_out", "projector_out"]
+    }
+
+    fn prefill_graph(
+        &self,
+        ids: &[u32],
+        image_rows: &[u32],
+        max_len: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        self.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice)
+    }
+
+    fn decode_graph(
+        &self,
+        token: u32,
+        row: usize,
+        _prefix_len: usize,
+        max_len: usize,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> Result<(Graph, StepOutputs)> {
+        SmolVlm::decode_graph(self, token, row, max_len, logits, choice)
+    }
+
+    fn canonical_name(&self, name: &str) -> Option<String> {
+        SmolVlm::canonical_name(name)
+    }
+
+    fn example_source(&self, canonical: &str) -> String {
+        SmolVlm::example_source(canonical)
     }
 }
 

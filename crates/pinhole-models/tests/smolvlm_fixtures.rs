@@ -30,7 +30,7 @@ fn weights(model: &SmolVlm, dir: &std::path::Path) -> HashMap<String, Tensor> {
     }
     let mut out = HashMap::new();
     // The list the loaders check: read off the model's graphs.
-    let m = Model::SmolVlm(
+    let m = Model::new(Box::new(
         SmolVlm::new(
             model.cfg.clone(),
             model.image.clone(),
@@ -38,7 +38,7 @@ fn weights(model: &SmolVlm, dir: &std::path::Path) -> HashMap<String, Tensor> {
             DType::F32,
         )
         .unwrap(),
-    );
+    ));
     for w in m.expected_weights().unwrap() {
         let src = by_canon
             .get(&w.name)

@@ -378,7 +378,7 @@ struct Inner {
 
 /// Whether `m` is a chat model: its prompt goes through the folder's chat template.
 fn is_chat(m: &Arch) -> bool {
-    matches!(m, Arch::SmolVlm(_))
+    m.is_chat()
 }
 
 /// The question asked when the caller gives neither a prompt nor messages: PaliGemma's

@@ -1,0 +1,270 @@
+//! [`Architecture`]: everything the loaders, the processor, the generation loop, the CLI and the
+//! browser need from a model family, and nothing else. A family is a model file that implements
+//! it (config → graphs, prompt ids, image rows, checkpoint name mapping, defaults) plus one line
+//! in [`crate::registry`], keyed by config.json's `model_type`; nothing else matches on the
+//! family.
+//!
+//! Model files import this module, [`crate::layers`], `pinhole-core` and their config only.
+
+use std::any::Any;
+
+use pinhole_core::graph::Graph;
+use pinhole_core::hf::image::Rgb8Image;
+use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig};
+use pinhole_core::{DType, Tensor};
+
+use crate::error::{Error, Result};
+use crate::layers::{StepOutputs, TokenChoice};
+
+/// Storage precision of matrix weights (linear layers, embedding table). Norms, biases,
+/// position embeddings and the patch-embedding kernel always stay f32.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightPrecision {
+    F32,
+    F16,
+    /// f16 when the checkpoint is f16/bf16, f32 when it is f32.
+    Auto,
+}
+
+impl WeightPrecision {
+    /// The storage dtype of matrix weights for a checkpoint whose config.json says `saved_as`.
+    pub fn matrix_dtype(self, saved_as: Option<DType>) -> DType {
+        match self {
+            WeightPrecision::F32 => DType::F32,
+            WeightPrecision::F16 => DType::F16,
+            WeightPrecision::Auto => match saved_as {
+                Some(DType::F16) | Some(DType::BF16) => DType::F16,
+                _ => DType::F32,
+            },
+        }
+    }
+}
+
+/// The small files of a model folder, as bytes with the name to show in errors (a path, or a
+/// URL in the browser).
+pub struct ModelFiles<'a> {
+    pub config: (&'a [u8], &'a str),
+    /// `preprocessor_config.json` or `processor_config.json`.
+    pub processor: (&'a [u8], &'a str),
+    /// `generation_config.json`, when the folder has one.
+    pub generation: Option<(&'a [u8], String)>,
+    pub tokenizer: (&'a [u8], &'a str),
+}
+
+/// Where a canonical weight comes from when it is not a checkpoint tensor of its own: rows
+/// `first .. first + rows` of the (fused) checkpoint tensor with canonical name `source`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RowSlice {
+    pub source: String,
+    pub first: usize,
+}
+
+/// A preprocessed image: pixels `[3, H, W]` (PaliGemma, BLIP-2) or the tiles
+/// `[tiles, 3, T, T]` with their split grid (SmolVLM: `rows × cols` tiles then the global image,
+/// `0 × 0` for one unsplit tile), which the prompt's image tokens depend on.
+#[derive(Clone, Debug)]
+pub struct ImageInput {
+    pub pixels: Tensor,
+    pub grid: Option<(usize, usize)>,
+}
+
+impl ImageInput {
+    /// Tiles the vision tower runs on.
+    pub fn tiles(&self) -> usize {
+        if self.grid.is_some() && self.pixels.shape.len() == 4 {
+            self.pixels.shape[0]
+        } else {
+            1
+        }
+    }
+
+    /// The pixels of tile `k` as `[3, T, T]`.
+    pub fn tile(&self, k: usize) -> Result<Tensor> {
+        if self.grid.is_none() || self.pixels.shape.len() != 4 {
+            return Ok(self.pixels.clone());
+        }
+        let per: usize = self.pixels.shape[1..].iter().product();
+        let data = self.pixels.as_f32()?;
+        let part = data
+            .get(k * per..(k + 1) * per)
+            .ok_or_else(|| Error::Request(format!("tile {k} of {:?}", self.pixels.shape)))?;
+        Ok(Tensor::f32(&self.pixels.shape[1..], part.to_vec())?)
+    }
+}
+
+impl From<Tensor> for ImageInput {
+    fn from(pixels: Tensor) -> Self {
+        ImageInput { pixels, grid: None }
+    }
+}
+
+impl From<&Tensor> for ImageInput {
+    fn from(pixels: &Tensor) -> Self {
+        ImageInput {
+            pixels: pixels.clone(),
+            grid: None,
+        }
+    }
+}
+
+impl From<&ImageInput> for ImageInput {
+    fn from(i: &ImageInput) -> Self {
+        i.clone()
+    }
+}
+
+/// A model family. Graph builders must be pure functions of the config and their arguments:
+/// the weight list the loaders check is read off the graphs they build
+/// ([`crate::model::Model::expected_weights`]).
+pub trait Architecture: Send + Sync {
+    /// A short name of the architecture (for `--json` and messages).
+    fn family(&self) -> &'static str;
+
+    /// The family's own type, for code (tests, tools) that needs its config
+    /// ([`crate::model::Model::downcast_ref`]).
+    fn as_any(&self) -> &dyn Any;
+
+    /// Storage dtype of matrix weights on the GPU.
+    fn matrix_dtype(&self) -> DType;
+
+    fn vocab_size(&self) -> usize;
+    fn max_positions(&self) -> usize;
+
+    /// Generation stops on these ids.
+    fn eos_ids(&self) -> Vec<u32>;
+
+    // --- the processor ---------------------------------------------------------------------
+
+    /// The prompt `pinhole generate` uses when `--prompt` is not given.
+    fn default_prompt(&self) -> &'static str;
+
+    /// Whether prompts go through the folder's chat template (SmolVLM).
+    fn is_chat(&self) -> bool {
+        false
+    }
+
+    /// Token ids of `prompt` with the image placeholders; `image` is the preprocessed image
+    /// when the placeholders depend on it (SmolVLM's tile grid). The caller checks the ids
+    /// against the vocabulary.
+    fn prompt_ids(&self, tok: &tokenizers::Tokenizer, prompt: &str, image: Option<&ImageInput>) -> Result<Vec<u32>>;
+
+    /// The id whose positions in the prompt take the image rows (`None`: the first
+    /// [`Architecture::num_image_tokens`] positions, BLIP-2 without an image token).
+    fn image_token(&self) -> Option<u32>;
+
+    /// Rows of image features written into the prompt (SmolVLM: the most an image can give).
+    fn num_image_tokens(&self) -> usize;
+
+    /// Rows of image features the prompt of `image` must hold.
+    fn image_tokens_for(&self, _image: &ImageInput) -> usize {
+        self.num_image_tokens()
+    }
+
+    /// The fewest image rows a prompt can have (the probe prompt of `expected_weights`).
+    fn min_image_tokens(&self) -> usize {
+        self.num_image_tokens()
+    }
+
+    /// `[channels, size, size]` of the pixels the vision tower takes (SmolVLM: of one tile).
+    fn pixel_shape(&self) -> [usize; 3];
+
+    /// Rescale / normalisation (and, for one-tile families, the resize) of the image.
+    fn processor(&self) -> &ImageProcessorConfig;
+
+    /// Whether the family cuts an image into tiles ([`Architecture::tiles`]; its prompt ids
+    /// then depend on the image).
+    fn tiled(&self) -> bool {
+        false
+    }
+
+    /// `Some`: the family cuts a decoded image into tiles itself (SmolVLM); `None`: one resize
+    /// to [`Architecture::pixel_shape`] with [`Architecture::processor`] (the processor does it).
+    fn tiles(&self, _img: &Rgb8Image, _name: &str) -> Option<Result<ImageInput>> {
+        None
+    }
+
+    // --- graphs ----------------------------------------------------------------------------
+
+    /// The image-encode graph of tile `tile` (input "pixels", writes the state
+    /// [`crate::layers::IMAGE_FEATURES`]; one-tile families have tile 0 only); with `debug`
+    /// its outputs are the intermediate results named by
+    /// [`Architecture::debug_output_names`], in that order.
+    fn image_graph(&self, tile: usize, debug: bool) -> pinhole_core::Result<Graph>;
+
+    /// Names of the image graph's debug outputs (as in the fixtures' expected.safetensors).
+    fn debug_output_names(&self) -> &'static [&'static str];
+
+    /// Prefill over the prompt ids with the image rows filled from the encoded image.
+    fn prefill_graph(
+        &self,
+        ids: &[u32],
+        image_rows: &[u32],
+        max_len: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+    ) -> pinhole_core::Result<(Graph, StepOutputs)>;
+
+    /// One decode step for `token` at sequence position `row`; `prefix_len` is the prompt
+    /// length (for families whose prompt block attends bidirectionally).
+    #[allow(clippy::too_many_arguments)]
+    fn decode_graph(
+        &self,
+        token: u32,
+        row: usize,
+        prefix_len: usize,
+        max_len: usize,
+        logits: bool,
+        choice: &TokenChoice,
+    ) -> pinhole_core::Result<(Graph, StepOutputs)>;
+
+    // --- checkpoint names ------------------------------------------------------------------
+
+    /// Checkpoint tensor name → canonical name (`None`: not used).
+    fn canonical_name(&self, name: &str) -> Option<String>;
+
+    /// A checkpoint name that would provide the canonical weight (error messages).
+    fn example_source(&self, canonical: &str) -> String;
+
+    /// For weights cut out of a fused checkpoint tensor: where their rows come from.
+    fn row_slice(&self, _canonical: &str) -> Option<RowSlice> {
+        None
+    }
+
+    /// Weights that load as zeros when the checkpoint has neither them nor their source.
+    fn zero_if_missing(&self, _canonical: &str) -> bool {
+        false
+    }
+}
+
+/// Stop ids as transformers picks them: generation_config.json's, else config.json's, else the
+/// text config's.
+pub fn eos_ids(generation: &GenerationConfig, config: &[u32], text: &[u32]) -> Vec<u32> {
+    [generation.eos_token_ids.as_slice(), config, text]
+        .into_iter()
+        .find(|ids| !ids.is_empty())
+        .unwrap_or_default()
+        .to_vec()
+}
+
+/// A tokenizer error naming tokenizer.json.
+pub fn tok_err(message: String) -> Error {
+    Error::Tokenizer {
+        file: "tokenizer.json".into(),
+        message,
+    }
+}
+
+/// `tok.encode` with a panic inside the tokenizers crate contained ([`crate::tokenizer`]).
+pub fn encode(tok: &tokenizers::Tokenizer, text: &str, special: bool) -> Result<tokenizers::Encoding> {
+    crate::tokenizer::contained("tokenizer.json", "encoding the prompt", || {
+        tok.encode(text, special).map_err(|e| tok_err(e.to_string()))
+    })
+}
+
+/// The error of a family's build function given another family's config (a registry line
+/// pointing at the wrong family).
+pub fn wrong_config(family: &str, file: &str) -> Error {
+    Error::Core(pinhole_core::Error::Invalid(format!(
+        "{file}: the registry gave a config of another family to {family}; fix FAMILIES in registry.rs"
+    )))
+}
