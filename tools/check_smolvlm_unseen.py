@@ -11,6 +11,12 @@ case and compares the prompt ids and the greedy ids with transformers':
     /work/venv/bin/python tools/check_smolvlm_unseen.py --pinhole target/debug/pinhole
     /work/venv/bin/python tools/check_smolvlm_unseen.py --seed 7 --count 5 --keep /tmp/unseen
 
+`--fullwidth` builds one SmolVLM-256M-shaped random model instead (SigLIP 768 wide, patch 16,
+512 px tiles up to 4x4 + global, scale_factor 4 = 64 tokens per tile; SmolLM2-135M's decoder
+widths: 576 / 1536, 9 heads, 3 KV heads, rope_theta 100000; vocabulary 49280, untied head; one
+layer each unless --layers, bf16 as published) and checks it the same way (slow on a CPU
+adapter: minutes); `--keep DIR` keeps it for `pinhole bench model --model DIR/smolvlm-256m-l1/model`.
+
 The single-turn question after the image goes through pinhole's own chat template rendering
 (`--prompt`); the other cases pass transformers' rendered prompt with `--raw-prompt`. Exit
 status 1 when any case differs. Nothing is written into the repository.
@@ -57,12 +63,13 @@ def draw_variant(rng: random.Random, k: int) -> dict:
     splitting = rng.random() < 0.8
     tiles_per_side = rng.choice([2, 3, 4, 5])
     bos = "<|begin_of_text|>" if model_type == "idefics3" else None
+    seed = rng.randrange(1 << 30)
     template = fx.IDEFICS3_TEMPLATE if bos else fx.SMOLVLM_TEMPLATE
     tok_vocab = 420 + (1 if bos else 0)
     return dict(
         doc=f"unseen checkpoint {k}",
         model_type=model_type,
-        seed=rng.randrange(1 << 30),
+        seed=seed,
         vision=dict(hidden_size=v_hidden, intermediate_size=rng.choice([16, 24, 40, 56]),
                     num_hidden_layers=rng.choice([1, 2, 3]), num_attention_heads=v_heads,
                     image_size=image_size, patch_size=patch),
@@ -82,7 +89,41 @@ def draw_variant(rng: random.Random, k: int) -> dict:
         save_dtype=rng.choice(["float32", "bfloat16"]),
         cases=["describe", "tall", "multiturn", "jpeg"],
         min_generated=1,
+        # From the variant's own seed (the draws above stay what they were): EOS rows of the
+        # head scaled down (long generations) or up (so some cases stop on <end_of_utterance>).
+        eos_gain=random.Random(seed).choice([0.1, 1.0, 4.0, 8.0]),
     )
+
+
+def fullwidth_variant(layers: int) -> dict:
+    """SmolVLM-256M-Instruct's widths with random weights (its tokenizer is replaced by the small
+    one of the fixtures, so only the first ids of the 49280-row vocabulary are ever prompted)."""
+    return dict(
+        doc=f"SmolVLM-256M widths, {layers} layer(s) each",
+        model_type="smolvlm",
+        seed=256,
+        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=layers, num_attention_heads=12,
+                    image_size=512, patch_size=16),
+        scale_factor=4,
+        text=dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=layers, num_attention_heads=9,
+                  num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0),
+        tie=False,
+        processor=dict(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}, do_image_splitting=True),
+        vocab=(420, 49280),
+        template=fx.SMOLVLM_TEMPLATE,
+        template_file="jinja",
+        save_dtype="bfloat16",
+        cases=["describe", "tall"],
+        min_generated=1,
+    )
+
+
+def stop_note(e: dict) -> str:
+    """Which EOS a case stopped on (make_variant's eos ids: <|im_end|>, <end_of_utterance>)."""
+    if not e["stopped_on_eos"]:
+        return ""
+    last = e["generated_ids"][-1]
+    return ", stops on <end_of_utterance>" if last == e["eos_token_ids"][-1] else f", stops on EOS id {last}"
 
 
 def pinhole_generate(binary: list[str], model: str, image: str, prompt: str, raw: bool, n: int) -> dict:
@@ -100,6 +141,8 @@ def main() -> int:
     ap.add_argument("--count", type=int, default=4)
     ap.add_argument("--pinhole", help="the pinhole binary (default: cargo run -q -p pinhole-cli --)")
     ap.add_argument("--keep", help="keep the checkpoints in this folder (default: a temporary one, removed)")
+    ap.add_argument("--fullwidth", action="store_true", help="one SmolVLM-256M-shaped model instead")
+    ap.add_argument("--layers", type=int, default=1, help="--fullwidth: vision and text layers (default 1)")
     args = ap.parse_args()
     binary = [os.path.abspath(args.pinhole)] if args.pinhole else ["cargo", "run", "-q", "-p", "pinhole-cli", "--"]
     fx.check_position_ids_identity()
@@ -109,11 +152,12 @@ def main() -> int:
     rng = random.Random(args.seed)
     failures = 0
     checked = 0
+    stopped = 0  # cases that ended on <end_of_utterance> / EOS in both
     try:
-        for k in range(args.count):
-            v = draw_variant(rng, k)
-            name = f"unseen-{args.seed}-{k}"
-            summary = {key: v[key] for key in ("model_type", "vision", "scale_factor", "text", "tie", "processor",
+        todo = ([(f"smolvlm-256m-l{args.layers}", fullwidth_variant(args.layers))] if args.fullwidth else
+                [(f"unseen-{args.seed}-{k}", draw_variant(rng, k)) for k in range(args.count)])
+        for name, v in todo:
+            summary = {key: v.get(key) for key in ("model_type", "vision", "scale_factor", "text", "tie", "processor",
                                                 "strip_model_prefix", "save_dtype", "template_file")}
             print(f"\n== {name}: {json.dumps(summary)}", flush=True)
             exp = fx.make_variant(name, v, root, None)
@@ -128,10 +172,11 @@ def main() -> int:
                 ok = (got.get("prompt_ids") == e["input_ids"] and got.get("token_ids") == e["generated_ids"])
                 checked += 1
                 tiles = f"{e['rows']}x{e['cols']}+1" if e["rows"] else "1"
+                stopped += int(ok and e["stopped_on_eos"])
                 how = "template" if not raw else "raw"
                 print(f"   {case:9s} tiles {tiles:6s} {how:8s} {'same ids' if ok else 'DIFFERENT'} "
                       f"({len(e['input_ids'])} prompt ids, {len(e['generated_ids'])} generated, "
-                      f"margin {e['min_greedy_margin']:.4f})", flush=True)
+                      f"margin {e['min_greedy_margin']:.4f}{stop_note(e)})", flush=True)
                 if not ok:
                     failures += 1
                     print(f"     transformers: {e['generated_ids']}\n     pinhole:      {got.get('token_ids')} "
@@ -141,7 +186,7 @@ def main() -> int:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
-    print(f"\n{checked - failures}/{checked} cases equal to transformers")
+    print(f"\n{checked - failures}/{checked} cases equal to transformers ({stopped} of them stopped on EOS)")
     return 1 if failures else 0
 
 

@@ -240,11 +240,12 @@ def build_config(v: dict, tok, model_vocab: int):
 
 
 @torch.no_grad()
-def randomize(model, seed: int, eos_ids: list[int]) -> None:
+def randomize(model, seed: int, eos_ids: list[int], eos_gain: float = 0.1) -> None:
     """Deterministic random weights, larger than transformers' init so every piece matters:
     matrices N(0, 1/fan_in) (text q/k x3, o/down x4), embeddings N(0, 0.5), position
     embeddings N(0, 1), norm weights 1 + N(0, 0.2), biases N(0, 0.1). The EOS rows of the
-    LM head are scaled down so greedy decoding runs long enough to compare many tokens."""
+    LM head are scaled by `eos_gain` (down, so greedy decoding runs long enough to compare many
+    tokens; up, to make a checkpoint stop on <end_of_utterance>)."""
     g = torch.Generator().manual_seed(seed)
     for name, p in sorted(model.named_parameters(), key=lambda kv: kv[0]):
         if name.endswith("bias"):
@@ -265,7 +266,7 @@ def randomize(model, seed: int, eos_ids: list[int]) -> None:
         p.copy_(val.to(p.dtype))
     head = model.get_output_embeddings().weight
     for e in eos_ids:
-        head[e] *= 0.1
+        head[e] *= eos_gain
 
 
 def write_json(path: str, obj) -> None:
@@ -388,7 +389,7 @@ def make_variant(name: str, v: dict, out_root: str, seed: int | None) -> dict:
     cfg = build_config(v, tok, model_vocab)
     torch.manual_seed(seed)
     model = AutoModelForImageTextToText.from_config(cfg).eval()
-    randomize(model, seed, eos_ids)
+    randomize(model, seed, eos_ids, v.get("eos_gain", 0.1))
     model.generation_config.eos_token_id = eos_ids
     model.generation_config.bos_token_id = cfg.text_config.bos_token_id
     model.generation_config.pad_token_id = tok.token_to_id("<|im_end|>")
