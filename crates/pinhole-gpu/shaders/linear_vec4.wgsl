@@ -14,6 +14,9 @@
 //             used for the slice's rows of x; the TPR partial sums of a row meet in
 //             workgroup memory after one barrier. Dispatch (gx, gy, ceil(M/4)),
 //             gx·gy ≥ ceil(Nc/RPW), block = wg.x + wg.y·gx, slice z = rows 4z .. 4z+3.
+//   gemv_rows: as gemv, for CPU adapters: one weight row per thread over all of K, 64 rows
+//             per workgroup, no workgroup memory, no barrier. Dispatch (gx, gy, ceil(M/4)),
+//             gx·gy ≥ ceil(Nc/64).
 //   gemm_reg: any M, for CPU adapters (llvmpipe, SwiftShader), where workgroup barriers are
 //             coroutine switches and workgroup memory is ordinary memory: no workgroup memory
 //             and no barrier at all. Each thread keeps a RT×CT block of Y in registers and
@@ -123,6 +126,63 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let b = bias_at(col);
         for (var i = 0u; i < rows; i++) {
             y[(m0 + i) * p.n + p.n0 + col] = s[i] + b;
+        }
+    }
+}
+
+// One weight row per thread, 64 per workgroup, the whole of K walked by that thread: the GEMV
+// for CPU adapters. Every lane of a SIMD group reads the same element of x (the driver loads
+// it once for the group) and its own row of W, there is no reduction and no barrier. On a GPU
+// the lanes' weight reads would be 64 rows apart (uncoalesced), hence `gemv` there.
+@compute @workgroup_size(64)
+fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let col = group_index(wg) * 64u + li;
+    let c = min(col, p.nc - 1u); // past the chunk: load a valid row, store nothing
+    let m0 = wg.z * 4u;
+    let rows = min(p.m - m0, 4u);
+    let xrow = p.k / 4u;
+    let x0 = m0 * xrow;
+    let x1 = min(m0 + 1u, p.m - 1u) * xrow;
+    let x2 = min(m0 + 2u, p.m - 1u) * xrow;
+    let x3 = min(m0 + 3u, p.m - 1u) * xrow;
+    var acc = vec4<f32>(0.0);
+    if (W_F16) {
+        let wrow = p.k / 8u;
+        let wb = c * wrow;
+        if (rows == 1u) {
+            for (var v = 0u; v < wrow; v++) {
+                let q = w[wb + v];
+                acc.x += dot(halves_lo(q), x[x0 + 2u * v]) + dot(halves_hi(q), x[x0 + 2u * v + 1u]);
+            }
+        } else {
+            for (var v = 0u; v < wrow; v++) {
+                let q = w[wb + v];
+                let a = halves_lo(q);
+                let b = halves_hi(q);
+                let o = 2u * v;
+                acc += vec4<f32>(dot(a, x[x0 + o]) + dot(b, x[x0 + o + 1u]),
+                                 dot(a, x[x1 + o]) + dot(b, x[x1 + o + 1u]),
+                                 dot(a, x[x2 + o]) + dot(b, x[x2 + o + 1u]),
+                                 dot(a, x[x3 + o]) + dot(b, x[x3 + o + 1u]));
+            }
+        }
+    } else {
+        let wb = c * xrow;
+        if (rows == 1u) {
+            for (var v = 0u; v < xrow; v++) {
+                acc.x += dot(bitcast<vec4<f32>>(w[wb + v]), x[x0 + v]);
+            }
+        } else {
+            for (var v = 0u; v < xrow; v++) {
+                let a = bitcast<vec4<f32>>(w[wb + v]);
+                acc += vec4<f32>(dot(a, x[x0 + v]), dot(a, x[x1 + v]), dot(a, x[x2 + v]), dot(a, x[x3 + v]));
+            }
+        }
+    }
+    if (col < p.nc) {
+        let b = bias_at(col);
+        for (var i = 0u; i < rows; i++) {
+            y[(m0 + i) * p.n + p.n0 + col] = acc[i] + b;
         }
     }
 }

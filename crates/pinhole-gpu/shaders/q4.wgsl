@@ -26,6 +26,8 @@
 //   gemm:   M > 4. 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in
 //           steps of 32 (one vec4 of packed weights per row per step, dequantized into
 //           workgroup memory). Dispatch (ceil(nc/64), ceil(M/64), 1).
+//   gemv_rows: M ≤ 4 on CPU adapters: one weight row per thread, 64 per workgroup, no
+//           barrier. Dispatch (gx, gy, 1), gx·gy ≥ ceil(nc/64).
 //   gemm_reg: M > 4 on CPU adapters: 4×4 outputs per thread in registers, no workgroup
 //           memory, no barrier. Dispatch (ceil(M/4), ceil(nc/256), 1).
 //   gather: one thread per output element (rows whose id falls in this chunk), 256 per
@@ -78,9 +80,15 @@ fn scale_offset(g: u32) -> vec2<f32> {
 
 const SHIFTS = vec4<u32>(0u, 4u, 8u, 12u);
 
+// Nibbles `sh` .. `sh`+3 of word q as floats (0 .. 15). Converted through i32: CPUs convert
+// signed integers in one instruction, unsigned ones in several (the values are the same).
+fn nib4(q: u32, sh: u32) -> vec4<f32> {
+    return vec4<f32>(bitcast<vec4<i32>>((vec4<u32>(q >> sh) >> SHIFTS) & vec4<u32>(15u)));
+}
+
 // Four weights from nibbles `sh`.. of word q: exactly the CPU reference's dequant_value.
 fn deq4(q: u32, sh: u32, so: vec2<f32>) -> vec4<f32> {
-    let n = vec4<f32>((vec4<u32>(q >> sh) >> SHIFTS) & vec4<u32>(15u));
+    let n = nib4(q, sh);
     if (p.asym != 0u) {
         return n * so.x + so.y;
     }
@@ -135,6 +143,62 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let sum = red[li];
         for (var m = 0u; m < p.m; m++) {
             y[m * p.n + p.n0 + col] = sum[m] + b;
+        }
+    }
+}
+
+// gemv_rows: the GEMV for CPU adapters (see linear_vec4.wgsl's gemv_rows): one weight row
+// per thread over all of K, 64 rows per workgroup, no workgroup memory, no barrier; the lanes
+// of a SIMD group read the same x and their own packed words.
+@compute @workgroup_size(64)
+fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let col = group_index(wg) * 64u + li;
+    let c = min(col, p.nc - 1u); // past the chunk: load a valid row, store nothing
+    let kv = p.k / 32u;
+    let xrow = p.k / 4u;
+    let gpr = p.k / p.group;
+    let x1 = min(1u, p.m - 1u) * xrow;
+    let x2 = min(2u, p.m - 1u) * xrow;
+    let x3 = min(3u, p.m - 1u) * xrow;
+    var acc = vec4<f32>(0.0);
+    if (p.m == 1u) {
+        // The scale (and offset) of the 32 weights of one step are factored out of the dot
+        // product: Σ (q - 8)·s·x = s · Σ (q - 8)·x, and Σ (q·s + o)·x = s · Σ q·x + o · Σ x.
+        let zero = select(8.0, 0.0, p.asym != 0u);
+        for (var v = 0u; v < kv; v++) {
+            let q = w[c * kv + v];
+            let so = scale_offset(c * gpr + (v * 32u) / p.group);
+            var dq = 0.0;
+            var sx = vec4<f32>(0.0);
+            for (var j = 0u; j < 4u; j++) {
+                let o = v * 8u + 2u * j;
+                let xa = x[o];
+                let xb = x[o + 1u];
+                dq += dot(nib4(q[j], 0u) - zero, xa) + dot(nib4(q[j], 16u) - zero, xb);
+                sx += xa + xb;
+            }
+            acc.x += so.x * dq + so.y * (sx.x + sx.y + sx.z + sx.w);
+        }
+    } else {
+        // Rows past M read row M-1 and are not stored.
+        for (var v = 0u; v < kv; v++) {
+            let q = w[c * kv + v];
+            let so = scale_offset(c * gpr + (v * 32u) / p.group);
+            for (var j = 0u; j < 4u; j++) {
+                let lo = deq4(q[j], 0u, so);
+                let hi = deq4(q[j], 16u, so);
+                let o = v * 8u + 2u * j;
+                acc += vec4<f32>(dot(lo, x[o]) + dot(hi, x[o + 1u]),
+                                 dot(lo, x[x1 + o]) + dot(hi, x[x1 + o + 1u]),
+                                 dot(lo, x[x2 + o]) + dot(hi, x[x2 + o + 1u]),
+                                 dot(lo, x[x3 + o]) + dot(hi, x[x3 + o + 1u]));
+            }
+        }
+    }
+    if (col < p.nc) {
+        let b = bias_at(col);
+        for (var m = 0u; m < p.m; m++) {
+            y[m * p.n + p.n0 + col] = acc[m] + b;
         }
     }
 }

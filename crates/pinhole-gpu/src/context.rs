@@ -69,9 +69,9 @@ pub struct Gpu {
     lost: Arc<Mutex<Option<String>>>,
     /// Bound where a kernel declares an optional input that this dispatch does not use.
     pub(crate) dummy: wgpu::Buffer,
-    /// Matmuls with more than 4 rows use the register-tiled GEMMs (no workgroup memory, no
-    /// barriers) instead of the shared-memory tiled ones; on by default on CPU adapters.
-    barrier_free_gemm: AtomicBool,
+    /// Matmuls use the barrier-free kernels (row-per-thread GEMV, register-tiled GEMM: no
+    /// workgroup memory, no barriers) instead of the GPU ones; on by default on CPU adapters.
+    barrier_free_matmul: AtomicBool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -175,22 +175,23 @@ impl Gpu {
             uncaptured,
             lost,
             dummy,
-            barrier_free_gemm: AtomicBool::new(is_software),
+            barrier_free_matmul: AtomicBool::new(is_software),
         }))
     }
 
-    /// Whether matmuls with more than 4 rows run the register-tiled, barrier-free GEMMs
-    /// (linear_vec4.wgsl / q4.wgsl `gemm_reg`) rather than the shared-memory tiled ones. The
-    /// default is the adapter rule: on for CPU adapters, off for GPUs.
-    pub fn barrier_free_gemm(&self) -> bool {
-        self.barrier_free_gemm.load(Ordering::Relaxed)
+    /// Whether matmuls run the barrier-free kernels (`gemv_rows` and `gemm_reg` of
+    /// linear_vec4.wgsl and q4.wgsl) rather than the GPU ones (K-split GEMV with a workgroup
+    /// reduction, shared-memory tiled GEMM). The default is the adapter rule: on for CPU
+    /// adapters, off for GPUs.
+    pub fn barrier_free_matmul(&self) -> bool {
+        self.barrier_free_matmul.load(Ordering::Relaxed)
     }
 
-    /// Overrides [`Gpu::barrier_free_gemm`] for matmuls planned from now on. Tests use it to
-    /// run both GEMM families on one adapter; results are the same either way (up to f32
+    /// Overrides [`Gpu::barrier_free_matmul`] for matmuls planned from now on. Tests use it to
+    /// run both kernel families on one adapter; results are the same either way (up to f32
     /// summation order).
-    pub fn set_barrier_free_gemm(&self, on: bool) {
-        self.barrier_free_gemm.store(on, Ordering::Relaxed);
+    pub fn set_barrier_free_matmul(&self, on: bool) {
+        self.barrier_free_matmul.store(on, Ordering::Relaxed);
     }
 
     /// Bytes per binding that weights are split at.

@@ -58,9 +58,10 @@ macro_rules! kernel_table {
 kernel_table! {
     Gemm => Matmul::"gemm", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
     Gemv => Matmul::"gemv", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
-    /// f32/f16 weights with 16-byte-aligned rows (linear_vec4.wgsl): vec4 GEMV, and the
-    /// barrier-free register-tiled GEMM for CPU adapters.
+    /// f32/f16 weights with 16-byte-aligned rows (linear_vec4.wgsl): vec4 GEMV (GPUs), and
+    /// the barrier-free row-per-thread GEMV and register-tiled GEMM (CPU adapters).
     GemvVec4 => LinearVec4::"gemv", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
+    GemvRows => LinearVec4::"gemv_rows", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
     GemmReg => LinearVec4::"gemm_reg", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
     Attention => Attention::"attend", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
     LayerNorm => Norm::"layer_norm", NormParams, w_f16 = false, [1 x, 2 w, 3 b, 4 y];
@@ -80,10 +81,11 @@ kernel_table! {
     Sample => Sample::"sample", SampleParams, w_f16 = false, [1 x, 2 out_id];
     RepetitionPenalty => Sample::"repetition_penalty", SampleParams, w_f16 = false, [1 x, 3 ids, 4 out_x];
     PatchEmbed => PatchEmbed::"patch_embed", PatchEmbedParams, w_f16 = true, [1 px, 2 w, 3 bias, 4 out, 5 pos];
-    /// 4-bit weights (q4.wgsl): fused GEMV, tiled GEMM (GPUs), register-tiled GEMM (CPU
-    /// adapters), embedding gather.
+    /// 4-bit weights (q4.wgsl): fused GEMV and tiled GEMM (GPUs), row-per-thread GEMV and
+    /// register-tiled GEMM (CPU adapters), embedding gather.
     Q4Gemv => Q4::"gemv", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
     Q4Gemm => Q4::"gemm", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
+    Q4GemvRows => Q4::"gemv_rows", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
     Q4GemmReg => Q4::"gemm_reg", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
     Q4Gather => Q4::"gather", Q4Params, w_f16 = false, [2 w, 4 y, 5 ids];
 }

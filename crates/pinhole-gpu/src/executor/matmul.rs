@@ -1,5 +1,6 @@
-//! `MatMul`: Y = X·Wᵀ (+ bias) with f32, f16 (matmul.wgsl) or 4-bit (q4.wgsl) weights, one
-//! dispatch per row chunk of the weight. GEMV for decode-sized inputs, tiled GEMM otherwise.
+//! `MatMul`: Y = X·Wᵀ (+ bias) with f32, f16 (linear_vec4.wgsl, matmul.wgsl) or 4-bit
+//! (q4.wgsl) weights, one dispatch per row chunk of the weight. GEMV for decode-sized inputs,
+//! GEMM otherwise; which variant per adapter kind is [`float_kernel`]'s rule.
 
 use pinhole_core::graph::{Op, TensorId};
 use pinhole_core::tensor::rows_of;
@@ -21,28 +22,35 @@ const Q4_GEMV_ROWS: u64 = 8;
 const TILE: usize = 64;
 /// Weight rows per workgroup of the vec4 GEMV (RPW in linear_vec4.wgsl).
 const VEC4_GEMV_ROWS: u64 = 8;
-/// Rows of x per z slice of the vec4 GEMV (the four lanes of its accumulator).
+/// Weight rows per workgroup of the row-per-thread GEMVs (`gemv_rows`, f32/f16 and 4-bit).
+const ROWS_GEMV_ROWS: u64 = 64;
+/// Rows of x per z slice of the vec4 GEMVs (the four lanes of their accumulator).
 const VEC4_GEMV_SLICE: usize = 4;
 /// Output block of one workgroup of the register-tiled GEMM (RT rows × 64·CT columns in
 /// linear_vec4.wgsl).
 const REG_TILE_ROWS: usize = 4;
 const REG_TILE_COLS: usize = 256;
+/// The same for q4.wgsl's register-tiled GEMM (4 × 4 per thread).
+const Q4_REG_TILE_ROWS: usize = 4;
+const Q4_REG_TILE_COLS: usize = 256;
 
-/// Which f32/f16 kernel runs a matmul of `m` rows with `k`-wide weights of storage `dtype`
-/// on this adapter. The rule (documented in ARCHITECTURE.md, measured in BENCHMARKS.md):
-/// rows of x and w that start on 16-byte boundaries (K a multiple of 4 for f32, of 8 for f16)
-/// take linear_vec4.wgsl — its GEMV for m ≤ 4 on every adapter, and its barrier-free
-/// register-tiled GEMM for larger m on CPU adapters (llvmpipe, SwiftShader: workgroup
-/// barriers are coroutine switches there, and workgroup memory is no faster than the rest);
-/// GPUs keep the shared-memory tiled GEMM of matmul.wgsl for m > 4, and any other K takes
-/// matmul.wgsl's scalar kernels.
+/// Which f32/f16 kernel runs a matmul of `m` rows with `k`-wide weights of storage `dtype`.
+/// The rule (ARCHITECTURE.md, measured in BENCHMARKS.md): rows of x and w that start on
+/// 16-byte boundaries (K a multiple of 4 for f32, of 8 for f16) take linear_vec4.wgsl. With
+/// `barrier_free` (CPU adapters: llvmpipe, SwiftShader, where a workgroup barrier is a
+/// coroutine switch of every invocation, workgroup memory is plain memory, and a load that is
+/// the same in every lane of a SIMD group is done once) that is the row-per-thread GEMV for
+/// m ≤ 4 and the register-tiled GEMM above; on GPUs the K-split GEMV (coalesced reads, one
+/// barrier) and matmul.wgsl's shared-memory tiled GEMM. Any other K takes matmul.wgsl's
+/// scalar GEMV or its tiled GEMM.
 pub(crate) fn float_kernel(m: usize, k: usize, dtype: DType, barrier_free: bool) -> Kernel {
     let aligned = k.is_multiple_of(if dtype == DType::F16 { 8 } else { 4 });
-    match (m <= GEMV_MAX_ROWS, aligned) {
-        (true, true) => Kernel::GemvVec4,
-        (true, false) => Kernel::Gemv,
-        (false, true) if barrier_free => Kernel::GemmReg,
-        (false, _) => Kernel::Gemm,
+    match (m <= GEMV_MAX_ROWS, aligned, barrier_free) {
+        (true, true, true) => Kernel::GemvRows,
+        (true, true, false) => Kernel::GemvVec4,
+        (true, false, _) => Kernel::Gemv,
+        (false, true, true) => Kernel::GemmReg,
+        (false, _, _) => Kernel::Gemm,
     }
 }
 
@@ -78,14 +86,17 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
         let bind = [("x", &xb), ("w", &c.buffer), ("bias", &bias_buf), ("y", cx.out)];
         let gemm_grid = [c.rows.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
         let d = if q4 {
-            let (kernel, groups) = if gemv {
+            // The same rule as the float kernels' (float_kernel); K is always a multiple of 32.
+            let (kernel, groups) = if gemv && cx.gpu.barrier_free_matmul() {
+                let (gx, gy) = cx.grid((c.rows as u64).div_ceil(ROWS_GEMV_ROWS));
+                (Kernel::Q4GemvRows, [gx, gy, 1])
+            } else if gemv {
                 let (gx, gy) = cx.grid((c.rows as u64).div_ceil(Q4_GEMV_ROWS));
                 (Kernel::Q4Gemv, [gx, gy, 1])
-            } else if cx.gpu.barrier_free_gemm() && m.div_ceil(REG_TILE_ROWS) <= max_dim {
-                // The same rule as the float kernels' (float_kernel): no barriers on CPUs.
+            } else if cx.gpu.barrier_free_matmul() && m.div_ceil(Q4_REG_TILE_ROWS) <= max_dim {
                 let groups = [
-                    m.div_ceil(REG_TILE_ROWS) as u32,
-                    c.rows.div_ceil(REG_TILE_COLS) as u32,
+                    m.div_ceil(Q4_REG_TILE_ROWS) as u32,
+                    c.rows.div_ceil(Q4_REG_TILE_COLS) as u32,
                     1,
                 ];
                 (Kernel::Q4GemmReg, groups)
@@ -95,7 +106,7 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
             Dispatch::new(kernel, q4_params(wt, c, m, bias.is_some(), groups[0])?, groups, &bind)?
         } else {
             // Same parameters for every kernel; only the kernel and its grid differ.
-            let mut kernel = float_kernel(m, wt.cols(), wt.dtype, cx.gpu.barrier_free_gemm());
+            let mut kernel = float_kernel(m, wt.cols(), wt.dtype, cx.gpu.barrier_free_matmul());
             if kernel == Kernel::GemmReg && m.div_ceil(REG_TILE_ROWS) > max_dim {
                 kernel = Kernel::Gemm;
             }
@@ -104,8 +115,13 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
                     let (gx, gy) = cx.grid((c.rows as u64).div_ceil(GEMV_ROWS));
                     [gx, gy, m as u32]
                 }
-                Kernel::GemvVec4 => {
-                    let (gx, gy) = cx.grid((c.rows as u64).div_ceil(VEC4_GEMV_ROWS));
+                Kernel::GemvVec4 | Kernel::GemvRows => {
+                    let per = if kernel == Kernel::GemvRows {
+                        ROWS_GEMV_ROWS
+                    } else {
+                        VEC4_GEMV_ROWS
+                    };
+                    let (gx, gy) = cx.grid((c.rows as u64).div_ceil(per));
                     [gx, gy, m.div_ceil(VEC4_GEMV_SLICE) as u32]
                 }
                 Kernel::GemmReg => [

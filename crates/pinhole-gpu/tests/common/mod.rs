@@ -26,8 +26,8 @@ fn open(limit: Option<u64>) -> Arc<Gpu> {
 }
 
 /// The adapter's device, and a second one with the binding limit lowered that also runs the
-/// other GEMM family (register-tiled vs shared-memory tiled, see `Gpu::barrier_free_gemm`), so
-/// both are checked on whatever adapter runs the tests.
+/// other matmul kernel family (barrier-free CPU kernels vs GPU kernels, see
+/// `Gpu::barrier_free_matmul`), so both are checked on whatever adapter runs the tests.
 pub fn gpus() -> [Arc<Gpu>; 2] {
     static NORMAL: OnceLock<Arc<Gpu>> = OnceLock::new();
     static LOW: OnceLock<Arc<Gpu>> = OnceLock::new();
@@ -35,7 +35,7 @@ pub fn gpus() -> [Arc<Gpu>; 2] {
     let low = LOW
         .get_or_init(|| {
             let g = open(Some(LOW_LIMIT));
-            g.set_barrier_free_gemm(!normal.barrier_free_gemm());
+            g.set_barrier_free_matmul(!normal.barrier_free_matmul());
             g
         })
         .clone();
