@@ -4,13 +4,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pg1-mqa/model")
-}
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
+mod common;
 
-fn image() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images/shapes_64.png")
-}
+use common::{fixture_model, image, run};
 
 /// A scratch copy of the fixture model that a test may break.
 fn scratch(name: &str) -> PathBuf {
@@ -22,19 +19,6 @@ fn scratch(name: &str) -> PathBuf {
         std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
     }
     dir
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 fn expect_error(args: &[&str], needles: &[&str]) {

@@ -1,36 +1,16 @@
 //! `pinhole generate` / `pinhole caption` pick the BLIP-2 + Phi architecture from config.json
 //! and reproduce the fixture's greedy ids; bad BLIP-2 folders give one clear error line.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
+mod common;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::{fixtures, ids, run};
 
 #[test]
 fn generate_and_caption_on_the_blip2_fixture() {
     let dir = fixtures().join("blip2-phi");
     let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-    let want: Vec<u64> = exp["generated_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect();
+    let want: Vec<u64> = ids(&exp["generated_ids"]);
     let model = dir.join("model");
     let image = fixtures().join("images").join(exp["image"].as_str().unwrap());
     let n = want.len().to_string();
@@ -49,12 +29,7 @@ fn generate_and_caption_on_the_blip2_fixture() {
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
     assert_eq!(v["model_family"], "blip-2+phi");
-    let got: Vec<u64> = v["token_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap())
-        .collect();
+    let got: Vec<u64> = ids(&v["token_ids"]);
     // The CLI decodes the PNG itself; PNG decoding and the resize are exact, so the ids match.
     assert_eq!(got, want, "CLI ids differ from transformers");
 

@@ -8,12 +8,13 @@
 //! tasks, so a failure here is pinhole's, not the model's.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
+mod common;
+
+use common::{pinhole, repo};
 
 fn examples() -> PathBuf {
     repo().join("models/pinhole-shapes/examples")
@@ -39,21 +40,6 @@ fn expected() -> BTreeMap<String, Vec<(String, String)>> {
         out.insert(image.clone(), list);
     }
     out
-}
-
-fn pinhole(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
-        .args(args)
-        .current_dir(repo())
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("run pinhole");
-    assert!(
-        out.status.success(),
-        "pinhole {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
 }
 
 #[test]

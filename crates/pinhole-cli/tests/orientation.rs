@@ -3,27 +3,10 @@
 //! before captioning, as transformers' `load_image` does, so `detect` finds the same boxes as
 //! on the upright scene; `--no-exif-orientation` captions the stored pixels instead.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
+mod common;
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn pinhole(args: &[&str]) -> String {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
-        .args(args)
-        .current_dir(repo())
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .expect("run pinhole");
-    assert!(
-        out.status.success(),
-        "pinhole {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("utf-8 output")
-}
+use common::{pinhole, repo};
 
 #[test]
 fn exif_rotated_photo_is_captioned_upright_unless_told_not_to() {

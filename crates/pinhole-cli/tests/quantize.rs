@@ -3,33 +3,16 @@
 //! tampered quantized files) with clear errors and nothing left behind.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-fn fixture_model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pg1-mqa/model")
-}
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
+mod common;
 
-fn image() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/images/shapes_64.png")
-}
+use common::{fixture_model, image, run};
 
 fn tmp(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("pinhole-q4cli-{}-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
     d
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
 }
 
 fn expect_error(args: &[&str], needles: &[&str]) -> String {

@@ -3,25 +3,10 @@
 //! transformers' (tests/fixtures/*/expected.json); `--raw-prompt` without `<image>` and a
 //! prompt longer than the context are one clear error line.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
+mod common;
 
-fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
-}
-
-fn run(args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_pinhole"))
-        .args(args)
-        .env("XDG_RUNTIME_DIR", "/tmp")
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into(),
-        String::from_utf8_lossy(&out.stderr).into(),
-    )
-}
+use common::{fixtures, ids, run};
 
 #[test]
 fn generate_json_equals_transformers() {
@@ -31,12 +16,7 @@ fn generate_json_equals_transformers() {
         let exp: serde_json::Value =
             serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
         let e = &exp["cases"][case];
-        let want: Vec<u64> = e["generated_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
+        let want: Vec<u64> = ids(&e["generated_ids"]);
         let question = e["messages"][0]["content"][1]["text"].as_str().unwrap();
         let model = dir.join("model");
         let image = fixtures().join("images").join(e["image"].as_str().unwrap());
@@ -56,25 +36,10 @@ fn generate_json_equals_transformers() {
         assert_eq!(code, 0, "{variant}: {stderr}");
         let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
         assert_eq!(v["model_family"], "smolvlm");
-        let got: Vec<u64> = v["token_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
+        let got: Vec<u64> = ids(&v["token_ids"]);
         assert_eq!(got, want, "{variant}/{case}");
-        let ids: Vec<u64> = v["prompt_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
-        let want_ids: Vec<u64> = e["input_ids"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_u64().unwrap())
-            .collect();
+        let ids: Vec<u64> = ids(&v["prompt_ids"]);
+        let want_ids: Vec<u64> = common::ids(&e["input_ids"]);
         assert_eq!(ids, want_ids, "{variant}/{case}: prompt ids");
     }
 }
