@@ -241,26 +241,6 @@ impl Blip2Phi {
         }
     }
 
-    /// Image-encode graph: pixels → vision → Q-Former → projection, written into the executor
-    /// state "image_features". With `debug`, the vision, Q-Former and projection outputs are
-    /// graph outputs (in that order).
-    pub fn image_graph(&self, debug: bool) -> Result<Graph> {
-        let mut g = Graph::new();
-        let v = &self.cfg.vision;
-        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
-        let vis = self.vision(&mut g, px)?;
-        let qf = self.qformer(&mut g, vis)?;
-        let proj = self.projection(&mut g, qf)?;
-        let st = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.cfg.text.hidden_size]);
-        g.write_rows(st, proj, 0)?;
-        if debug {
-            g.output(vis);
-            g.output(qf);
-            g.output(proj);
-        }
-        Ok(g)
-    }
-
     /// The Phi decoder over the embedded rows `x` and the step's outputs.
     fn step(
         &self,
@@ -276,48 +256,6 @@ impl Blip2Phi {
             self.text.lm_head(g, &head, x)
         })?;
         Ok((g, out))
-    }
-
-    /// The prefill graph over `ids` with the image features (state "image_features") at
-    /// `image_rows`.
-    pub fn prefill_graph_from_state(
-        &self,
-        ids: &[u32],
-        image_rows: &[u32],
-        max_len: usize,
-        all_logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let (n, h) = (self.num_image_tokens(), self.cfg.text.hidden_size);
-        let text = Scope::root("text");
-        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.text.embed(g, &text, ids))?;
-        let rows = StepRows {
-            row0: 0,
-            len: ids.len(),
-            max_len,
-        };
-        self.step(g, x, rows, all_logits, choice)
-    }
-
-    /// One decode step for `token` at sequence position `row`.
-    pub fn decode_graph(
-        &self,
-        token: u32,
-        row: usize,
-        max_len: usize,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let text = Scope::root("text");
-        let x = token_embedding(&mut g, token, |g, ids| self.text.embed(g, &text, ids))?;
-        let rows = StepRows {
-            row0: row,
-            len: 1,
-            max_len,
-        };
-        self.step(g, x, rows, logits, choice)
     }
 }
 
@@ -408,14 +346,32 @@ impl Architecture for Blip2Phi {
         &self.processor
     }
 
+    /// Image-encode graph: pixels → vision → Q-Former → projection, written into the executor
+    /// state "image_features". With `debug`, the vision, Q-Former and projection outputs are
+    /// graph outputs (in that order).
     fn image_graph(&self, _tile: usize, debug: bool) -> Result<Graph> {
-        Blip2Phi::image_graph(self, debug)
+        let mut g = Graph::new();
+        let v = &self.cfg.vision;
+        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
+        let vis = self.vision(&mut g, px)?;
+        let qf = self.qformer(&mut g, vis)?;
+        let proj = self.projection(&mut g, qf)?;
+        let st = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.cfg.text.hidden_size]);
+        g.write_rows(st, proj, 0)?;
+        if debug {
+            g.output(vis);
+            g.output(qf);
+            g.output(proj);
+        }
+        Ok(g)
     }
 
     fn debug_output_names(&self) -> &'static [&'static str] {
         &["vision_out", "qformer_out", "projector_out"]
     }
 
+    /// The prefill graph over `ids` with the image features (state "image_features") at
+    /// `image_rows`.
     fn prefill_graph(
         &self,
         ids: &[u32],
@@ -424,9 +380,19 @@ impl Architecture for Blip2Phi {
         all_logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        self.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice)
+        let mut g = Graph::new();
+        let (n, h) = (self.num_image_tokens(), self.cfg.text.hidden_size);
+        let text = Scope::root("text");
+        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.text.embed(g, &text, ids))?;
+        let rows = StepRows {
+            row0: 0,
+            len: ids.len(),
+            max_len,
+        };
+        self.step(g, x, rows, all_logits, choice)
     }
 
+    /// One decode step for `token` at sequence position `row`.
     fn decode_graph(
         &self,
         token: u32,
@@ -436,7 +402,15 @@ impl Architecture for Blip2Phi {
         logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        Blip2Phi::decode_graph(self, token, row, max_len, logits, choice)
+        let mut g = Graph::new();
+        let text = Scope::root("text");
+        let x = token_embedding(&mut g, token, |g, ids| self.text.embed(g, &text, ids))?;
+        let rows = StepRows {
+            row0: row,
+            len: 1,
+            max_len,
+        };
+        self.step(g, x, rows, logits, choice)
     }
 
     fn canonical_name(&self, name: &str) -> Option<String> {

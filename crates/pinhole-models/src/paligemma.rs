@@ -100,25 +100,6 @@ impl PaliGemma {
         proj.forward(g, &Scope::root("proj").pp("linear"), x)
     }
 
-    /// Image-encode graph: pixels → vision tower → projector → / sqrt(hidden), stored in the
-    /// executor state "image_features" (so several prompts can reuse one encoded image). With
-    /// `debug`, the vision and projector outputs are graph outputs.
-    pub fn image_graph(&self, debug: bool) -> Result<Graph> {
-        let mut g = Graph::new();
-        let v = &self.cfg.vision;
-        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
-        let vis = self.vision_tower(&mut g, px)?;
-        let proj = self.projector(&mut g, vis)?;
-        let scaled = g.scale(proj, 1.0 / (self.cfg.text.hidden_size as f64).sqrt() as f32)?;
-        let st = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.cfg.text.hidden_size]);
-        g.write_rows(st, scaled, 0)?;
-        if debug {
-            g.output(vis);
-            g.output(proj);
-        }
-        Ok(g)
-    }
-
     /// The Gemma / Gemma 2 decoder as the shared Llama-family decoder.
     fn decoder(&self) -> RmsDecoder {
         let t = &self.cfg.text;
@@ -197,53 +178,6 @@ impl PaliGemma {
             .forward(&mut g, &Scope::root("text"), x, &rows, prefix_len)?;
         let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| self.lm_head(g, x))?;
         Ok((g, out))
-    }
-
-    /// The prefill graph over the prefix `ids` (image tokens at `image_rows`). The image
-    /// features come from the executor state "image_features", written by the image-encode
-    /// graph (see `generate`). Outputs the next token as `choice` picks it (greedy argmax or
-    /// sampled on the GPU), and with `all_logits` the logits of every position (for checks
-    /// against transformers).
-    pub fn prefill_graph_from_state(
-        &self,
-        ids: &[u32],
-        image_rows: &[u32],
-        max_len: usize,
-        all_logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let s = ids.len();
-        let mut g = Graph::new();
-        let (n, h) = (self.num_image_tokens(), self.cfg.text.hidden_size);
-        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: 0,
-            len: s,
-            max_len,
-        };
-        self.step(g, x, rows, s, all_logits, choice)
-    }
-
-    /// One decode step: the token at sequence position `row` (ids input is a constant) → next
-    /// token as `choice` picks it; with `logits` also the step's logits (before any
-    /// repetition penalty or temperature).
-    pub fn decode_graph(
-        &self,
-        token: u32,
-        row: usize,
-        prefix_len: usize,
-        max_len: usize,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: row,
-            len: 1,
-            max_len,
-        };
-        self.step(g, x, rows, prefix_len, logits, choice)
     }
 }
 
@@ -330,14 +264,34 @@ impl Architecture for PaliGemma {
         &self.processor
     }
 
+    /// Image-encode graph: pixels → vision tower → projector → / sqrt(hidden), stored in the
+    /// executor state "image_features" (so several prompts can reuse one encoded image). With
+    /// `debug`, the vision and projector outputs are graph outputs.
     fn image_graph(&self, _tile: usize, debug: bool) -> Result<Graph> {
-        PaliGemma::image_graph(self, debug)
+        let mut g = Graph::new();
+        let v = &self.cfg.vision;
+        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
+        let vis = self.vision_tower(&mut g, px)?;
+        let proj = self.projector(&mut g, vis)?;
+        let scaled = g.scale(proj, 1.0 / (self.cfg.text.hidden_size as f64).sqrt() as f32)?;
+        let st = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.cfg.text.hidden_size]);
+        g.write_rows(st, scaled, 0)?;
+        if debug {
+            g.output(vis);
+            g.output(proj);
+        }
+        Ok(g)
     }
 
     fn debug_output_names(&self) -> &'static [&'static str] {
         &["vision_out", "projector_out"]
     }
 
+    /// The prefill graph over the prefix `ids` (image tokens at `image_rows`). The image
+    /// features come from the executor state "image_features", written by the image-encode
+    /// graph (see `generate`). Outputs the next token as `choice` picks it (greedy argmax or
+    /// sampled on the GPU), and with `all_logits` the logits of every position (for checks
+    /// against transformers).
     fn prefill_graph(
         &self,
         ids: &[u32],
@@ -346,9 +300,21 @@ impl Architecture for PaliGemma {
         all_logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        self.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice)
+        let s = ids.len();
+        let mut g = Graph::new();
+        let (n, h) = (self.num_image_tokens(), self.cfg.text.hidden_size);
+        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: 0,
+            len: s,
+            max_len,
+        };
+        self.step(g, x, rows, s, all_logits, choice)
     }
 
+    /// One decode step: the token at sequence position `row` (ids input is a constant) → next
+    /// token as `choice` picks it; with `logits` also the step's logits (before any
+    /// repetition penalty or temperature).
     fn decode_graph(
         &self,
         token: u32,
@@ -358,7 +324,14 @@ impl Architecture for PaliGemma {
         logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        PaliGemma::decode_graph(self, token, row, prefix_len, max_len, logits, choice)
+        let mut g = Graph::new();
+        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: row,
+            len: 1,
+            max_len,
+        };
+        self.step(g, x, rows, prefix_len, logits, choice)
     }
 
     fn canonical_name(&self, name: &str) -> Option<String> {
