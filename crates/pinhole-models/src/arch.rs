@@ -113,16 +113,24 @@ impl From<&ImageInput> for ImageInput {
     }
 }
 
+/// The family's own type behind a `dyn Architecture`, for code (tests, tools) that needs its
+/// config ([`crate::model::Model::downcast_ref`]); every `'static` type has it.
+pub trait AsAny {
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Any> AsAny for T {
+    fn as_any(&self) -> &dyn Any {
+        self
+    }
+}
+
 /// A model family. Graph builders must be pure functions of the config and their arguments:
 /// the weight list the loaders check is read off the graphs they build
 /// ([`crate::model::Model::expected_weights`]).
-pub trait Architecture: Send + Sync {
+pub trait Architecture: AsAny + Send + Sync {
     /// A short name of the architecture (for `--json` and messages).
     fn family(&self) -> &'static str;
-
-    /// The family's own type, for code (tests, tools) that needs its config
-    /// ([`crate::model::Model::downcast_ref`]).
-    fn as_any(&self) -> &dyn Any;
 
     /// Storage dtype of matrix weights on the GPU.
     fn matrix_dtype(&self) -> DType;

@@ -279,10 +279,6 @@ impl Architecture for Blip2Phi {
         "blip-2+phi"
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn matrix_dtype(&self) -> DType {
         self.matrix_dtype
     }

@@ -30,7 +30,9 @@ impl Model {
     /// The family's own type (`model.downcast_ref::<SmolVlm>()`), for code that needs its
     /// config; `None` for another family.
     pub fn downcast_ref<T: 'static>(&self) -> Option<&T> {
-        self.arch.as_any().downcast_ref::<T>()
+        // Through the trait object's vtable: with `AsAny` in scope, `self.arch.as_any()`
+        // would be the blanket impl of the `Box` itself.
+        (*self.arch).as_any().downcast_ref::<T>()
     }
 
     /// Every weight the model's graphs read (image encode, prefill, decode), with its shape:

@@ -201,10 +201,6 @@ impl Architecture for PaliGemma {
         "paligemma"
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn matrix_dtype(&self) -> DType {
         self.matrix_dtype
     }

@@ -53,6 +53,24 @@ pub fn build(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
+    use pinhole_core::hf::{ImageProcessorConfig, PaliGemmaConfig};
+    use pinhole_core::DType;
+
+    #[test]
+    fn downcast_reaches_the_family() {
+        let cfg = PaliGemmaConfig::parse(br#"{"model_type": "paligemma"}"#, "config.json").unwrap();
+        let arch = crate::paligemma::PaliGemma::new(
+            cfg,
+            ImageProcessorConfig::default(),
+            GenerationConfig::default(),
+            DType::F32,
+        );
+        let m = Model::new(Box::new(arch));
+        assert_eq!(m.family(), "paligemma");
+        assert!(m.downcast_ref::<crate::paligemma::PaliGemma>().is_some());
+        assert!(m.downcast_ref::<crate::smolvlm::SmolVlm>().is_none());
+    }
 
     #[test]
     fn every_model_type_is_registered_once() {

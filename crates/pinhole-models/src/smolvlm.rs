@@ -345,10 +345,6 @@ impl Architecture for SmolVlm {
         "smolvlm"
     }
 
-    fn as_any(&self) -> &dyn std::any::Any {
-        self
-    }
-
     fn matrix_dtype(&self) -> DType {
         self.matrix_dtype
     }
