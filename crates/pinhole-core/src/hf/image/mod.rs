@@ -8,7 +8,19 @@
 //!    upsampling, libjpeg's colour tables, Adobe CMYK), identical to Pillow on the photo
 //!    corpus (tests/photos.rs); the other formats by the `image` crate. Transparency is
 //!    composited onto white with Pillow's integer `alpha_composite`, as transformers'
-//!    `convert_to_rgb` does; 16-bit PNGs are reduced as Pillow reads them. Sizes are checked
+//!    `convert_to_rgb` does; 16-bit PNGs are reduced as Pillow reads them.
+//!
+//!    Alpha policy (decided 2026-12-02 against transformers 5.24): the image processors
+//!    (SigLIP/PaliGemma, SmolVLM: `do_convert_rgb=True`) composite every image they are given
+//!    on white: `convert_to_rgb` does it for a PIL image with an alpha band or a palette
+//!    `transparency`, and for an RGBA array (`round(α·c + (1 − α)·255)`, the same numbers as
+//!    Pillow's integer `alpha_composite` for all 65 536 (c, α) pairs, tested below). Only the
+//!    convenience loader `load_image(url_or_path)` drops alpha first (`.convert("RGB")`), so
+//!    the processor then sees the colours hidden under transparent pixels. pinhole follows the
+//!    processor, the component that defines preprocessing and sees every input kind (files,
+//!    and the browser's canvases and `ImageData`, which are RGBA arrays): a transparent
+//!    screenshot is captioned as it looks on a white page, whatever the encoder left in its
+//!    transparent pixels. Callers who mimic `load_image` exactly can drop alpha themselves. Sizes are checked
 //!    against [`MAX_INPUT_PIXELS`] and [`MAX_INPUT_SIDE`] from the header, before decoding.
 //! 2. [`resize_bicubic`]: Pillow's `Image.resize(size, Image.BICUBIC)` (libImaging/Resample.c)
 //!    re-implemented operation for operation: separable convolution with the bicubic kernel
@@ -623,6 +635,19 @@ mod tests {
                 let r = resize_bicubic(&img, h, w).unwrap();
                 assert_eq!((r.height, r.width), (h, w));
                 assert!(r.data.iter().all(|&x| x == v), "{v} -> {h}x{w}");
+            }
+        }
+    }
+
+    #[test]
+    fn composite_equals_transformers_array_convert_to_rgb() {
+        // transformers' `convert_to_rgb` on an RGBA uint8 array: alpha = a / 255 (float64),
+        // composite = alpha * c + (1 - alpha) * 255, `np.round` (half to even).
+        for a in 0..=255u8 {
+            let alpha = f64::from(a) / 255.0;
+            for c in 0..=255u8 {
+                let want = (alpha * f64::from(c) + (1.0 - alpha) * 255.0).round_ties_even() as u8;
+                assert_eq!(composite_on_white([c, c, c, a]), [want; 3], "c={c} a={a}");
             }
         }
     }
