@@ -13,6 +13,7 @@ use pinhole_models::generate::generate;
 use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
 use pinhole_models::{processor, GenerateOptions};
 
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
 mod common;
 use common::{expected_tensor, fixtures, ids};
 

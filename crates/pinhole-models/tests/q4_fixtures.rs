@@ -6,47 +6,20 @@
 //! weight change, so only sane bounds are asserted there.
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use pinhole_core::hf::CheckpointReader;
 use pinhole_core::quant::Q4Scheme;
 use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
-use pinhole_core::{DType, Tensor};
 use pinhole_gpu::{Executor, GpuOptions};
 use pinhole_models::generate::generate;
 use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
-use pinhole_models::model::Model;
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
 use pinhole_models::{processor, q4_load, GenerateOptions, TokenChoice};
 
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
 mod common;
 use common::{expected_tensor, fixtures, ids};
-
-/// Every weight the model needs, as the host sees it (4-bit ones as Q4 tensors), by canonical
-/// name: the CPU reference's view of the quantized folder.
-fn host_weights(dir: &Path, m: &Model) -> HashMap<String, Tensor> {
-    let mut reader = CheckpointReader::open(dir).unwrap();
-    let fmt = q4_load::checkpoint_format(&reader).unwrap();
-    assert!(fmt.is_some(), "quantized folder without pinhole.quant metadata");
-    let mut source = HashMap::new();
-    for info in reader.tensors() {
-        let base = q4_load::base_name(&info.name).unwrap_or(&info.name);
-        if let Some(c) = m.canonical_name(base) {
-            source.insert(c, base.to_string());
-        }
-    }
-    let mut out = HashMap::new();
-    for w in &m.expected_weights().unwrap() {
-        let src = &source[&w.name];
-        let t = match q4_load::check(&reader, fmt, src, &w.shape, w.matrix).unwrap() {
-            Some(_) => q4_load::read(&mut reader, fmt.unwrap(), src, &w.shape).unwrap(),
-            None => reader.read_as(src, DType::F32).unwrap(),
-        };
-        out.insert(w.name.clone(), t);
-    }
-    out
-}
 
 fn check_fixture(name: &str, scheme: Q4Scheme) {
     let dir = fixtures().join(name);
@@ -85,7 +58,10 @@ fn check_fixture(name: &str, scheme: Q4Scheme) {
 
     // The CPU reference of the same 4-bit weights: image graph, then the prefill graph.
     let m = &lm.model;
-    let weights = host_weights(&qdir, m);
+    let reader = CheckpointReader::open(&qdir).unwrap();
+    let fmt = q4_load::checkpoint_format(&reader).unwrap();
+    assert!(fmt.is_some(), "quantized folder without pinhole.quant metadata");
+    let weights = common::host_weights(&qdir, m);
     let wfn = |n: &str| weights.get(n).cloned();
     let mut states = HashMap::new();
     let mut inputs = HashMap::new();

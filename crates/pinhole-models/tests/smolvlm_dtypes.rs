@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use pinhole_core::hf::{ChatTemplate, CheckpointReader, SafetensorsFile};
+use pinhole_core::hf::{ChatTemplate, SafetensorsFile};
 use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
@@ -25,7 +25,7 @@ use pinhole_models::generate::generate;
 use pinhole_models::loader::{load_dir, model_matrix_dtype, LoadOptions, ModelFiles, WeightPrecision};
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
 use pinhole_models::stream_loader::StreamingLoader;
-use pinhole_models::{processor, q4_load, GenerateOptions, Generation, LoadedModel, TokenChoice};
+use pinhole_models::{processor, GenerateOptions, Generation, LoadedModel, TokenChoice};
 
 const FIXTURE: &str = "smolvlm-bf16";
 
@@ -152,35 +152,6 @@ fn streamed_in_pieces_as_the_browser_does() {
     assert_eq!(run_case(&gpu, &lm, "describe", want.len()).token_ids, want);
 }
 
-/// The host's view of a quantized folder: every weight by canonical name (4-bit ones as Q4
-/// tensors), for the CPU reference.
-fn host_weights(dir: &Path, lm: &LoadedModel) -> HashMap<String, Tensor> {
-    let m = &lm.model;
-    let mut reader = CheckpointReader::open(dir).unwrap();
-    let fmt = q4_load::checkpoint_format(&reader).unwrap();
-    let mut source = HashMap::new();
-    for info in reader.tensors() {
-        let base = q4_load::base_name(&info.name).unwrap_or(&info.name);
-        if let Some(c) = m.canonical_name(base) {
-            source.insert(c, base.to_string());
-        }
-    }
-    let mut out = HashMap::new();
-    for w in &m.expected_weights().unwrap() {
-        let src = &source[&w.name];
-        let t = match q4_load::check(&reader, fmt, src, &w.shape, w.matrix).unwrap() {
-            Some(_) => q4_load::read(&mut reader, fmt.unwrap(), src, &w.shape).unwrap(),
-            None => {
-                let mut t = reader.read_as(src, DType::F32).unwrap();
-                t.shape = w.shape.clone();
-                t
-            }
-        };
-        out.insert(w.name.clone(), t);
-    }
-    out
-}
-
 fn quantized(tag: &str, opts: &QuantizeOptions) -> PathBuf {
     let out = std::env::temp_dir().join(format!("pinhole-smolvlm-q4-{}-{tag}", std::process::id()));
     let _ = std::fs::remove_dir_all(&out);
@@ -212,7 +183,7 @@ fn quantized_4bit_equals_its_cpu_reference_and_kept_f16_equals_transformers() {
 
     // The CPU reference of the same 4-bit weights: every tile's graph, then the prefill.
     let m = &lm.model;
-    let weights = host_weights(&qdir, &lm);
+    let weights = common::host_weights(&qdir, &lm.model);
     let wfn = |n: &str| weights.get(n).cloned();
     let bytes = std::fs::read(common::fixtures().join("images").join(e["image"].as_str().unwrap())).unwrap();
     let image = processor::image_input(m, &bytes, "fixture image").unwrap();

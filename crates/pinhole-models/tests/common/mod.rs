@@ -1,10 +1,13 @@
 //! Helpers shared by the fixture tests: where the fixtures are and how to read what
 //! transformers recorded (expected.safetensors / expected.json).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use pinhole_core::hf::SafetensorsFile;
-use pinhole_core::Tensor;
+use pinhole_core::hf::{CheckpointReader, SafetensorsFile};
+use pinhole_core::{DType, Tensor};
+use pinhole_models::model::Model;
+use pinhole_models::q4_load;
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -25,4 +28,33 @@ pub fn ids(v: &serde_json::Value, key: &str) -> Vec<u32> {
         .iter()
         .map(|x| x.as_u64().unwrap() as u32)
         .collect()
+}
+
+/// The host's view of a model folder (a quantized one too): every weight the model's graphs
+/// read, by canonical name, 4-bit ones as Q4 tensors and the others as f32 in the graph's
+/// shape, for the CPU reference.
+pub fn host_weights(dir: &Path, m: &Model) -> HashMap<String, Tensor> {
+    let mut reader = CheckpointReader::open(dir).unwrap();
+    let fmt = q4_load::checkpoint_format(&reader).unwrap();
+    let mut source = HashMap::new();
+    for info in reader.tensors() {
+        let base = q4_load::base_name(&info.name).unwrap_or(&info.name);
+        if let Some(c) = m.canonical_name(base) {
+            source.insert(c, base.to_string());
+        }
+    }
+    let mut out = HashMap::new();
+    for w in &m.expected_weights().unwrap() {
+        let src = &source[&w.name];
+        let t = match q4_load::check(&reader, fmt, src, &w.shape, w.matrix).unwrap() {
+            Some(_) => q4_load::read(&mut reader, fmt.unwrap(), src, &w.shape).unwrap(),
+            None => {
+                let mut t = reader.read_as(src, DType::F32).unwrap();
+                t.shape = w.shape.clone();
+                t
+            }
+        };
+        out.insert(w.name.clone(), t);
+    }
+    out
 }
