@@ -6,9 +6,10 @@
 //! crate runs under `catch_unwind` and a panic becomes [`Error::Tokenizer`] naming the file,
 //! with the default panic message silenced for that call. In the browser (wasm32, where
 //! `panic = abort` makes `catch_unwind` useless) the bytes are first checked to be valid JSON,
-//! which turns every truncated or garbled file into an error before the crate sees it; what
-//! remains (valid JSON the crate still panics on) aborts the instance, which the npm package
-//! reports and recovers from by starting a new instance (js/engine.js).
+//! which turns every truncated or garbled file into an error before the crate sees it, and any
+//! `Precompiled` normalizer is deserialized as the crate does before its `expect`; a panic that
+//! still escapes aborts the instance, which the npm package reports and recovers from by
+//! starting a new instance (js/engine.js).
 
 use tokenizers::Tokenizer;
 
@@ -24,12 +25,51 @@ pub fn load(bytes: &[u8], file: &str) -> Result<Tokenizer> {
             message: format!("not valid JSON ({e}); download it again"),
         });
     }
+    // The one known panic on valid JSON: a `Precompiled` normalizer the crate cannot build
+    // (`.expect("Precompiled")`). Checked the same way the crate reads it, so the browser
+    // (where the panic would abort the instance) gets an error naming the file too.
+    if let Err(message) = check_normalizers(bytes) {
+        return Err(Error::Tokenizer {
+            file: file.to_string(),
+            message,
+        });
+    }
     contained(file, "reading it", || {
         Tokenizer::from_bytes(bytes).map_err(|e| Error::Tokenizer {
             file: file.to_string(),
             message: e.to_string(),
         })
     })
+}
+
+/// Deserializes every `Precompiled` normalizer (also inside a `Sequence`) as tokenizers does
+/// before it calls `.expect("Precompiled")`; only the `normalizer` key is parsed into values.
+fn check_normalizers(bytes: &[u8]) -> std::result::Result<(), String> {
+    #[derive(serde::Deserialize)]
+    struct Head {
+        #[serde(default)]
+        normalizer: Option<serde_json::Value>,
+    }
+    fn walk(v: &serde_json::Value, depth: usize) -> std::result::Result<(), String> {
+        if depth > 64 {
+            return Err("`normalizer` is nested more than 64 levels deep".into());
+        }
+        match v.get("type").and_then(|t| t.as_str()) {
+            Some("Precompiled") => serde_json::from_value::<tokenizers::normalizers::Precompiled>(v.clone())
+                .map(|_| ())
+                .map_err(|e| format!("its Precompiled normalizer cannot be read ({e}); download the file again")),
+            Some("Sequence") => match v.get("normalizers").and_then(|n| n.as_array()) {
+                Some(list) => list.iter().try_for_each(|n| walk(n, depth + 1)),
+                None => Ok(()),
+            },
+            _ => Ok(()),
+        }
+    }
+    match serde_json::from_slice::<Head>(bytes) {
+        Ok(Head { normalizer: Some(v) }) => walk(&v, 0),
+        // Not an object at the top, or no normalizer: tokenizers' own error says what is wrong.
+        _ => Ok(()),
+    }
 }
 
 /// Runs `f` (a call into the tokenizers crate); a panic inside it becomes
@@ -117,15 +157,28 @@ mod tests {
 
     #[test]
     fn a_panic_in_valid_json_is_contained() {
-        // Valid JSON that tokenizers 0.22 panics on (`.expect("Precompiled")`).
+        // Valid JSON that tokenizers 0.22 panics on (`.expect("Precompiled")`): refused by the
+        // pre-check (so also in the browser), alone and inside a Sequence.
         let j = br#"{"normalizer": {"type": "Precompiled", "precompiled_charsmap": 5}, "model": {"type": "WordLevel", "vocab": {}, "unk_token": "x"}}"#;
-        let e = load(j, "tokenizer.json").unwrap_err();
-        let m = e.to_string();
-        assert!(matches!(e, Error::Tokenizer { .. }), "{m}");
-        assert!(
-            m.contains("tokenizer.json") && m.contains("internal error: Precompiled"),
-            "{m}"
-        );
+        let seq = br#"{"normalizer": {"type": "Sequence", "normalizers": [{"type": "NFC"}, {"type": "Precompiled", "precompiled_charsmap": "!!"}]}, "model": {"type": "WordLevel", "vocab": {}, "unk_token": "x"}}"#;
+        for j in [&j[..], &seq[..]] {
+            let e = load(j, "tokenizer.json").unwrap_err();
+            let m = e.to_string();
+            assert!(matches!(e, Error::Tokenizer { .. }), "{m}");
+            assert!(
+                m.contains("tokenizer.json") && m.contains("Precompiled normalizer"),
+                "{m}"
+            );
+        }
+        // The panic itself is still contained natively when the pre-check is bypassed.
+        let e = contained("tokenizer.json", "reading it", || {
+            Tokenizer::from_bytes(j).map_err(|e| Error::Tokenizer {
+                file: "tokenizer.json".into(),
+                message: e.to_string(),
+            })
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("internal error: Precompiled"), "{e}");
         // The hook is still usable afterwards and other panics still propagate.
         let r = std::panic::catch_unwind(|| contained("t", "x", || -> Result<()> { panic!("inner") }));
         assert!(matches!(r, Ok(Err(Error::Tokenizer { .. }))));
