@@ -91,6 +91,19 @@ pub fn decode_weight_bytes(lm: &LoadedModel) -> u64 {
         .sum()
 }
 
+/// The storage of the model's matrices as stored on the GPU: "q4" when the folder was 4-bit
+/// (its matrices stay 4-bit whatever `--dtype` says), else the float precision loaded.
+fn weight_dtype_label(lm: &LoadedModel) -> String {
+    if lm
+        .weights
+        .iter()
+        .any(|(_, t)| matches!(t.dtype, pinhole_core::DType::Q4(_)))
+    {
+        return "q4".into();
+    }
+    format!("{:?}", pinhole_models::loader::model_matrix_dtype(&lm.model)).to_lowercase()
+}
+
 struct Run {
     image_ms: f64,
     prefill_ms: f64,
@@ -222,7 +235,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let v = json!({
         "model": dir.display().to_string(),
         "model_family": lm.model.family(),
-        "weight_dtype": format!("{:?}", pinhole_models::loader::model_matrix_dtype(&lm.model)).to_lowercase(),
+        "weight_dtype": weight_dtype_label(&lm),
         "adapter": crate::info::adapter_json(a),
         "runs": runs,
         "statistic": "median over the runs after one warm-up (decode step: median over every step of every run)",
