@@ -125,21 +125,52 @@ impl<T: Any> AsAny for T {
     }
 }
 
+/// What every family has and states the same way (its [`Architecture::basics`]), so a family's
+/// `impl Architecture` states only what differs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Basics {
+    /// A short name of the architecture (for `--json` and messages).
+    pub family: &'static str,
+    /// Storage dtype of matrix weights on the GPU.
+    pub matrix_dtype: DType,
+    /// Rows of the text model's embedding table / logits.
+    pub vocab_size: usize,
+    /// The text model's `max_position_embeddings`.
+    pub max_positions: usize,
+    /// Generation stops on these ids ([`eos_ids`]).
+    pub eos_ids: Vec<u32>,
+}
+
 /// A model family. Graph builders must be pure functions of the config and their arguments:
 /// the weight list the loaders check is read off the graphs they build
 /// ([`crate::model::Model::expected_weights`]).
 pub trait Architecture: AsAny + Send + Sync {
+    /// The facts every family states the same way, fixed when it is built; the methods below
+    /// read them.
+    fn basics(&self) -> &Basics;
+
     /// A short name of the architecture (for `--json` and messages).
-    fn family(&self) -> &'static str;
+    fn family(&self) -> &'static str {
+        self.basics().family
+    }
 
     /// Storage dtype of matrix weights on the GPU.
-    fn matrix_dtype(&self) -> DType;
+    fn matrix_dtype(&self) -> DType {
+        self.basics().matrix_dtype
+    }
 
-    fn vocab_size(&self) -> usize;
-    fn max_positions(&self) -> usize;
+    fn vocab_size(&self) -> usize {
+        self.basics().vocab_size
+    }
+
+    fn max_positions(&self) -> usize {
+        self.basics().max_positions
+    }
 
     /// Generation stops on these ids.
-    fn eos_ids(&self) -> Vec<u32>;
+    fn eos_ids(&self) -> Vec<u32> {
+        self.basics().eos_ids.clone()
+    }
 
     // --- the processor ---------------------------------------------------------------------
 

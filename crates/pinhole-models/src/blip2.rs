@@ -33,7 +33,7 @@ use pinhole_core::hf::{Blip2PhiConfig, GenerationConfig, ImageProcessorConfig, M
 use pinhole_core::{DType, Result, Tensor};
 
 pub use crate::arch::RowSlice;
-use crate::arch::{encode, eos_ids, wrong_config, Architecture, ImageInput, ModelFiles, WeightPrecision};
+use crate::arch::{encode, eos_ids, wrong_config, Architecture, Basics, ImageInput, ModelFiles, WeightPrecision};
 use crate::error::Error;
 use crate::layers::{
     act, full_attention, layer_norm, prompt_embeddings, token_embedding, Linear, PhiDecoder, Scope, StepOutputs,
@@ -43,10 +43,8 @@ use crate::layers::{
 pub struct Blip2Phi {
     pub cfg: Blip2PhiConfig,
     pub processor: ImageProcessorConfig,
-    pub generation: GenerationConfig,
     pub text: PhiDecoder,
-    /// Storage dtype of matrix weights on the GPU.
-    pub matrix_dtype: DType,
+    pub basics: Basics,
 }
 
 impl Blip2Phi {
@@ -57,12 +55,18 @@ impl Blip2Phi {
         matrix_dtype: DType,
     ) -> Self {
         let text = PhiDecoder { cfg: cfg.text.clone() };
+        let basics = Basics {
+            family: "blip-2+phi",
+            matrix_dtype,
+            vocab_size: cfg.text.vocab_size,
+            max_positions: cfg.text.max_position_embeddings,
+            eos_ids: eos_ids(&generation, &cfg.eos_token_ids, &cfg.text.eos_token_ids),
+        };
         Blip2Phi {
             cfg,
             processor,
-            generation,
             text,
-            matrix_dtype,
+            basics,
         }
     }
 
@@ -275,24 +279,8 @@ pub fn build(
 }
 
 impl Architecture for Blip2Phi {
-    fn family(&self) -> &'static str {
-        "blip-2+phi"
-    }
-
-    fn matrix_dtype(&self) -> DType {
-        self.matrix_dtype
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.cfg.text.vocab_size
-    }
-
-    fn max_positions(&self) -> usize {
-        self.cfg.text.max_position_embeddings
-    }
-
-    fn eos_ids(&self) -> Vec<u32> {
-        eos_ids(&self.generation, &self.cfg.eos_token_ids, &self.cfg.text.eos_token_ids)
+    fn basics(&self) -> &Basics {
+        &self.basics
     }
 
     /// No text: the image queries alone, as `processor(images=img)` captioning.

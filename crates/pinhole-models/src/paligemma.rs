@@ -23,7 +23,9 @@ use pinhole_core::hf::{
 };
 use pinhole_core::{DType, Result};
 
-use crate::arch::{encode, eos_ids, tok_err, wrong_config, Architecture, ImageInput, ModelFiles, WeightPrecision};
+use crate::arch::{
+    encode, eos_ids, tok_err, wrong_config, Architecture, Basics, ImageInput, ModelFiles, WeightPrecision,
+};
 use crate::layers::{
     act, embedding, prompt_embeddings, siglip_tower, token_embedding, CachedAttention, Linear, RmsDecoder, Scope,
     StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
@@ -32,9 +34,7 @@ use crate::layers::{
 pub struct PaliGemma {
     pub cfg: PaliGemmaConfig,
     pub processor: ImageProcessorConfig,
-    pub generation: GenerationConfig,
-    /// Storage dtype of matrix weights on the GPU.
-    pub matrix_dtype: DType,
+    pub basics: Basics,
 }
 
 impl PaliGemma {
@@ -44,12 +44,14 @@ impl PaliGemma {
         generation: GenerationConfig,
         matrix_dtype: DType,
     ) -> Self {
-        PaliGemma {
-            cfg,
-            processor,
-            generation,
+        let basics = Basics {
+            family: "paligemma",
             matrix_dtype,
-        }
+            vocab_size: cfg.text.vocab_size,
+            max_positions: cfg.text.max_position_embeddings,
+            eos_ids: eos_ids(&generation, &cfg.eos_token_ids, &cfg.text.eos_token_ids),
+        };
+        PaliGemma { cfg, processor, basics }
     }
 
     pub fn num_image_tokens(&self) -> usize {
@@ -197,24 +199,8 @@ pub fn build(
 }
 
 impl Architecture for PaliGemma {
-    fn family(&self) -> &'static str {
-        "paligemma"
-    }
-
-    fn matrix_dtype(&self) -> DType {
-        self.matrix_dtype
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.cfg.text.vocab_size
-    }
-
-    fn max_positions(&self) -> usize {
-        self.cfg.text.max_position_embeddings
-    }
-
-    fn eos_ids(&self) -> Vec<u32> {
-        eos_ids(&self.generation, &self.cfg.eos_token_ids, &self.cfg.text.eos_token_ids)
+    fn basics(&self) -> &Basics {
+        &self.basics
     }
 
     fn default_prompt(&self) -> &'static str {

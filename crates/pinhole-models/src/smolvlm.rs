@@ -33,7 +33,7 @@ use pinhole_core::hf::smolvlm_image::{SmolVlmImageConfig, MAX_TILES_PER_SIDE};
 use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, ModelConfig, SmolVlmConfig};
 use pinhole_core::{DType, Error, Result, Tensor};
 
-use crate::arch::{eos_ids, wrong_config, Architecture, ImageInput, ModelFiles, WeightPrecision};
+use crate::arch::{eos_ids, wrong_config, Architecture, Basics, ImageInput, ModelFiles, WeightPrecision};
 use crate::layers::{
     embedding, prompt_embeddings, siglip_tower, token_embedding, CachedAttention, Linear, RmsDecoder, Scope,
     StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
@@ -50,9 +50,7 @@ pub const POSITION_BUCKET_EXCEPTIONS: &[usize] = &[
 pub struct SmolVlm {
     pub cfg: SmolVlmConfig,
     pub image: SmolVlmImageConfig,
-    pub generation: GenerationConfig,
-    /// Storage dtype of matrix weights on the GPU.
-    pub matrix_dtype: DType,
+    pub basics: Basics,
 }
 
 /// For output row `p` of the pixel shuffle (before the reshape to `s²`-wide rows), the input
@@ -101,12 +99,14 @@ impl SmolVlm {
                 )));
             }
         }
-        Ok(SmolVlm {
-            cfg,
-            image,
-            generation,
+        let basics = Basics {
+            family: "smolvlm",
             matrix_dtype,
-        })
+            vocab_size: cfg.text.vocab_size,
+            max_positions: cfg.text.max_position_embeddings,
+            eos_ids: eos_ids(&generation, &[], &cfg.text.eos_token_ids),
+        };
+        Ok(SmolVlm { cfg, image, basics })
     }
 
     /// Most tiles one image can give with this processor config (split tiles + global).
@@ -341,24 +341,8 @@ pub fn build(
 }
 
 impl Architecture for SmolVlm {
-    fn family(&self) -> &'static str {
-        "smolvlm"
-    }
-
-    fn matrix_dtype(&self) -> DType {
-        self.matrix_dtype
-    }
-
-    fn vocab_size(&self) -> usize {
-        self.cfg.text.vocab_size
-    }
-
-    fn max_positions(&self) -> usize {
-        self.cfg.text.max_position_embeddings
-    }
-
-    fn eos_ids(&self) -> Vec<u32> {
-        eos_ids(&self.generation, &[], &self.cfg.text.eos_token_ids)
+    fn basics(&self) -> &Basics {
+        &self.basics
     }
 
     fn default_prompt(&self) -> &'static str {
