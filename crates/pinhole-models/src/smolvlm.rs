@@ -270,57 +270,6 @@ impl SmolVlm {
         let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| self.lm_head(g, x))?;
         Ok((g, out))
     }
-
-    /// The prefill graph over the prompt `ids` whose `<image>` tokens are at `image_rows`; they
-    /// take the first `image_rows.len()` rows of the state [`IMAGE_FEATURES`] (the encoded
-    /// tiles in order). Outputs the next token as `choice` picks it, and with `all_logits`
-    /// every position's logits.
-    pub fn prefill_graph_from_state(
-        &self,
-        ids: &[u32],
-        image_rows: &[u32],
-        max_len: usize,
-        all_logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let n = image_rows.len();
-        if n == 0 || n > self.max_image_tokens() || !n.is_multiple_of(self.cfg.image_seq_len()) {
-            return Err(Error::Invalid(format!(
-                "the prompt has {n} image tokens; an image gives a multiple of {} up to {}",
-                self.cfg.image_seq_len(),
-                self.max_image_tokens()
-            )));
-        }
-        let mut g = Graph::new();
-        let (state_rows, h) = (self.max_image_tokens(), self.cfg.text.hidden_size);
-        let x = prompt_embeddings(&mut g, ids, image_rows, state_rows, h, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: 0,
-            len: ids.len(),
-            max_len,
-        };
-        self.step(g, x, rows, all_logits, choice)
-    }
-
-    /// One decode step: `token` at sequence position `row` → the next token as `choice` picks
-    /// it; with `logits` also the step's logits.
-    pub fn decode_graph(
-        &self,
-        token: u32,
-        row: usize,
-        max_len: usize,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: row,
-            len: 1,
-            max_len,
-        };
-        self.step(g, x, rows, logits, choice)
-    }
 }
 
 /// The registry's constructor ([`crate::registry::FAMILIES`], `model_type` "smolvlm" and
@@ -434,6 +383,10 @@ impl Architecture for SmolVlm {
         &["vision_out", "projector_out"]
     }
 
+    /// The prefill graph over the prompt `ids` whose `<image>` tokens are at `image_rows`; they
+    /// take the first `image_rows.len()` rows of the state [`IMAGE_FEATURES`] (the encoded
+    /// tiles in order). Outputs the next token as `choice` picks it, and with `all_logits`
+    /// every position's logits.
     fn prefill_graph(
         &self,
         ids: &[u32],
@@ -442,9 +395,28 @@ impl Architecture for SmolVlm {
         all_logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        self.prefill_graph_from_state(ids, image_rows, max_len, all_logits, choice)
+        let n = image_rows.len();
+        if n == 0 || n > self.max_image_tokens() || !n.is_multiple_of(self.cfg.image_seq_len()) {
+            return Err(Error::Invalid(format!(
+                "the prompt has {n} image tokens; an image gives a multiple of {} up to {}",
+                self.cfg.image_seq_len(),
+                self.max_image_tokens()
+            )));
+        }
+        let mut g = Graph::new();
+        let (state_rows, h) = (self.max_image_tokens(), self.cfg.text.hidden_size);
+        let x = prompt_embeddings(&mut g, ids, image_rows, state_rows, h, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: 0,
+            len: ids.len(),
+            max_len,
+        };
+        self.step(g, x, rows, all_logits, choice)
     }
 
+    /// One decode step: `token` at sequence position `row` → the next token as `choice` picks
+    /// it; with `logits` also the step's logits. The prompt attends causally: `prefix_len` is
+    /// unused.
     fn decode_graph(
         &self,
         token: u32,
@@ -454,7 +426,14 @@ impl Architecture for SmolVlm {
         logits: bool,
         choice: &TokenChoice,
     ) -> Result<(Graph, StepOutputs)> {
-        SmolVlm::decode_graph(self, token, row, max_len, logits, choice)
+        let mut g = Graph::new();
+        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: row,
+            len: 1,
+            max_len,
+        };
+        self.step(g, x, rows, logits, choice)
     }
 
     fn canonical_name(&self, name: &str) -> Option<String> {

@@ -16,6 +16,7 @@ use pinhole_core::hf::{CheckpointReader, GenerationConfig, SafetensorsFile, Smol
 use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
+use pinhole_models::arch::Architecture;
 use pinhole_models::smolvlm::SmolVlm;
 use pinhole_models::{Model, TokenChoice};
 
@@ -119,7 +120,7 @@ fn graphs_equal_transformers_on_the_cpu() {
             let max_len = ids.len() + want_ids.len();
             let no_inputs = HashMap::new();
             let (g, out) = model
-                .prefill_graph_from_state(&ids, &rows, max_len, true, &TokenChoice::Greedy)
+                .prefill_graph(&ids, &rows, max_len, true, &TokenChoice::Greedy)
                 .unwrap();
             let res = run_graph(
                 &g,
@@ -144,7 +145,7 @@ fn graphs_equal_transformers_on_the_cpu() {
                 let k = got_ids.len();
                 let row = ids.len() + k - 1;
                 let (g, out) = model
-                    .decode_graph(got_ids[k - 1], row, max_len, true, &TokenChoice::Greedy)
+                    .decode_graph(got_ids[k - 1], row, 0, max_len, true, &TokenChoice::Greedy)
                     .unwrap();
                 let res = run_graph(
                     &g,
