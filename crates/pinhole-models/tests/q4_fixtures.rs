@@ -5,17 +5,15 @@
 //! and the greedy agreement are reported; these tiny random models are hypersensitive to any
 //! weight change, so only sane bounds are asserted there.
 
-use std::collections::HashMap;
-
 use pinhole_core::hf::CheckpointReader;
 use pinhole_core::quant::Q4Scheme;
-use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_gpu::{Executor, GpuOptions};
+use pinhole_models::arch::ImageInput;
 use pinhole_models::generate::generate;
 use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
-use pinhole_models::{processor, q4_load, GenerateOptions, TokenChoice};
+use pinhole_models::{processor, q4_load, GenerateOptions};
 
 #[allow(dead_code)] // each test binary uses a part of the shared helpers
 mod common;
@@ -62,37 +60,10 @@ fn check_fixture(name: &str, scheme: Q4Scheme) {
     let fmt = q4_load::checkpoint_format(&reader).unwrap();
     assert!(fmt.is_some(), "quantized folder without pinhole.quant metadata");
     let weights = common::host_weights(&qdir, m);
-    let wfn = |n: &str| weights.get(n).cloned();
-    let mut states = HashMap::new();
-    let mut inputs = HashMap::new();
-    inputs.insert("pixels".to_string(), px.clone());
-    run_graph(
-        &m.image_graph(0, false).unwrap(),
-        CpuEnv {
-            weights: &wfn,
-            inputs: &inputs,
-            states: &mut states,
-        },
-    )
-    .unwrap();
     let pids = processor::prompt_ids(m, &lm.tokenizer, prompt).unwrap();
-    let rows = processor::image_rows(m, &pids);
     let max_len = (pids.len() + want_gen.len()).div_ceil(64) * 64;
-    let (pg, out) = m
-        .prefill_graph(&pids, &rows, max_len, true, &TokenChoice::Greedy)
-        .unwrap();
-    let res = run_graph(
-        &pg,
-        CpuEnv {
-            weights: &wfn,
-            inputs: &HashMap::new(),
-            states: &mut states,
-        },
-    )
-    .unwrap();
-    let li = pg.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
-    let cpu_logits = res[li].as_f32().unwrap();
-    let e_ref = rel_error(&gpu_logits, cpu_logits);
+    let cpu_logits = common::cpu_prefill_logits(m, &weights, &ImageInput::from(&px), &pids, max_len);
+    let e_ref = rel_error(&gpu_logits, &cpu_logits);
 
     let f32_logits = expected_tensor(&dir, "prefill_logits");
     let e_f32 = rel_error(&gpu_logits, f32_logits.as_f32().unwrap());

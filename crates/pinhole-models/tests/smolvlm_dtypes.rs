@@ -12,12 +12,10 @@
 #[allow(dead_code)] // each test binary uses a part of the shared helpers
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pinhole_core::hf::{ChatTemplate, SafetensorsFile};
-use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
 use pinhole_gpu::{Executor, Gpu, GpuOptions};
@@ -25,7 +23,7 @@ use pinhole_models::generate::generate;
 use pinhole_models::loader::{load_dir, model_matrix_dtype, LoadOptions, ModelFiles, WeightPrecision};
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
 use pinhole_models::stream_loader::StreamingLoader;
-use pinhole_models::{processor, GenerateOptions, Generation, LoadedModel, TokenChoice};
+use pinhole_models::{processor, GenerateOptions, Generation, LoadedModel};
 
 const FIXTURE: &str = "smolvlm-bf16";
 
@@ -184,39 +182,12 @@ fn quantized_4bit_equals_its_cpu_reference_and_kept_f16_equals_transformers() {
     // The CPU reference of the same 4-bit weights: every tile's graph, then the prefill.
     let m = &lm.model;
     let weights = common::host_weights(&qdir, &lm.model);
-    let wfn = |n: &str| weights.get(n).cloned();
     let bytes = std::fs::read(common::fixtures().join("images").join(e["image"].as_str().unwrap())).unwrap();
     let image = processor::image_input(m, &bytes, "fixture image").unwrap();
-    let mut states = HashMap::new();
-    for k in 0..image.tiles() {
-        let inputs = HashMap::from([("pixels".to_string(), image.tile(k).unwrap())]);
-        run_graph(
-            &m.image_graph(k, false).unwrap(),
-            CpuEnv {
-                weights: &wfn,
-                inputs: &inputs,
-                states: &mut states,
-            },
-        )
-        .unwrap();
-    }
     let ids = &g.prompt_ids;
-    let rows = processor::image_rows(m, ids);
     let max_len = (ids.len() + want_ids.len()).div_ceil(64) * 64;
-    let (pg, out) = m
-        .prefill_graph(ids, &rows, max_len, true, &TokenChoice::Greedy)
-        .unwrap();
-    let res = run_graph(
-        &pg,
-        CpuEnv {
-            weights: &wfn,
-            inputs: &HashMap::new(),
-            states: &mut states,
-        },
-    )
-    .unwrap();
-    let li = pg.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
-    let e_ref = rel_error(&gpu_logits, res[li].as_f32().unwrap());
+    let cpu_logits = common::cpu_prefill_logits(m, &weights, &image, ids, max_len);
+    let e_ref = rel_error(&gpu_logits, &cpu_logits);
     let e_f32 = rel_error(
         &last2(&g, v),
         fixture_tensor("describe", "prefill_logits").as_f32().unwrap(),

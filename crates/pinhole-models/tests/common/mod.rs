@@ -5,9 +5,11 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use pinhole_core::hf::{CheckpointReader, SafetensorsFile};
+use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::{DType, Tensor};
+use pinhole_models::arch::ImageInput;
 use pinhole_models::model::Model;
-use pinhole_models::q4_load;
+use pinhole_models::{processor, q4_load, TokenChoice};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
@@ -57,4 +59,45 @@ pub fn host_weights(dir: &Path, m: &Model) -> HashMap<String, Tensor> {
         out.insert(w.name.clone(), t);
     }
     out
+}
+
+/// The CPU reference's prefill logits (every position's) of `m` over the prompt `ids` with
+/// `image`: every tile's image graph, then the prefill graph, on the host `weights`
+/// ([`host_weights`]).
+pub fn cpu_prefill_logits(
+    m: &Model,
+    weights: &HashMap<String, Tensor>,
+    image: &ImageInput,
+    ids: &[u32],
+    max_len: usize,
+) -> Vec<f32> {
+    let wfn = |n: &str| weights.get(n).cloned();
+    let mut states = HashMap::new();
+    for k in 0..image.tiles() {
+        let inputs = HashMap::from([("pixels".to_string(), image.tile(k).unwrap())]);
+        run_graph(
+            &m.image_graph(k, false).unwrap(),
+            CpuEnv {
+                weights: &wfn,
+                inputs: &inputs,
+                states: &mut states,
+            },
+        )
+        .unwrap();
+    }
+    let rows = processor::image_rows(m, ids);
+    let (pg, out) = m
+        .prefill_graph(ids, &rows, max_len, true, &TokenChoice::Greedy)
+        .unwrap();
+    let res = run_graph(
+        &pg,
+        CpuEnv {
+            weights: &wfn,
+            inputs: &HashMap::new(),
+            states: &mut states,
+        },
+    )
+    .unwrap();
+    let li = pg.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
+    res[li].as_f32().unwrap().to_vec()
 }
