@@ -19,7 +19,12 @@ pub async fn run(gpu: Arc<Gpu>, filter: Option<&str>) -> String {
     })
     .await
     {
-        Ok(low) => gpus.push(low),
+        Ok(low) => {
+            // SwiftShader is a CPU adapter, so the page's device runs the barrier-free matmul
+            // kernels; the second device runs the other family so both are checked here.
+            low.set_barrier_free_matmul(!gpu.barrier_free_matmul());
+            gpus.push(low)
+        }
         Err(e) => notes.push(format!("second device with a lowered binding limit: {e}")),
     }
     let out = run_all(&gpus, filter).await;
