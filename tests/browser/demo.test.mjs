@@ -5,9 +5,10 @@
 import test from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { serve, withBrowser, nativeGenerate, waitForState, errorText, FIXTURES, TEST_MODEL } from './lib.mjs';
+import { serve, withBrowser, nativeGenerate, waitForState, errorText, FIXTURES, TEST_MODEL, ROOT } from './lib.mjs';
 
 const IMAGE = path.join(FIXTURES, 'images/shapes_64.png');
+const PACKAGE_MODEL = path.join(ROOT, 'models/pinhole-shapes-q4');
 const MAX_NEW = 12;
 
 async function captionFile(page, file) {
@@ -109,6 +110,17 @@ test('demo: a bad image and a bad model URL give clear errors, and the page reco
       assert.equal(await waitForState(page, ['done', 'error'], 120_000), 'done', await errorText(page));
       assert.equal(await page.getAttribute('#load-status', 'data-loaded'), 'true');
       assert.equal(await errorText(page), '');
+
+      // Model picker, "in the npm package": `Pinhole.load()` with no URL, the 4-bit copy that
+      // ships in the package; its caption equals the native CLI's on the same 4-bit folder.
+      const nativeQ4 = nativeGenerate({ model: PACKAGE_MODEL, image: IMAGE, prompt: 'caption en', maxNewTokens: 4 });
+      assert.ok(nativeQ4.text.length > 0, 'the native 4-bit caption is empty; the comparison would prove nothing');
+      await page.fill('#prompt', 'caption en');
+      await page.check('input[name=model-source][value=package]');
+      await page.click('#load');
+      assert.equal(await waitForState(page, ['done', 'error'], 120_000), 'done', await errorText(page));
+      assert.match(await page.textContent('#load-status'), /npm package/);
+      assert.equal(await page.textContent('#output'), nativeQ4.text, 'the package model captions differently from the native CLI');
       assert.deepEqual(b.errors, []);
     });
   } finally {
