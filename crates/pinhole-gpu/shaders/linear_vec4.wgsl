@@ -58,6 +58,54 @@ fn halves_hi(q: vec4<u32>) -> vec4<f32> {
     return vec4<f32>(unpack2x16float(q.z), unpack2x16float(q.w));
 }
 
+// x·W[c] for rows m0..m0+3 of x (lane i of the result is row m0 + i), over the vec4 words
+// start, start + step, … of weight row c: the inner loop of `gemv` (a row split over TPR
+// threads) and `gemv_rows` (a whole row per thread). Rows past M read row M-1 (any valid
+// row; the callers do not store them): one loop body for 2..4 rows, another for M = 1.
+fn row_dot(c: u32, start: u32, step: u32, m0: u32) -> vec4<f32> {
+    let rows = min(p.m - m0, 4u);
+    let xrow = p.k / 4u; // vec4 per row of x
+    let x0 = m0 * xrow;
+    let x1 = min(m0 + 1u, p.m - 1u) * xrow;
+    let x2 = min(m0 + 2u, p.m - 1u) * xrow;
+    let x3 = min(m0 + 3u, p.m - 1u) * xrow;
+    var acc = vec4<f32>(0.0);
+    if (W_F16) {
+        let wrow = p.k / 8u;
+        let wb = c * wrow;
+        if (rows == 1u) {
+            for (var v = start; v < wrow; v += step) {
+                let q = w[wb + v];
+                acc.x += dot(halves_lo(q), x[x0 + 2u * v]) + dot(halves_hi(q), x[x0 + 2u * v + 1u]);
+            }
+        } else {
+            for (var v = start; v < wrow; v += step) {
+                let q = w[wb + v];
+                let a = halves_lo(q);
+                let b = halves_hi(q);
+                let o = 2u * v;
+                acc += vec4<f32>(dot(a, x[x0 + o]) + dot(b, x[x0 + o + 1u]),
+                                 dot(a, x[x1 + o]) + dot(b, x[x1 + o + 1u]),
+                                 dot(a, x[x2 + o]) + dot(b, x[x2 + o + 1u]),
+                                 dot(a, x[x3 + o]) + dot(b, x[x3 + o + 1u]));
+            }
+        }
+    } else {
+        let wb = c * xrow;
+        if (rows == 1u) {
+            for (var v = start; v < xrow; v += step) {
+                acc.x += dot(bitcast<vec4<f32>>(w[wb + v]), x[x0 + v]);
+            }
+        } else {
+            for (var v = start; v < xrow; v += step) {
+                let a = bitcast<vec4<f32>>(w[wb + v]);
+                acc += vec4<f32>(dot(a, x[x0 + v]), dot(a, x[x1 + v]), dot(a, x[x2 + v]), dot(a, x[x3 + v]));
+            }
+        }
+    }
+    return acc;
+}
+
 const TPR: u32 = 32u; // threads per weight row (gemv)
 const RPW: u32 = 8u;  // weight rows per workgroup (gemv)
 
@@ -71,48 +119,9 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let col = blk * RPW + r;
     let m0 = wg.z * 4u;
     let rows = min(p.m - m0, 4u);
-    let xrow = p.k / 4u; // vec4 per row of x
-    // Lane i of acc is row m0 + i. Rows past M read row M-1 (any valid row) and are not
-    // stored: one loop body for 2..4 rows, and a separate one for the common M = 1.
-    let x0 = m0 * xrow;
-    let x1 = min(m0 + 1u, p.m - 1u) * xrow;
-    let x2 = min(m0 + 2u, p.m - 1u) * xrow;
-    let x3 = min(m0 + 3u, p.m - 1u) * xrow;
     var acc = vec4<f32>(0.0);
     if (col < p.nc) {
-        if (W_F16) {
-            let wrow = p.k / 8u;
-            let wb = col * wrow;
-            if (rows == 1u) {
-                for (var v = t; v < wrow; v += TPR) {
-                    let q = w[wb + v];
-                    acc.x += dot(halves_lo(q), x[x0 + 2u * v]) + dot(halves_hi(q), x[x0 + 2u * v + 1u]);
-                }
-            } else {
-                for (var v = t; v < wrow; v += TPR) {
-                    let q = w[wb + v];
-                    let a = halves_lo(q);
-                    let b = halves_hi(q);
-                    let o = 2u * v;
-                    acc += vec4<f32>(dot(a, x[x0 + o]) + dot(b, x[x0 + o + 1u]),
-                                     dot(a, x[x1 + o]) + dot(b, x[x1 + o + 1u]),
-                                     dot(a, x[x2 + o]) + dot(b, x[x2 + o + 1u]),
-                                     dot(a, x[x3 + o]) + dot(b, x[x3 + o + 1u]));
-                }
-            }
-        } else {
-            let wb = col * xrow;
-            if (rows == 1u) {
-                for (var v = t; v < xrow; v += TPR) {
-                    acc.x += dot(bitcast<vec4<f32>>(w[wb + v]), x[x0 + v]);
-                }
-            } else {
-                for (var v = t; v < xrow; v += TPR) {
-                    let a = bitcast<vec4<f32>>(w[wb + v]);
-                    acc += vec4<f32>(dot(a, x[x0 + v]), dot(a, x[x1 + v]), dot(a, x[x2 + v]), dot(a, x[x3 + v]));
-                }
-            }
-        }
+        acc = row_dot(col, t, TPR, m0);
     }
     part[li] = acc;
     workgroupBarrier();
@@ -140,45 +149,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     let c = min(col, p.nc - 1u); // past the chunk: load a valid row, store nothing
     let m0 = wg.z * 4u;
     let rows = min(p.m - m0, 4u);
-    let xrow = p.k / 4u;
-    let x0 = m0 * xrow;
-    let x1 = min(m0 + 1u, p.m - 1u) * xrow;
-    let x2 = min(m0 + 2u, p.m - 1u) * xrow;
-    let x3 = min(m0 + 3u, p.m - 1u) * xrow;
-    var acc = vec4<f32>(0.0);
-    if (W_F16) {
-        let wrow = p.k / 8u;
-        let wb = c * wrow;
-        if (rows == 1u) {
-            for (var v = 0u; v < wrow; v++) {
-                let q = w[wb + v];
-                acc.x += dot(halves_lo(q), x[x0 + 2u * v]) + dot(halves_hi(q), x[x0 + 2u * v + 1u]);
-            }
-        } else {
-            for (var v = 0u; v < wrow; v++) {
-                let q = w[wb + v];
-                let a = halves_lo(q);
-                let b = halves_hi(q);
-                let o = 2u * v;
-                acc += vec4<f32>(dot(a, x[x0 + o]) + dot(b, x[x0 + o + 1u]),
-                                 dot(a, x[x1 + o]) + dot(b, x[x1 + o + 1u]),
-                                 dot(a, x[x2 + o]) + dot(b, x[x2 + o + 1u]),
-                                 dot(a, x[x3 + o]) + dot(b, x[x3 + o + 1u]));
-            }
-        }
-    } else {
-        let wb = c * xrow;
-        if (rows == 1u) {
-            for (var v = 0u; v < xrow; v++) {
-                acc.x += dot(bitcast<vec4<f32>>(w[wb + v]), x[x0 + v]);
-            }
-        } else {
-            for (var v = 0u; v < xrow; v++) {
-                let a = bitcast<vec4<f32>>(w[wb + v]);
-                acc += vec4<f32>(dot(a, x[x0 + v]), dot(a, x[x1 + v]), dot(a, x[x2 + v]), dot(a, x[x3 + v]));
-            }
-        }
-    }
+    let acc = row_dot(c, 0u, 1u, m0);
     if (col < p.nc) {
         let b = bias_at(col);
         for (var i = 0u; i < rows; i++) {
