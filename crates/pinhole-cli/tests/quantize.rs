@@ -265,3 +265,133 @@ fn tampered_quantized_folders_are_rejected_naming_the_tensor() {
     expect_error(&args, &[".q4", "pinhole.quant"]);
     let _ = std::fs::remove_dir_all(&out);
 }
+
+/// A copy of the fixture model whose checkpoint leads with one extra 32 MB f32 matrix (named to
+/// sort first, unused by the graphs): quantizing it takes long enough that a kill sent right
+/// after its progress line lands while the output is being written, on any machine.
+fn slow_fixture(dir: &Path) -> PathBuf {
+    let _ = std::fs::remove_dir_all(dir);
+    std::fs::create_dir_all(dir).unwrap();
+    for e in std::fs::read_dir(fixture_model()).unwrap() {
+        let p = e.unwrap().path();
+        std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+    }
+    let st = dir.join("model.safetensors");
+    let bytes = std::fs::read(&st).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let mut h: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    let data_len = (bytes.len() - 8 - n) as u64;
+    let (rows, cols) = (4096u64, 2048u64);
+    let big = rows * cols * 4;
+    h.as_object_mut().unwrap().insert(
+        "aaa_slow.weight".into(),
+        serde_json::json!({"dtype": "F32", "shape": [rows, cols], "data_offsets": [data_len, data_len + big]}),
+    );
+    let mut hb = h.to_string().into_bytes();
+    hb.resize(hb.len().next_multiple_of(8), b' ');
+    let mut out = (hb.len() as u64).to_le_bytes().to_vec();
+    out.extend_from_slice(&hb);
+    out.extend_from_slice(&bytes[8 + n..]);
+    // Seeded values in [-1, 1) (never zeros: an all-zero tensor quantizes trivially).
+    let mut s = 0x2545_f491_4f6c_dd1du64;
+    out.reserve(big as usize);
+    for _ in 0..rows * cols {
+        s ^= s << 13;
+        s ^= s >> 7;
+        s ^= s << 17;
+        let v = (s >> 40) as f32 / (1u64 << 23) as f32 - 1.0;
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    std::fs::write(&st, out).unwrap();
+    dir.to_path_buf()
+}
+
+/// `pinhole quantize` killed (SIGKILL on Unix: no chance to clean up) before any output, in the
+/// middle of the big first tensor, and after the first, middle and last tensors: the output
+/// folder is either absent or complete (the rename of OUT.partial is the commit), a leftover
+/// OUT.partial loaded by mistake is refused cleanly (or, killed after its last write, is the
+/// complete result), and the next run names the leftover and, once it is removed, succeeds.
+#[test]
+fn killed_at_any_point_leaves_no_half_written_output() {
+    use std::io::{BufRead, BufReader};
+    use std::process::{Command, Stdio};
+
+    let model = slow_fixture(&tmp("kill-model"));
+    let reference = tmp("kill-ref");
+    let (code, _, stderr) = quantize(&model, &reference, &[]);
+    assert_eq!(code, 0, "{stderr}");
+    let tensors = stderr.matches("quantizing [").count();
+    assert!(tensors >= 8, "{stderr}");
+    let want = generate_json(&reference)["token_ids"].clone();
+
+    let mut mid_write = 0;
+    for after in [0, 1, 2, tensors / 2, tensors - 1, tensors] {
+        let out = tmp(&format!("kill-{after}"));
+        let _ = std::fs::remove_dir_all(partial(&out));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pinhole"))
+            .args(quantize_args(&model, &out))
+            .env("XDG_RUNTIME_DIR", "/tmp")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let mut seen = 0;
+        while seen < after {
+            match lines.next() {
+                Some(Ok(l)) if l.contains("quantizing [") => seen += 1,
+                Some(Ok(_)) => {}
+                _ => break,
+            }
+        }
+        let _ = child.kill();
+        child.wait().unwrap();
+        drop(lines);
+
+        let at = format!("killed after {after} of {tensors} tensors");
+        if out.exists() {
+            assert_eq!(
+                generate_json(&out)["token_ids"],
+                want,
+                "{at}: the output folder differs"
+            );
+        }
+        if partial(&out).exists() {
+            if !out.exists() && (1..tensors).contains(&after) {
+                mid_write += 1;
+            }
+            let p = partial(&out);
+            let (code, stdout, stderr) = run(&[
+                "generate",
+                "--model",
+                p.to_str().unwrap(),
+                "--image",
+                image().to_str().unwrap(),
+                "--max-new-tokens",
+                "3",
+                "--json",
+            ]);
+            assert!(!stderr.contains("panicked"), "{at}: {stderr}");
+            if code == 0 {
+                let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+                assert_eq!(
+                    v["token_ids"], want,
+                    "{at}: a half-written OUT.partial loaded as a model"
+                );
+            }
+            expect_error(&quantize_args(&model, &out), &[".partial", "remove it"]);
+            std::fs::remove_dir_all(&p).unwrap();
+        }
+        if !out.exists() {
+            let (code, _, stderr) = quantize(&model, &out, &[]);
+            assert_eq!(code, 0, "{at}: the run after the kill failed: {stderr}");
+            assert_eq!(generate_json(&out)["token_ids"], want, "{at}");
+        }
+        std::fs::remove_dir_all(&out).unwrap();
+    }
+    // Killed right after the big first tensor's line, the run is inside that tensor: at least
+    // that case must have left OUT.partial and no OUT, or the test proved nothing.
+    assert!(mid_write >= 1, "no kill landed while the output was being written");
+    std::fs::remove_dir_all(&model).unwrap();
+    std::fs::remove_dir_all(&reference).unwrap();
+}
