@@ -76,6 +76,7 @@ export async function launch({ webgpu = true, args = [] } = {}) {
     page,
     errors,
     logs,
+    userDataDir,
     close: async () => {
       await context.close().catch(() => {});
       fs.rmSync(userDataDir, { recursive: true, force: true });
