@@ -146,6 +146,26 @@ VARIANTS = {
         strip_model_prefix=True,
         cases=["describe", "multiturn"],
     ),
+    "smolvlm-eos": dict(
+        doc="SmolVLM whose LM head favours the stop tokens (eos_gain up): greedy decoding ends on "
+            "<end_of_utterance> after 2-3 tokens, so the stop itself is compared (generation_config "
+            "lists <|im_end|> and <end_of_utterance>, as the Hub's SmolVLM checkpoints do)",
+        model_type="smolvlm",
+        seed=48,
+        vision=dict(hidden_size=24, intermediate_size=48, num_hidden_layers=2, num_attention_heads=3,
+                    image_size=32, patch_size=8),
+        scale_factor=2,
+        text=dict(hidden_size=48, intermediate_size=80, num_hidden_layers=2, num_attention_heads=4,
+                  num_key_value_heads=2, max_position_embeddings=256, rope_theta=100000.0),
+        tie=False,
+        processor=dict(size={"longest_edge": 64}, max_image_size={"longest_edge": 32}, do_image_splitting=True),
+        vocab=(400, 400),
+        template=SMOLVLM_TEMPLATE,
+        template_file="jinja",
+        eos_gain=7.0,
+        min_generated=2,
+        cases=["describe", "multiturn"],
+    ),
     "smolvlm-bf16": dict(
         doc="SmolVLM stored in bfloat16 (as the Hub's SmolVLM checkpoints are) and sharded "
             "(model.safetensors.index.json); widths that are multiples of 32 so most matrices "

@@ -69,8 +69,9 @@ window.readme = { text, ids: answer.tokenIds, reply: reply.tokenIds, stopped: re
   }
 });
 
-test('SmolVLM cases: text-first message, File[] without the worker, Idefics3 from ImageData, errors', { timeout: 600_000 }, async () => {
+test('SmolVLM cases: text-first message, File[] without the worker, Idefics3 from ImageData, a stop on <end_of_utterance>, errors', { timeout: 600_000 }, async () => {
   const smol = expected('smolvlm');
+  const eos = expected('smolvlm-eos');
   const nosplit = expected('smolvlm-nosplit');
   const idefics = expected('idefics3');
   const files = fs.readdirSync(path.join(FIXTURES, 'smolvlm-nosplit/model'));
@@ -80,7 +81,7 @@ test('SmolVLM cases: text-first message, File[] without the worker, Idefics3 fro
       await page.goto(`${server.url}tests/api.html`);
       await page.waitForFunction(() => window.apiReady === true, null, { timeout: 30_000 });
       const got = await page.evaluate(
-        async ({ smol, nosplit, idefics, files }) => {
+        async ({ smol, nosplit, idefics, eos, files }) => {
           const blob = async (name) => (await fetch(`/fixtures/images/${name}`)).blob();
           const out = {};
           const errorOf = async (p) => p.then(() => 'no error', (e) => `${e.code}: ${e.message}`);
@@ -118,13 +119,25 @@ test('SmolVLM cases: text-first message, File[] without the worker, Idefics3 fro
           out.idefics = (await id.generate(pixels, { messages: idefics.describe.messages, maxNewTokens: idefics.describe.max_new_tokens })).tokenIds;
           id.dispose();
 
+          // A model whose greedy path ends on <end_of_utterance> long before maxNewTokens: the
+          // engine stops there as transformers' generate() does (generation_config.json lists it).
+          const em = await Pinhole.load('/fixtures/smolvlm-eos/model/');
+          const stop = await em.generate(await blob(eos.describe.image), { messages: eos.describe.messages, maxNewTokens: eos.describe.max_new_tokens });
+          out.eos = { ids: stop.tokenIds, stopped: stop.stoppedOnEos, text: stop.text };
+          const streamed = [];
+          for await (const piece of em.stream(await blob(eos.multiturn.image), { messages: eos.multiturn.messages, maxNewTokens: eos.multiturn.max_new_tokens })) {
+            streamed.push(piece);
+          }
+          out.eosStreamed = streamed.length;
+          em.dispose();
+
           // A PaliGemma model refuses the messages form.
           const pg = await Pinhole.load('/model/');
           out.errors.notChat = await errorOf(pg.generate(img, { messages: smol.describe.messages }));
           pg.dispose();
           return out;
         },
-        { smol, nosplit, idefics, files },
+        { smol, nosplit, idefics, eos, files },
       );
       assert.equal(got.info.modelType, 'smolvlm');
       assert.equal(got.info.chat, true);
@@ -134,6 +147,11 @@ test('SmolVLM cases: text-first message, File[] without the worker, Idefics3 fro
       assert.deepEqual(got.raw, smol.tall.generated_ids.slice(0, 4), 'rawPrompt with the rendered template');
       assert.deepEqual(got.nosplit, nosplit.multiturn.generated_ids, 'smolvlm-nosplit/multiturn from File[], worker: false');
       assert.deepEqual(got.idefics, idefics.describe.generated_ids, 'idefics3/describe from ImageData');
+      assert.ok(eos.describe.stopped_on_eos && eos.describe.generated_ids.length < eos.describe.max_new_tokens);
+      assert.deepEqual(got.eos.ids, eos.describe.generated_ids, 'smolvlm-eos/describe: the ids up to and with <end_of_utterance>');
+      assert.equal(got.eos.stopped, true, 'stoppedOnEos');
+      assert.equal(got.eos.text, eos.describe.generated_text, 'text without the stop token');
+      assert.ok(got.eosStreamed >= 1 && got.eosStreamed <= eos.multiturn.generated_ids.length, `stream() ended at the stop (${got.eosStreamed} pieces)`);
       assert.match(got.errors.both, /^bad-request: .*either prompt or messages/);
       assert.match(got.errors.noImage, /^bad-request: .*0 image parts/);
       assert.match(got.errors.twoImages, /^bad-request: .*2 image parts/);
