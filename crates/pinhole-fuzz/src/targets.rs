@@ -9,18 +9,13 @@
 
 use std::path::{Path, PathBuf};
 
-use pinhole_core::hf::smolvlm_image::SmolVlmImageConfig;
-use pinhole_core::hf::{
-    CheckpointReader, GenerationConfig, ImageProcessorConfig, ModelConfig, SafetensorsFile, ShardIndex,
-};
+use pinhole_core::hf::{CheckpointReader, GenerationConfig, ImageProcessorConfig, SafetensorsFile, ShardIndex};
 use pinhole_core::DType;
-use pinhole_models::blip2::Blip2Phi;
+use pinhole_models::arch::WeightPrecision;
 use pinhole_models::loader::{prepare, LoadOptions, ModelFiles};
 use pinhole_models::model::Model;
-use pinhole_models::paligemma::PaliGemma;
-use pinhole_models::smolvlm::SmolVlm;
 use pinhole_models::TokenChoice;
-use pinhole_models::{processor, q4_load, tokenizer};
+use pinhole_models::{processor, q4_load, registry, tokenizer};
 
 pub struct Target {
     pub name: &'static str,
@@ -174,18 +169,21 @@ fn exercise(model: &Model, ids: Option<Vec<u32>>) -> String {
     if let Err(e) = model.image_graph(0, false) {
         return e.to_string();
     }
-    if let Some(m) = model.downcast_ref::<SmolVlm>() {
-        // Every tile has its own graph (the global tile last): build the last one too.
-        let last = m.max_tiles().saturating_sub(1);
-        if last > 0 {
-            if let Err(e) = model.image_graph(last, false) {
-                return e.to_string();
-            }
+    // Every tile has its own graph (the global tile last): build the last one too.
+    let last = model.max_tiles().saturating_sub(1);
+    if last > 0 {
+        if let Err(e) = model.image_graph(last, false) {
+            return e.to_string();
         }
     }
     let ids = ids.unwrap_or_else(|| {
-        // One tile's `<image>` tokens for SmolVLM (an image that is not split).
-        let (image, n) = (model.image_token().unwrap_or(0), model.min_image_tokens());
+        // One image's `<image>` tokens (for SmolVLM one tile's: an image that is not split).
+        let n = if model.tiled() {
+            model.min_image_tokens()
+        } else {
+            model.num_image_tokens()
+        };
+        let image = model.image_token().unwrap_or(0);
         let mut ids = vec![image; n];
         ids.extend([2, 3]);
         ids
@@ -201,31 +199,13 @@ fn exercise(model: &Model, ids: Option<Vec<u32>>) -> String {
     outcome(model.decode_graph(1, ids.len(), ids.len(), needed, false, &TokenChoice::Greedy))
 }
 
+/// config.json through the registry: the family its `model_type` names, built from the file
+/// alone ([`registry::from_config`]), then driven as [`exercise`] does.
 pub fn config(bytes: &[u8]) -> String {
-    let cfg = match ModelConfig::parse(bytes, "config.json") {
-        Ok(c) => c,
-        Err(e) => return e.to_string(),
-    };
-    let (p, g) = (ImageProcessorConfig::default(), GenerationConfig::default());
-    let model = match cfg {
-        ModelConfig::PaliGemma(c) => Model::new(Box::new(PaliGemma::new(c, p, g, DType::F16))),
-        ModelConfig::Blip2Phi(c) => Model::new(Box::new(Blip2Phi::new(c, p, g, DType::F32))),
-        // With a processor config that fits it (full tiles of the vision tower's size, no
-        // splitting); the `prepare` target fuzzes the processor config against it too.
-        ModelConfig::SmolVlm(c) => {
-            let edge = c.vision.image_size;
-            let proc_json = format!(
-                r#"{{"size": {{"longest_edge": {edge}}}, "max_image_size": {{"longest_edge": {edge}}}, "do_image_splitting": false}}"#
-            );
-            let built = SmolVlmImageConfig::parse(proc_json.as_bytes(), "processor_config.json")
-                .and_then(|p| SmolVlm::new(c, p, g, DType::F16));
-            match built {
-                Ok(m) => Model::new(Box::new(m)),
-                Err(e) => return e.to_string(),
-            }
-        }
-    };
-    exercise(&model, None)
+    match registry::from_config(bytes, "config.json", WeightPrecision::F16) {
+        Ok(arch) => exercise(&Model::new(arch), None),
+        Err(e) => e.to_string(),
+    }
 }
 
 fn processor_seeds() -> Vec<Vec<u8>> {

@@ -8,13 +8,15 @@
 
 use std::any::Any;
 
-use pinhole_core::graph::Graph;
+use pinhole_core::graph::{Graph, TensorId};
 use pinhole_core::hf::image::Rgb8Image;
-use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig};
+use pinhole_core::hf::{ConfigLayout, GenerationConfig, ImageProcessorConfig};
 use pinhole_core::{DType, Tensor};
 
 use crate::error::{Error, Result};
-use crate::layers::{StepOutputs, TokenChoice};
+use crate::layers::{
+    embedding, prompt_embeddings, token_embedding, Scope, StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
+};
 
 /// Storage precision of matrix weights (linear layers, embedding table). Norms, biases,
 /// position embeddings and the patch-embedding kernel always stay f32.
@@ -137,6 +139,12 @@ pub struct Basics {
     pub vocab_size: usize,
     /// The text model's `max_position_embeddings`.
     pub max_positions: usize,
+    /// The text model's width (of the embeddings and the image rows).
+    pub hidden_size: usize,
+    /// The prompt token whose positions take the image rows ([`Architecture::image_token`]).
+    pub image_token: Option<u32>,
+    /// `[channels, size, size]` of the pixels the vision tower takes (of one tile).
+    pub pixel_shape: [usize; 3],
     /// Generation stops on these ids ([`eos_ids`]).
     pub eos_ids: Vec<u32>,
 }
@@ -189,7 +197,9 @@ pub trait Architecture: AsAny + Send + Sync {
 
     /// The id whose positions in the prompt take the image rows (`None`: the first
     /// [`Architecture::num_image_tokens`] positions, BLIP-2 without an image token).
-    fn image_token(&self) -> Option<u32>;
+    fn image_token(&self) -> Option<u32> {
+        self.basics().image_token
+    }
 
     /// Rows of image features written into the prompt (SmolVLM: the most an image can give).
     fn num_image_tokens(&self) -> usize;
@@ -199,13 +209,18 @@ pub trait Architecture: AsAny + Send + Sync {
         self.num_image_tokens()
     }
 
-    /// The fewest image rows a prompt can have (the probe prompt of `expected_weights`).
+    /// The fewest image rows a prefill graph takes: the probe prompt of
+    /// [`crate::model::Model::expected_weights`], which reads the weights off the graphs and so
+    /// wants them small (one row for a one-tile family, whose prefill takes any number of image
+    /// rows up to [`Architecture::num_image_tokens`]; one tile's rows for SmolVLM).
     fn min_image_tokens(&self) -> usize {
-        self.num_image_tokens()
+        1
     }
 
     /// `[channels, size, size]` of the pixels the vision tower takes (SmolVLM: of one tile).
-    fn pixel_shape(&self) -> [usize; 3];
+    fn pixel_shape(&self) -> [usize; 3] {
+        self.basics().pixel_shape
+    }
 
     /// Rescale / normalisation (and, for one-tile families, the resize) of the image.
     fn processor(&self) -> &ImageProcessorConfig;
@@ -224,16 +239,82 @@ pub trait Architecture: AsAny + Send + Sync {
 
     // --- graphs ----------------------------------------------------------------------------
 
-    /// The image-encode graph of tile `tile` (input "pixels", writes the state
-    /// [`crate::layers::IMAGE_FEATURES`]; one-tile families have tile 0 only); with `debug`
-    /// its outputs are the intermediate results named by
+    /// Most tiles one image can give (1 for one-tile families): the image-encode graphs are
+    /// those of tiles `0 .. max_tiles`.
+    fn max_tiles(&self) -> usize {
+        1
+    }
+
+    /// The image features of one image (or tile) `pixels` of [`Architecture::pixel_shape`]:
+    /// `[rows, hidden]`, one tile's rows of the prompt; and the intermediate results named by
     /// [`Architecture::debug_output_names`], in that order.
-    fn image_graph(&self, tile: usize, debug: bool) -> pinhole_core::Result<Graph>;
+    fn encode_image(&self, g: &mut Graph, pixels: TensorId) -> pinhole_core::Result<(TensorId, Vec<TensorId>)>;
+
+    /// The image-encode graph of tile `tile`: input "pixels", its features written into the
+    /// state [`crate::layers::IMAGE_FEATURES`] at the tile's rows (so several prompts can reuse
+    /// one encoded image); with `debug` its outputs are the intermediate results named by
+    /// [`Architecture::debug_output_names`], in that order.
+    fn image_graph(&self, tile: usize, debug: bool) -> pinhole_core::Result<Graph> {
+        if tile >= self.max_tiles() {
+            return Err(pinhole_core::Error::Invalid(format!(
+                "tile {tile} of an image; this processor config makes at most {} tiles",
+                self.max_tiles()
+            )));
+        }
+        let mut g = Graph::new();
+        let px = g.input("pixels", &self.pixel_shape(), DType::F32);
+        let (features, steps) = self.encode_image(&mut g, px)?;
+        let rows = g.value(features)?.shape[0];
+        let state = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.basics().hidden_size]);
+        g.write_rows(state, features, tile * rows)?;
+        if debug {
+            for s in steps {
+                g.output(s);
+            }
+        }
+        Ok(g)
+    }
 
     /// Names of the image graph's debug outputs (as in the fixtures' expected.safetensors).
     fn debug_output_names(&self) -> &'static [&'static str];
 
-    /// Prefill over the prompt ids with the image rows filled from the encoded image.
+    /// Token embeddings of `ids`: the rows the text model takes (the image rows replace some).
+    /// Every family so far names its table `text.embed_tokens`.
+    fn embed(&self, g: &mut Graph, ids: TensorId) -> pinhole_core::Result<TensorId> {
+        let b = self.basics();
+        embedding(
+            g,
+            &Scope::root("text").pp("embed_tokens"),
+            ids,
+            b.vocab_size,
+            b.hidden_size,
+        )
+    }
+
+    /// The text model over the embedded rows `x` at `rows` of the sequence: its final hidden
+    /// states. `prefix_len` is the prompt length (for families whose prompt block attends
+    /// bidirectionally).
+    fn text_forward(
+        &self,
+        g: &mut Graph,
+        x: TensorId,
+        rows: &StepRows,
+        prefix_len: usize,
+    ) -> pinhole_core::Result<TensorId>;
+
+    /// Hidden states → logits.
+    fn lm_head(&self, g: &mut Graph, x: TensorId) -> pinhole_core::Result<TensorId>;
+
+    /// Refuses a prompt whose image rows the family cannot fill (SmolVLM: whole tiles only).
+    fn check_image_rows(&self, _rows: usize) -> pinhole_core::Result<()> {
+        Ok(())
+    }
+
+    /// Prefill over the prompt `ids` whose image tokens are at `image_rows`: they take the first
+    /// `image_rows.len()` rows of the state [`crate::layers::IMAGE_FEATURES`], written by the
+    /// image-encode graph. Outputs the next token as `choice` picks it (greedy argmax or
+    /// sampled on the GPU), and with `all_logits` the logits of every position (for checks
+    /// against transformers).
     fn prefill_graph(
         &self,
         ids: &[u32],
@@ -241,10 +322,22 @@ pub trait Architecture: AsAny + Send + Sync {
         max_len: usize,
         all_logits: bool,
         choice: &TokenChoice,
-    ) -> pinhole_core::Result<(Graph, StepOutputs)>;
+    ) -> pinhole_core::Result<(Graph, StepOutputs)> {
+        self.check_image_rows(image_rows.len())?;
+        let mut g = Graph::new();
+        let (n, h) = (self.num_image_tokens(), self.basics().hidden_size);
+        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: 0,
+            len: ids.len(),
+            max_len,
+        };
+        text_step(self, g, x, rows, ids.len(), all_logits, choice)
+    }
 
-    /// One decode step for `token` at sequence position `row`; `prefix_len` is the prompt
-    /// length (for families whose prompt block attends bidirectionally).
+    /// One decode step for `token` at sequence position `row` → the next token as `choice`
+    /// picks it; with `logits` also the step's logits (before any repetition penalty or
+    /// temperature). `prefix_len` is the prompt length.
     #[allow(clippy::too_many_arguments)]
     fn decode_graph(
         &self,
@@ -254,7 +347,16 @@ pub trait Architecture: AsAny + Send + Sync {
         max_len: usize,
         logits: bool,
         choice: &TokenChoice,
-    ) -> pinhole_core::Result<(Graph, StepOutputs)>;
+    ) -> pinhole_core::Result<(Graph, StepOutputs)> {
+        let mut g = Graph::new();
+        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
+        let rows = StepRows {
+            row0: row,
+            len: 1,
+            max_len,
+        };
+        text_step(self, g, x, rows, prefix_len, logits, choice)
+    }
 
     // --- checkpoint names ------------------------------------------------------------------
 
@@ -273,6 +375,71 @@ pub trait Architecture: AsAny + Send + Sync {
     fn zero_if_missing(&self, _canonical: &str) -> bool {
         false
     }
+}
+
+/// What the registry needs of a family besides its [`Architecture`]: the layouts of its two
+/// config files and its constructor.
+pub trait Family: Architecture + Sized + 'static {
+    /// config.json's layout.
+    type Config: ConfigLayout;
+    /// preprocessor_config.json's / processor_config.json's layout.
+    type Processor: ProcessorLayout;
+
+    /// The family from its parsed files, its matrix weights stored in `precision`
+    /// ([`WeightPrecision::matrix_dtype`] of the config's dtype).
+    fn new(
+        cfg: Self::Config,
+        processor: Self::Processor,
+        generation: GenerationConfig,
+        precision: WeightPrecision,
+    ) -> pinhole_core::Result<Self>;
+}
+
+/// An image-processor config layout.
+pub trait ProcessorLayout: Sized {
+    /// Parses the processor file; `file` names it in errors.
+    fn parse(bytes: &[u8], file: &str) -> pinhole_core::Result<Self>;
+
+    /// A processor for a vision tower taking `image_size`² images, for a model described by
+    /// its config.json alone ([`crate::registry::from_config`]: fuzzing, tools).
+    fn fitting(image_size: usize) -> pinhole_core::Result<Self>;
+}
+
+impl ProcessorLayout for ImageProcessorConfig {
+    fn parse(bytes: &[u8], file: &str) -> pinhole_core::Result<Self> {
+        ImageProcessorConfig::parse(bytes, file)
+    }
+
+    fn fitting(image_size: usize) -> pinhole_core::Result<Self> {
+        Ok(ImageProcessorConfig {
+            size: (image_size, image_size),
+            ..ImageProcessorConfig::default()
+        })
+    }
+}
+
+/// The text model over `x` and the step's outputs (the shared end of the prefill and decode
+/// graphs).
+#[allow(clippy::too_many_arguments)]
+fn text_step<A: Architecture + ?Sized>(
+    arch: &A,
+    mut g: Graph,
+    x: TensorId,
+    rows: StepRows,
+    prefix_len: usize,
+    logits: bool,
+    choice: &TokenChoice,
+) -> pinhole_core::Result<(Graph, StepOutputs)> {
+    let hidden = arch.text_forward(&mut g, x, &rows, prefix_len)?;
+    let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| arch.lm_head(g, x))?;
+    Ok((g, out))
+}
+
+/// `name` with the first matching prefix of `map` replaced (`(from, to)` pairs, tried in
+/// order): the checkpoint ↔ canonical name mappings of the families.
+pub fn rename_prefix(name: &str, map: &[(&str, &str)]) -> Option<String> {
+    map.iter()
+        .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
 }
 
 /// Stop ids as transformers picks them: generation_config.json's, else config.json's, else the
@@ -298,12 +465,4 @@ pub fn encode(tok: &tokenizers::Tokenizer, text: &str, special: bool) -> Result<
     crate::tokenizer::contained("tokenizer.json", "encoding the prompt", || {
         tok.encode(text, special).map_err(|e| tok_err(e.to_string()))
     })
-}
-
-/// The error of a family's build function given another family's config (a registry line
-/// pointing at the wrong family).
-pub fn wrong_config(family: &str, file: &str) -> Error {
-    Error::Core(pinhole_core::Error::Invalid(format!(
-        "{file}: the registry gave a config of another family to {family}; fix FAMILIES in registry.rs"
-    )))
 }

@@ -29,16 +29,13 @@
 //! `v` on load (the older `q_bias` / `v_bias` layout is read too; its k bias is zero).
 
 use pinhole_core::graph::{Graph, TensorId};
-use pinhole_core::hf::{Blip2PhiConfig, GenerationConfig, ImageProcessorConfig, ModelConfig};
-use pinhole_core::{DType, Result, Tensor};
+use pinhole_core::hf::{Blip2PhiConfig, GenerationConfig, ImageProcessorConfig};
+use pinhole_core::{Result, Tensor};
 
 pub use crate::arch::RowSlice;
-use crate::arch::{encode, eos_ids, wrong_config, Architecture, Basics, ImageInput, ModelFiles, WeightPrecision};
+use crate::arch::{encode, eos_ids, rename_prefix, Architecture, Basics, Family, ImageInput, WeightPrecision};
 use crate::error::Error;
-use crate::layers::{
-    act, full_attention, layer_norm, prompt_embeddings, token_embedding, Linear, PhiDecoder, Scope, StepOutputs,
-    StepRows, TokenChoice, VitLayer, BLIP2_NAMES, IMAGE_FEATURES,
-};
+use crate::layers::{act, full_attention, layer_norm, Linear, PhiDecoder, Scope, StepRows, VitLayer, BLIP2_NAMES};
 
 pub struct Blip2Phi {
     pub cfg: Blip2PhiConfig,
@@ -47,29 +44,37 @@ pub struct Blip2Phi {
     pub basics: Basics,
 }
 
-impl Blip2Phi {
-    pub fn new(
+impl Family for Blip2Phi {
+    type Config = Blip2PhiConfig;
+    type Processor = ImageProcessorConfig;
+
+    fn new(
         cfg: Blip2PhiConfig,
         processor: ImageProcessorConfig,
         generation: GenerationConfig,
-        matrix_dtype: DType,
-    ) -> Self {
+        precision: WeightPrecision,
+    ) -> Result<Self> {
         let text = PhiDecoder { cfg: cfg.text.clone() };
         let basics = Basics {
             family: "blip-2+phi",
-            matrix_dtype,
+            matrix_dtype: precision.matrix_dtype(cfg.dtype),
             vocab_size: cfg.text.vocab_size,
             max_positions: cfg.text.max_position_embeddings,
+            hidden_size: cfg.text.hidden_size,
+            image_token: cfg.image_token_index,
+            pixel_shape: [cfg.vision.num_channels, cfg.vision.image_size, cfg.vision.image_size],
             eos_ids: eos_ids(&generation, &cfg.eos_token_ids, &cfg.text.eos_token_ids),
         };
-        Blip2Phi {
+        Ok(Blip2Phi {
             cfg,
             processor,
             text,
             basics,
-        }
+        })
     }
+}
 
+impl Blip2Phi {
     pub fn num_image_tokens(&self) -> usize {
         self.cfg.num_query_tokens
     }
@@ -98,8 +103,7 @@ impl Blip2Phi {
             ("model.language_model.", "text."),
             ("lm_head.", "lm_head."),
         ];
-        MAP.iter()
-            .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+        rename_prefix(name, MAP)
     }
 
     /// The checkpoint name that provides a canonical weight (for error messages).
@@ -113,9 +117,7 @@ impl Blip2Phi {
             ("text.", "language_model.model."),
             ("lm_head.", "language_model.lm_head."),
         ];
-        MAP.iter()
-            .find_map(|(from, to)| canonical.strip_prefix(from).map(|rest| format!("{to}{rest}")))
-            .unwrap_or_else(|| canonical.to_string())
+        rename_prefix(canonical, MAP).unwrap_or_else(|| canonical.to_string())
     }
 
     /// For the q/k/v pieces of the fused vision `qkv` weight and bias (transformers 5 stores
@@ -244,38 +246,6 @@ impl Blip2Phi {
             }
         }
     }
-
-    /// The Phi decoder over the embedded rows `x` and the step's outputs.
-    fn step(
-        &self,
-        mut g: Graph,
-        x: TensorId,
-        rows: StepRows,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let hidden = self.text.forward(&mut g, &Scope::root("text"), x, &rows)?;
-        let head = Scope::root("lm_head");
-        let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| {
-            self.text.lm_head(g, &head, x)
-        })?;
-        Ok((g, out))
-    }
-}
-
-/// The registry's constructor ([`crate::registry::FAMILIES`], `model_type` "blip-2").
-pub fn build(
-    cfg: ModelConfig,
-    files: &ModelFiles<'_>,
-    generation: GenerationConfig,
-    precision: WeightPrecision,
-) -> crate::error::Result<Box<dyn Architecture>> {
-    let ModelConfig::Blip2Phi(c) = cfg else {
-        return Err(wrong_config("blip-2", files.config.1));
-    };
-    let processor = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
-    let dtype = precision.matrix_dtype(c.dtype);
-    Ok(Box::new(Blip2Phi::new(c, processor, generation, dtype)))
 }
 
 impl Architecture for Blip2Phi {
@@ -313,88 +283,33 @@ impl Architecture for Blip2Phi {
         Ok(ids)
     }
 
-    fn image_token(&self) -> Option<u32> {
-        self.cfg.image_token_index
-    }
-
     fn num_image_tokens(&self) -> usize {
         Blip2Phi::num_image_tokens(self)
-    }
-
-    fn pixel_shape(&self) -> [usize; 3] {
-        let v = &self.cfg.vision;
-        [v.num_channels, v.image_size, v.image_size]
     }
 
     fn processor(&self) -> &ImageProcessorConfig {
         &self.processor
     }
 
-    /// Image-encode graph: pixels → vision → Q-Former → projection, written into the executor
-    /// state "image_features". With `debug`, the vision, Q-Former and projection outputs are
-    /// graph outputs (in that order).
-    fn image_graph(&self, _tile: usize, debug: bool) -> Result<Graph> {
-        let mut g = Graph::new();
-        let v = &self.cfg.vision;
-        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
-        let vis = self.vision(&mut g, px)?;
-        let qf = self.qformer(&mut g, vis)?;
-        let proj = self.projection(&mut g, qf)?;
-        let st = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.cfg.text.hidden_size]);
-        g.write_rows(st, proj, 0)?;
-        if debug {
-            g.output(vis);
-            g.output(qf);
-            g.output(proj);
-        }
-        Ok(g)
+    /// Pixels → vision → Q-Former → projection.
+    fn encode_image(&self, g: &mut Graph, pixels: TensorId) -> Result<(TensorId, Vec<TensorId>)> {
+        let vis = self.vision(g, pixels)?;
+        let qf = self.qformer(g, vis)?;
+        let proj = self.projection(g, qf)?;
+        Ok((proj, vec![vis, qf, proj]))
     }
 
     fn debug_output_names(&self) -> &'static [&'static str] {
         &["vision_out", "qformer_out", "projector_out"]
     }
 
-    /// The prefill graph over `ids` with the image features (state "image_features") at
-    /// `image_rows`.
-    fn prefill_graph(
-        &self,
-        ids: &[u32],
-        image_rows: &[u32],
-        max_len: usize,
-        all_logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let (n, h) = (self.num_image_tokens(), self.cfg.text.hidden_size);
-        let text = Scope::root("text");
-        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.text.embed(g, &text, ids))?;
-        let rows = StepRows {
-            row0: 0,
-            len: ids.len(),
-            max_len,
-        };
-        self.step(g, x, rows, all_logits, choice)
+    /// The Phi decoder; the prompt attends causally (`prefix_len` is unused).
+    fn text_forward(&self, g: &mut Graph, x: TensorId, rows: &StepRows, _prefix_len: usize) -> Result<TensorId> {
+        self.text.forward(g, &Scope::root("text"), x, rows)
     }
 
-    /// One decode step for `token` at sequence position `row`.
-    fn decode_graph(
-        &self,
-        token: u32,
-        row: usize,
-        _prefix_len: usize,
-        max_len: usize,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let text = Scope::root("text");
-        let x = token_embedding(&mut g, token, |g, ids| self.text.embed(g, &text, ids))?;
-        let rows = StepRows {
-            row0: row,
-            len: 1,
-            max_len,
-        };
-        self.step(g, x, rows, logits, choice)
+    fn lm_head(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        self.text.lm_head(g, &Scope::root("lm_head"), x)
     }
 
     fn canonical_name(&self, name: &str) -> Option<String> {

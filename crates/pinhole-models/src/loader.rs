@@ -9,7 +9,6 @@
 //! from config.json's `model_type` ([`Model`]); BLIP-2's fused vision `qkv` weight is split
 //! into its q/k/v rows here.
 
-use pinhole_core::hf::{GenerationConfig, ModelConfig};
 use pinhole_core::tensor::Data;
 use pinhole_core::{DType, Tensor};
 use pinhole_gpu::WeightStore;
@@ -76,13 +75,8 @@ fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
 /// by [`load_dir`] and the streaming loader the browser uses
 /// ([`crate::stream_loader::StreamingLoader`]).
 pub fn prepare(files: &ModelFiles<'_>, opts: &LoadOptions) -> Result<(Model, tokenizers::Tokenizer)> {
-    let cfg = ModelConfig::parse(files.config.0, files.config.1)?;
-    let gen_cfg = match &files.generation {
-        Some((b, name)) => GenerationConfig::parse(b, name)?,
-        None => GenerationConfig::default(),
-    };
+    let model = Model::new(crate::registry::build(files, opts.precision)?);
     let tokenizer = crate::tokenizer::load(files.tokenizer.0, files.tokenizer.1)?;
-    let model = Model::new(crate::registry::build(cfg, files, gen_cfg, opts.precision)?);
     // Every image is resized to the processor's size, and only the vision tower's size can be
     // used: a mismatch is an error here rather than after each image has been resized (which
     // a hostile size would make expensive).

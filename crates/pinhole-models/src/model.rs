@@ -39,8 +39,9 @@ impl Model {
     /// read off the graphs themselves ([`weights_of`]), so the loaders check exactly what the
     /// graphs will ask for.
     pub fn expected_weights(&self) -> Result<Vec<ExpectedWeight>> {
-        // The weights do not depend on the prompt: any prompt with the image rows will do, and
-        // the smallest keeps the probe graphs small (SmolVLM: one tile's rows).
+        // The weights do not depend on the prompt: any prompt with image rows will do, and the
+        // smallest keeps the probe graphs small (the prefill's RoPE table alone is 64 MiB for a
+        // 65 536-row prompt).
         let n = self.min_image_tokens();
         let ids = vec![0; n + 1];
         let rows: Vec<u32> = (0..n as u32).collect();

@@ -18,18 +18,11 @@
 //! for the checkpoint layouts they come from).
 
 use pinhole_core::graph::{Graph, TensorId};
-use pinhole_core::hf::{
-    GenerationConfig, ImageProcessorConfig, LayerType, ModelConfig, PaliGemmaConfig, TextModelType,
-};
-use pinhole_core::{DType, Result};
+use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, LayerType, PaliGemmaConfig, TextModelType};
+use pinhole_core::Result;
 
-use crate::arch::{
-    encode, eos_ids, tok_err, wrong_config, Architecture, Basics, ImageInput, ModelFiles, WeightPrecision,
-};
-use crate::layers::{
-    act, embedding, prompt_embeddings, siglip_tower, token_embedding, CachedAttention, Linear, RmsDecoder, Scope,
-    StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
-};
+use crate::arch::{encode, eos_ids, rename_prefix, tok_err, Architecture, Basics, Family, ImageInput, WeightPrecision};
+use crate::layers::{act, siglip_tower, CachedAttention, Linear, RmsDecoder, Scope, StepRows};
 
 pub struct PaliGemma {
     pub cfg: PaliGemmaConfig,
@@ -37,23 +30,31 @@ pub struct PaliGemma {
     pub basics: Basics,
 }
 
-impl PaliGemma {
-    pub fn new(
+impl Family for PaliGemma {
+    type Config = PaliGemmaConfig;
+    type Processor = ImageProcessorConfig;
+
+    fn new(
         cfg: PaliGemmaConfig,
         processor: ImageProcessorConfig,
         generation: GenerationConfig,
-        matrix_dtype: DType,
-    ) -> Self {
+        precision: WeightPrecision,
+    ) -> Result<Self> {
         let basics = Basics {
             family: "paligemma",
-            matrix_dtype,
+            matrix_dtype: precision.matrix_dtype(cfg.dtype),
             vocab_size: cfg.text.vocab_size,
             max_positions: cfg.text.max_position_embeddings,
+            hidden_size: cfg.text.hidden_size,
+            image_token: Some(cfg.image_token_index),
+            pixel_shape: [cfg.vision.num_channels, cfg.vision.image_size, cfg.vision.image_size],
             eos_ids: eos_ids(&generation, &cfg.eos_token_ids, &cfg.text.eos_token_ids),
         };
-        PaliGemma { cfg, processor, basics }
+        Ok(PaliGemma { cfg, processor, basics })
     }
+}
 
+impl PaliGemma {
     pub fn num_image_tokens(&self) -> usize {
         self.cfg.vision.num_patches()
     }
@@ -75,8 +76,7 @@ impl PaliGemma {
             ("lm_head.", "lm_head."),
             ("language_model.", "text."),
         ];
-        MAP.iter()
-            .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+        rename_prefix(name, MAP)
     }
 
     /// A checkpoint name that would provide the canonical weight (for error messages).
@@ -86,9 +86,7 @@ impl PaliGemma {
             ("text.", "language_model.model."),
             ("proj.", "multi_modal_projector."),
         ];
-        MAP.iter()
-            .find_map(|(from, to)| canonical.strip_prefix(from).map(|rest| format!("{to}{rest}")))
-            .unwrap_or_else(|| canonical.to_string())
+        rename_prefix(canonical, MAP).unwrap_or_else(|| canonical.to_string())
     }
 
     /// SigLIP vision tower: `pixels [3, H, W]` → `[num_patches, vision_hidden]`.
@@ -134,68 +132,6 @@ impl PaliGemma {
             windows,
         }
     }
-
-    /// Shape of each layer's K/V cache state for a context of `max_len` positions.
-    pub fn cache_shape(&self, max_len: usize) -> [usize; 2] {
-        self.decoder().attn.cache_shape(max_len)
-    }
-
-    /// LM head (tied embedding) and the optional final soft-cap.
-    fn lm_head(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
-        let t = &self.cfg.text;
-        let logits =
-            Linear::no_bias(t.vocab_size, t.hidden_size).forward(g, &Scope::root("text").pp("embed_tokens"), x)?;
-        match t.final_logit_softcapping {
-            Some(cap) if cap > 0.0 => g.softcap(logits, cap as f32),
-            _ => Ok(logits),
-        }
-    }
-
-    /// Token embeddings times the Gemma normaliser `sqrt(hidden)`.
-    fn embed(&self, g: &mut Graph, ids: TensorId) -> Result<TensorId> {
-        let t = &self.cfg.text;
-        embedding(
-            g,
-            &Scope::root("text").pp("embed_tokens"),
-            ids,
-            t.vocab_size,
-            t.hidden_size,
-        )
-    }
-
-    /// The decoder over the embedded rows `x` and the step's outputs.
-    fn step(
-        &self,
-        mut g: Graph,
-        x: TensorId,
-        rows: StepRows,
-        prefix_len: usize,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        // The Gemma embedding normaliser, applied to text and (already divided) image rows.
-        let x = g.scale(x, (self.cfg.text.hidden_size as f64).sqrt() as f32)?;
-        let hidden = self
-            .decoder()
-            .forward(&mut g, &Scope::root("text"), x, &rows, prefix_len)?;
-        let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| self.lm_head(g, x))?;
-        Ok((g, out))
-    }
-}
-
-/// The registry's constructor ([`crate::registry::FAMILIES`], `model_type` "paligemma").
-pub fn build(
-    cfg: ModelConfig,
-    files: &ModelFiles<'_>,
-    generation: GenerationConfig,
-    precision: WeightPrecision,
-) -> crate::error::Result<Box<dyn Architecture>> {
-    let ModelConfig::PaliGemma(c) = cfg else {
-        return Err(wrong_config("paligemma", files.config.1));
-    };
-    let processor = ImageProcessorConfig::parse(files.processor.0, files.processor.1)?;
-    let dtype = precision.matrix_dtype(c.dtype);
-    Ok(Box::new(PaliGemma::new(c, processor, generation, dtype)))
 }
 
 impl Architecture for PaliGemma {
@@ -229,91 +165,43 @@ impl Architecture for PaliGemma {
         Ok(ids)
     }
 
-    fn image_token(&self) -> Option<u32> {
-        Some(self.cfg.image_token_index)
-    }
-
     fn num_image_tokens(&self) -> usize {
         PaliGemma::num_image_tokens(self)
-    }
-
-    fn pixel_shape(&self) -> [usize; 3] {
-        let v = &self.cfg.vision;
-        [v.num_channels, v.image_size, v.image_size]
     }
 
     fn processor(&self) -> &ImageProcessorConfig {
         &self.processor
     }
 
-    /// Image-encode graph: pixels → vision tower → projector → / sqrt(hidden), stored in the
-    /// executor state "image_features" (so several prompts can reuse one encoded image). With
-    /// `debug`, the vision and projector outputs are graph outputs.
-    fn image_graph(&self, _tile: usize, debug: bool) -> Result<Graph> {
-        let mut g = Graph::new();
-        let v = &self.cfg.vision;
-        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
-        let vis = self.vision_tower(&mut g, px)?;
-        let proj = self.projector(&mut g, vis)?;
+    /// Pixels → vision tower → projector → / sqrt(hidden) (the Gemma normaliser scales them
+    /// back in the prefill).
+    fn encode_image(&self, g: &mut Graph, pixels: TensorId) -> Result<(TensorId, Vec<TensorId>)> {
+        let vis = self.vision_tower(g, pixels)?;
+        let proj = self.projector(g, vis)?;
         let scaled = g.scale(proj, 1.0 / (self.cfg.text.hidden_size as f64).sqrt() as f32)?;
-        let st = g.state(IMAGE_FEATURES, &[self.num_image_tokens(), self.cfg.text.hidden_size]);
-        g.write_rows(st, scaled, 0)?;
-        if debug {
-            g.output(vis);
-            g.output(proj);
-        }
-        Ok(g)
+        Ok((scaled, vec![vis, proj]))
     }
 
     fn debug_output_names(&self) -> &'static [&'static str] {
         &["vision_out", "projector_out"]
     }
 
-    /// The prefill graph over the prefix `ids` (image tokens at `image_rows`). The image
-    /// features come from the executor state "image_features", written by the image-encode
-    /// graph (see `generate`). Outputs the next token as `choice` picks it (greedy argmax or
-    /// sampled on the GPU), and with `all_logits` the logits of every position (for checks
-    /// against transformers).
-    fn prefill_graph(
-        &self,
-        ids: &[u32],
-        image_rows: &[u32],
-        max_len: usize,
-        all_logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let s = ids.len();
-        let mut g = Graph::new();
-        let (n, h) = (self.num_image_tokens(), self.cfg.text.hidden_size);
-        let x = prompt_embeddings(&mut g, ids, image_rows, n, h, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: 0,
-            len: s,
-            max_len,
-        };
-        self.step(g, x, rows, s, all_logits, choice)
+    /// The Gemma / Gemma 2 decoder. Gemma's embedding normaliser `sqrt(hidden)` scales text and
+    /// (already divided) image rows alike.
+    fn text_forward(&self, g: &mut Graph, x: TensorId, rows: &StepRows, prefix_len: usize) -> Result<TensorId> {
+        let x = g.scale(x, (self.cfg.text.hidden_size as f64).sqrt() as f32)?;
+        self.decoder().forward(g, &Scope::root("text"), x, rows, prefix_len)
     }
 
-    /// One decode step: the token at sequence position `row` (ids input is a constant) → next
-    /// token as `choice` picks it; with `logits` also the step's logits (before any
-    /// repetition penalty or temperature).
-    fn decode_graph(
-        &self,
-        token: u32,
-        row: usize,
-        prefix_len: usize,
-        max_len: usize,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: row,
-            len: 1,
-            max_len,
-        };
-        self.step(g, x, rows, prefix_len, logits, choice)
+    /// LM head (tied embedding) and the optional final soft-cap.
+    fn lm_head(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let t = &self.cfg.text;
+        let logits =
+            Linear::no_bias(t.vocab_size, t.hidden_size).forward(g, &Scope::root("text").pp("embed_tokens"), x)?;
+        match t.final_logit_softcapping {
+            Some(cap) if cap > 0.0 => g.softcap(logits, cap as f32),
+            _ => Ok(logits),
+        }
     }
 
     fn canonical_name(&self, name: &str) -> Option<String> {

@@ -30,14 +30,11 @@
 use pinhole_core::graph::{Activation, Graph, TensorId};
 use pinhole_core::hf::image::Rgb8Image;
 use pinhole_core::hf::smolvlm_image::{SmolVlmImageConfig, MAX_TILES_PER_SIDE};
-use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, ModelConfig, SmolVlmConfig};
-use pinhole_core::{DType, Error, Result, Tensor};
+use pinhole_core::hf::{GenerationConfig, ImageProcessorConfig, SmolVlmConfig};
+use pinhole_core::{Error, Result, Tensor};
 
-use crate::arch::{eos_ids, wrong_config, Architecture, Basics, ImageInput, ModelFiles, WeightPrecision};
-use crate::layers::{
-    embedding, prompt_embeddings, siglip_tower, token_embedding, CachedAttention, Linear, RmsDecoder, Scope,
-    StepOutputs, StepRows, TokenChoice, IMAGE_FEATURES,
-};
+use crate::arch::{eos_ids, rename_prefix, Architecture, Basics, Family, ImageInput, ProcessorLayout, WeightPrecision};
+use crate::layers::{siglip_tower, CachedAttention, Linear, RmsDecoder, Scope, StepRows};
 
 /// Patch-grid sides (1..=128) whose bucketized positions are not row-major in torch (the
 /// list `tools/make_smolvlm_fixtures.py` checks against transformers). Published models use
@@ -68,13 +65,16 @@ pub fn pixel_shuffle_sources(side: usize, s: usize) -> Vec<usize> {
         .collect()
 }
 
-impl SmolVlm {
+impl Family for SmolVlm {
+    type Config = SmolVlmConfig;
+    type Processor = SmolVlmImageConfig;
+
     /// Checks what pinhole's graphs assume (see the module docs).
-    pub fn new(
+    fn new(
         cfg: SmolVlmConfig,
         image: SmolVlmImageConfig,
         generation: GenerationConfig,
-        matrix_dtype: DType,
+        precision: WeightPrecision,
     ) -> Result<Self> {
         let side = cfg.patch_side();
         if POSITION_BUCKET_EXCEPTIONS.contains(&side) {
@@ -101,34 +101,34 @@ impl SmolVlm {
         }
         let basics = Basics {
             family: "smolvlm",
-            matrix_dtype,
+            matrix_dtype: precision.matrix_dtype(cfg.dtype),
             vocab_size: cfg.text.vocab_size,
             max_positions: cfg.text.max_position_embeddings,
+            hidden_size: cfg.text.hidden_size,
+            image_token: Some(cfg.image_token_id),
+            pixel_shape: [cfg.vision.num_channels, cfg.vision.image_size, cfg.vision.image_size],
             eos_ids: eos_ids(&generation, &[], &cfg.text.eos_token_ids),
         };
         Ok(SmolVlm { cfg, image, basics })
     }
+}
 
-    /// Most tiles one image can give with this processor config (split tiles + global).
-    pub fn max_tiles(&self) -> usize {
-        if !self.image.do_image_splitting {
-            return 1;
-        }
-        let per_side = if self.image.do_resize {
-            self.image
-                .longest_edge
-                .div_ceil(self.image.tile)
-                .min(MAX_TILES_PER_SIDE)
-        } else {
-            MAX_TILES_PER_SIDE
-        };
-        if per_side <= 1 {
-            1
-        } else {
-            per_side * per_side + 1
-        }
+/// SmolVLM's processor resizes by the longest edge into tiles: its own config.
+impl ProcessorLayout for SmolVlmImageConfig {
+    fn parse(bytes: &[u8], file: &str) -> Result<Self> {
+        SmolVlmImageConfig::parse(bytes, file)
     }
 
+    /// Full tiles of the vision tower's size, no splitting.
+    fn fitting(image_size: usize) -> Result<Self> {
+        let json = format!(
+            r#"{{"size": {{"longest_edge": {image_size}}}, "max_image_size": {{"longest_edge": {image_size}}}, "do_image_splitting": false}}"#
+        );
+        SmolVlmImageConfig::parse(json.as_bytes(), "processor_config.json")
+    }
+}
+
+impl SmolVlm {
     /// Rows of the image-feature state: every tile's connector rows.
     pub fn max_image_tokens(&self) -> usize {
         self.max_tiles() * self.cfg.image_seq_len()
@@ -145,22 +145,17 @@ impl SmolVlm {
             ("text_model.", "text."),
             ("lm_head.", "lm_head."),
         ];
-        MAP.iter()
-            .find_map(|(from, to)| name.strip_prefix(from).map(|rest| format!("{to}{rest}")))
+        rename_prefix(name, MAP)
     }
 
     /// A checkpoint name that would provide the canonical weight `name` (error messages).
     pub fn example_source(name: &str) -> String {
-        for (canon, src) in [
+        const MAP: &[(&str, &str)] = &[
             ("vision.", "model.vision_model."),
             ("connector.", "model.connector."),
             ("text.", "model.text_model."),
-        ] {
-            if let Some(r) = name.strip_prefix(canon) {
-                return format!("{src}{r}");
-            }
-        }
-        name.to_string()
+        ];
+        rename_prefix(name, MAP).unwrap_or_else(|| name.to_string())
     }
 
     /// The connector: pixel shuffle of `x [side², E]` → `[side²/s², E·s²]` → `modality_projection`.
@@ -179,30 +174,6 @@ impl SmolVlm {
         let shuffled = g.reshape(permuted, &[rows, e * s * s])?;
         let proj = Scope::root("connector").pp("modality_projection").pp("proj");
         Linear::no_bias(c.text.hidden_size, c.connector_width()).forward(g, &proj, shuffled)
-    }
-
-    /// Image-encode graph of tile `tile` (input `pixels [3, T, T]`): vision tower → connector,
-    /// written into the state [`IMAGE_FEATURES`] at rows `tile · image_seq_len`. With `debug`
-    /// the vision and connector outputs are graph outputs.
-    pub fn tile_graph(&self, tile: usize, debug: bool) -> Result<Graph> {
-        let v = &self.cfg.vision;
-        if tile >= self.max_tiles() {
-            return Err(Error::Invalid(format!(
-                "tile {tile} of an image; this processor config makes at most {} tiles",
-                self.max_tiles()
-            )));
-        }
-        let mut g = Graph::new();
-        let px = g.input("pixels", &[v.num_channels, v.image_size, v.image_size], DType::F32);
-        let vis = siglip_tower(&mut g, &Scope::root("vision"), v, px)?;
-        let conn = self.connector(&mut g, vis)?;
-        let st = g.state(IMAGE_FEATURES, &[self.max_image_tokens(), self.cfg.text.hidden_size]);
-        g.write_rows(st, conn, tile * self.cfg.image_seq_len())?;
-        if debug {
-            g.output(vis);
-            g.output(conn);
-        }
-        Ok(g)
     }
 
     /// The Llama (SmolLM2) decoder as the shared Llama-family decoder: plain RMSNorm, SwiGLU,
@@ -229,64 +200,6 @@ impl SmolVlm {
             windows: Vec::new(),
         }
     }
-
-    /// Shape of each layer's K/V cache state for a context of `max_len` positions.
-    pub fn cache_shape(&self, max_len: usize) -> [usize; 2] {
-        self.decoder().attn.cache_shape(max_len)
-    }
-
-    /// `lm_head.weight`, or the embedding table when the word embeddings are tied.
-    fn lm_head(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
-        let t = &self.cfg.text;
-        let s = if self.cfg.tie_word_embeddings {
-            Scope::root("text").pp("embed_tokens")
-        } else {
-            Scope::root("lm_head")
-        };
-        Linear::no_bias(t.vocab_size, t.hidden_size).forward(g, &s, x)
-    }
-
-    fn embed(&self, g: &mut Graph, ids: TensorId) -> Result<TensorId> {
-        let t = &self.cfg.text;
-        embedding(
-            g,
-            &Scope::root("text").pp("embed_tokens"),
-            ids,
-            t.vocab_size,
-            t.hidden_size,
-        )
-    }
-
-    /// The decoder over the embedded rows `x` (unscaled: Llama) and the step's outputs.
-    fn step(
-        &self,
-        mut g: Graph,
-        x: TensorId,
-        rows: StepRows,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let hidden = self.decoder().forward(&mut g, &Scope::root("text"), x, &rows, 0)?;
-        let out = StepOutputs::from_hidden(&mut g, hidden, rows.len, logits, choice, |g, x| self.lm_head(g, x))?;
-        Ok((g, out))
-    }
-}
-
-/// The registry's constructor ([`crate::registry::FAMILIES`], `model_type` "smolvlm" and
-/// "idefics3").
-pub fn build(
-    cfg: ModelConfig,
-    files: &ModelFiles<'_>,
-    generation: GenerationConfig,
-    precision: WeightPrecision,
-) -> crate::error::Result<Box<dyn Architecture>> {
-    let ModelConfig::SmolVlm(c) = cfg else {
-        return Err(wrong_config("smolvlm", files.config.1));
-    };
-    // SmolVLM's processor resizes by the longest edge into tiles: its own config.
-    let image = SmolVlmImageConfig::parse(files.processor.0, files.processor.1)?;
-    let dtype = precision.matrix_dtype(c.dtype);
-    Ok(Box::new(SmolVlm::new(c, image, generation, dtype)?))
 }
 
 impl Architecture for SmolVlm {
@@ -327,10 +240,6 @@ impl Architecture for SmolVlm {
         )
     }
 
-    fn image_token(&self) -> Option<u32> {
-        Some(self.cfg.image_token_id)
-    }
-
     fn num_image_tokens(&self) -> usize {
         self.max_image_tokens()
     }
@@ -341,11 +250,6 @@ impl Architecture for SmolVlm {
 
     fn min_image_tokens(&self) -> usize {
         self.cfg.image_seq_len()
-    }
-
-    fn pixel_shape(&self) -> [usize; 3] {
-        let v = &self.cfg.vision;
-        [v.num_channels, v.image_size, v.image_size]
     }
 
     /// Rescale / normalise only; the resize and tiling are `self.image`'s.
@@ -375,27 +279,39 @@ impl Architecture for SmolVlm {
         Some(run())
     }
 
-    fn image_graph(&self, tile: usize, debug: bool) -> Result<Graph> {
-        self.tile_graph(tile, debug)
+    /// Most tiles one image can give with this processor config (split tiles + global).
+    fn max_tiles(&self) -> usize {
+        if !self.image.do_image_splitting {
+            return 1;
+        }
+        let per_side = if self.image.do_resize {
+            self.image
+                .longest_edge
+                .div_ceil(self.image.tile)
+                .min(MAX_TILES_PER_SIDE)
+        } else {
+            MAX_TILES_PER_SIDE
+        };
+        if per_side <= 1 {
+            1
+        } else {
+            per_side * per_side + 1
+        }
+    }
+
+    /// One tile `[3, T, T]`: vision tower → connector, at rows `tile · image_seq_len`.
+    fn encode_image(&self, g: &mut Graph, pixels: TensorId) -> Result<(TensorId, Vec<TensorId>)> {
+        let vis = siglip_tower(g, &Scope::root("vision"), &self.cfg.vision, pixels)?;
+        let conn = self.connector(g, vis)?;
+        Ok((conn, vec![vis, conn]))
     }
 
     fn debug_output_names(&self) -> &'static [&'static str] {
         &["vision_out", "projector_out"]
     }
 
-    /// The prefill graph over the prompt `ids` whose `<image>` tokens are at `image_rows`; they
-    /// take the first `image_rows.len()` rows of the state [`IMAGE_FEATURES`] (the encoded
-    /// tiles in order). Outputs the next token as `choice` picks it, and with `all_logits`
-    /// every position's logits.
-    fn prefill_graph(
-        &self,
-        ids: &[u32],
-        image_rows: &[u32],
-        max_len: usize,
-        all_logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let n = image_rows.len();
+    /// Whole tiles only: a multiple of the tile's rows, up to the most an image gives.
+    fn check_image_rows(&self, n: usize) -> Result<()> {
         if n == 0 || n > self.max_image_tokens() || !n.is_multiple_of(self.cfg.image_seq_len()) {
             return Err(Error::Invalid(format!(
                 "the prompt has {n} image tokens; an image gives a multiple of {} up to {}",
@@ -403,37 +319,23 @@ impl Architecture for SmolVlm {
                 self.max_image_tokens()
             )));
         }
-        let mut g = Graph::new();
-        let (state_rows, h) = (self.max_image_tokens(), self.cfg.text.hidden_size);
-        let x = prompt_embeddings(&mut g, ids, image_rows, state_rows, h, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: 0,
-            len: ids.len(),
-            max_len,
-        };
-        self.step(g, x, rows, all_logits, choice)
+        Ok(())
     }
 
-    /// One decode step: `token` at sequence position `row` → the next token as `choice` picks
-    /// it; with `logits` also the step's logits. The prompt attends causally: `prefix_len` is
-    /// unused.
-    fn decode_graph(
-        &self,
-        token: u32,
-        row: usize,
-        _prefix_len: usize,
-        max_len: usize,
-        logits: bool,
-        choice: &TokenChoice,
-    ) -> Result<(Graph, StepOutputs)> {
-        let mut g = Graph::new();
-        let x = token_embedding(&mut g, token, |g, ids| self.embed(g, ids))?;
-        let rows = StepRows {
-            row0: row,
-            len: 1,
-            max_len,
+    /// The Llama decoder; the prompt attends causally (`prefix_len` is unused).
+    fn text_forward(&self, g: &mut Graph, x: TensorId, rows: &StepRows, _prefix_len: usize) -> Result<TensorId> {
+        self.decoder().forward(g, &Scope::root("text"), x, rows, 0)
+    }
+
+    /// The tied embedding table or `lm_head`.
+    fn lm_head(&self, g: &mut Graph, x: TensorId) -> Result<TensorId> {
+        let t = &self.cfg.text;
+        let s = if self.cfg.tie_word_embeddings {
+            Scope::root("text").pp("embed_tokens")
+        } else {
+            Scope::root("lm_head")
         };
-        self.step(g, x, rows, logits, choice)
+        Linear::no_bias(t.vocab_size, t.hidden_size).forward(g, &s, x)
     }
 
     fn canonical_name(&self, name: &str) -> Option<String> {

@@ -8,12 +8,10 @@
 use pinhole_core::hf::CheckpointReader;
 use pinhole_core::quant::Q4Scheme;
 use pinhole_core::tensor::rel_error;
-use pinhole_gpu::{Executor, GpuOptions};
 use pinhole_models::arch::ImageInput;
-use pinhole_models::generate::generate;
-use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
+use pinhole_models::loader::WeightPrecision;
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
-use pinhole_models::{processor, q4_load, GenerateOptions};
+use pinhole_models::{processor, q4_load};
 
 #[allow(dead_code)] // each test binary uses a part of the shared helpers
 mod common;
@@ -21,7 +19,7 @@ use common::{expected_tensor, fixtures, ids};
 
 fn check_fixture(name: &str, scheme: Q4Scheme) {
     let dir = fixtures().join(name);
-    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let exp = common::expected_json(&dir);
     let qdir = std::env::temp_dir().join(format!("pinhole-q4-{}-{name}-{scheme:?}", std::process::id()));
     let _ = std::fs::remove_dir_all(&qdir);
     let opts = QuantizeOptions {
@@ -31,26 +29,12 @@ fn check_fixture(name: &str, scheme: Q4Scheme) {
     let report = quantize_dir(&dir.join("model"), &qdir, &opts, |_, _, _| {}).expect("quantize");
     assert!(report.q4_weights > 0);
 
-    let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter (llvmpipe in CI)");
-    let lm = load_dir(
-        &gpu,
-        &qdir,
-        &LoadOptions {
-            precision: WeightPrecision::F32,
-        },
-        |_, _| {},
-    )
-    .expect("load the quantized folder");
+    let gpu = common::gpu();
+    let lm = common::load(&gpu, &qdir, WeightPrecision::F32);
     let prompt = exp["prompt"].as_str().unwrap();
     let want_gen = ids(&exp, "generated_ids");
     let px = expected_tensor(&dir, "pixel_values");
-    let mut ex = Executor::new(gpu.clone());
-    let gopts = GenerateOptions {
-        max_new_tokens: want_gen.len(),
-        record_logits: true,
-        sampling: None,
-    };
-    let g = pollster::block_on(generate(&lm, &mut ex, &px, prompt, &gopts, |_, _| {})).expect("generate");
+    let g = common::generate_recorded(&gpu, &lm, &px, prompt, want_gen.len());
     let gpu_logits = g.logits.first().expect("prefill logits").as_f32().unwrap().to_vec();
     assert!(gpu_logits.iter().all(|v| v.is_finite()));
 

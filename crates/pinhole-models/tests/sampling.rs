@@ -1,17 +1,13 @@
 //! Sampled generation on a recorded fixture: reproducible for a seed, and top_k = 1 gives
 //! transformers' greedy ids.
 
-use std::path::{Path, PathBuf};
-
-use pinhole_core::hf::SafetensorsFile;
-use pinhole_gpu::{Executor, GpuOptions};
+use pinhole_gpu::Executor;
 use pinhole_models::generate::generate;
-use pinhole_models::loader::{load_dir, LoadOptions, LoadedModel, WeightPrecision};
+use pinhole_models::loader::{LoadedModel, WeightPrecision};
 use pinhole_models::{Error, GenerateOptions, Sampling};
 
-fn fixture() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures/pg1-mqa")
-}
+#[allow(dead_code)] // each test binary uses a part of the shared helpers
+mod common;
 
 struct Setup {
     lm: LoadedModel,
@@ -22,32 +18,16 @@ struct Setup {
 }
 
 fn setup() -> Setup {
-    let dir = fixture();
-    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
-    let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter (llvmpipe in CI)");
-    let lm = load_dir(
-        &gpu,
-        dir.join("model"),
-        &LoadOptions {
-            precision: WeightPrecision::F32,
-        },
-        |_, _| {},
-    )
-    .expect("load");
-    let mut f = SafetensorsFile::open_path(dir.join("expected.safetensors")).unwrap();
-    let px = f.read_as("pixel_values", pinhole_core::DType::F32).unwrap();
-    let greedy = exp["generated_ids"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_u64().unwrap() as u32)
-        .collect();
+    let dir = common::fixtures().join("pg1-mqa");
+    let exp = common::expected_json(&dir);
+    let gpu = common::gpu();
+    let lm = common::load(&gpu, &dir.join("model"), WeightPrecision::F32);
     Setup {
         lm,
         ex: Executor::new(gpu),
-        px,
+        px: common::expected_tensor(&dir, "pixel_values"),
         prompt: exp["prompt"].as_str().unwrap().to_string(),
-        greedy,
+        greedy: common::ids(&exp, "generated_ids"),
     }
 }
 

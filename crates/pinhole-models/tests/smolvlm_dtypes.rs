@@ -18,7 +18,7 @@ use std::sync::Arc;
 use pinhole_core::hf::{ChatTemplate, SafetensorsFile};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
-use pinhole_gpu::{Executor, Gpu, GpuOptions};
+use pinhole_gpu::{Executor, Gpu};
 use pinhole_models::generate::generate;
 use pinhole_models::loader::{load_dir, model_matrix_dtype, LoadOptions, ModelFiles, WeightPrecision};
 use pinhole_models::quantize::{quantize_dir, QuantizeOptions};
@@ -27,13 +27,8 @@ use pinhole_models::{processor, GenerateOptions, Generation, LoadedModel};
 
 const FIXTURE: &str = "smolvlm-bf16";
 
-fn gpu() -> Arc<Gpu> {
-    pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter (llvmpipe in CI)")
-}
-
 fn expected() -> serde_json::Value {
-    let dir = common::fixtures().join(FIXTURE);
-    serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap()
+    common::expected_json(&common::fixtures().join(FIXTURE))
 }
 
 fn model_dir() -> PathBuf {
@@ -72,11 +67,11 @@ fn last2(g: &Generation, v: usize) -> Vec<f32> {
 
 #[test]
 fn bf16_checkpoint_equals_transformers_in_f16_and_f32() {
-    let gpu = gpu();
+    let gpu = common::gpu();
     let exp = expected();
     assert_eq!(exp["checkpoint_dtype"], "bfloat16");
     for (precision, want_dtype) in [(WeightPrecision::Auto, DType::F16), (WeightPrecision::F32, DType::F32)] {
-        let lm = load_dir(&gpu, model_dir(), &LoadOptions { precision }, |_, _| {}).unwrap();
+        let lm = common::load(&gpu, &model_dir(), precision);
         assert_eq!(model_matrix_dtype(&lm.model), want_dtype);
         for (case, e) in exp["cases"].as_object().unwrap() {
             let what = format!("{FIXTURE}/{case} {want_dtype:?}");
@@ -103,7 +98,7 @@ fn read(dir: &Path, name: &str) -> Vec<u8> {
 
 #[test]
 fn streamed_in_pieces_as_the_browser_does() {
-    let gpu = gpu();
+    let gpu = common::gpu();
     let dir = model_dir();
     let (cfg, proc, gen, tok) = (
         read(&dir, "config.json"),
@@ -159,20 +154,12 @@ fn quantized(tag: &str, opts: &QuantizeOptions) -> PathBuf {
 
 #[test]
 fn quantized_4bit_equals_its_cpu_reference_and_kept_f16_equals_transformers() {
-    let gpu = gpu();
+    let gpu = common::gpu();
     let e = &expected()["cases"]["describe"];
     let want_ids = common::ids(e, "generated_ids");
 
     let qdir = quantized("sym", &QuantizeOptions::default());
-    let lm = load_dir(
-        &gpu,
-        &qdir,
-        &LoadOptions {
-            precision: WeightPrecision::F32,
-        },
-        |_, _| {},
-    )
-    .expect("load the 4-bit folder");
+    let lm = common::load(&gpu, &qdir, WeightPrecision::F32);
     // The chat template and processor files came along.
     assert!(qdir.join("chat_template.jinja").is_file() && qdir.join("processor_config.json").is_file());
     let g = run_case(&gpu, &lm, "describe", want_ids.len());

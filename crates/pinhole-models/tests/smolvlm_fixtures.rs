@@ -14,10 +14,9 @@ use std::collections::HashMap;
 use pinhole_core::hf::image::load_image;
 use pinhole_core::hf::smolvlm_image::{preprocess_tiles, SmolVlmImageConfig};
 use pinhole_core::hf::{CheckpointReader, GenerationConfig, SafetensorsFile, SmolVlmConfig};
-use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
-use pinhole_models::arch::Architecture;
+use pinhole_models::arch::{Architecture, Family, WeightPrecision};
 use pinhole_models::smolvlm::SmolVlm;
 use pinhole_models::{Model, TokenChoice};
 
@@ -37,7 +36,7 @@ fn weights(model: &SmolVlm, dir: &std::path::Path) -> HashMap<String, Tensor> {
             model.cfg.clone(),
             model.image.clone(),
             GenerationConfig::default(),
-            DType::F32,
+            WeightPrecision::F32,
         )
         .unwrap(),
     ));
@@ -66,11 +65,9 @@ fn graphs_equal_transformers_on_the_cpu() {
         let mdir = dir.join("model");
         let cfg = SmolVlmConfig::load(mdir.join("config.json")).unwrap();
         let proc = SmolVlmImageConfig::load(mdir.join("processor_config.json")).unwrap();
-        let model = SmolVlm::new(cfg, proc.clone(), GenerationConfig::default(), DType::F32).unwrap();
+        let model = SmolVlm::new(cfg, proc.clone(), GenerationConfig::default(), WeightPrecision::F32).unwrap();
         let w = weights(&model, &mdir);
-        let lookup = |n: &str| w.get(n).cloned();
-        let expected: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let expected = common::expected_json(&dir);
         for (case, e) in expected["cases"].as_object().unwrap() {
             let what = format!("{variant}/{case}");
             let mut fx = SafetensorsFile::open_path(dir.join(format!("{case}.safetensors"))).unwrap();
@@ -84,16 +81,8 @@ fn graphs_equal_transformers_on_the_cpu() {
             for k in 0..n {
                 let px = tiles.pixels.as_f32().unwrap()[k * per_tile..(k + 1) * per_tile].to_vec();
                 let inputs = HashMap::from([("pixels".to_string(), Tensor::f32(&[3, t, t], px).unwrap())]);
-                let g = model.tile_graph(k, true).unwrap();
-                let out = run_graph(
-                    &g,
-                    CpuEnv {
-                        weights: &lookup,
-                        inputs: &inputs,
-                        states: &mut states,
-                    },
-                )
-                .unwrap();
+                let g = model.image_graph(k, true).unwrap();
+                let out = common::run_cpu(&g, &w, &inputs, &mut states);
                 vis.extend_from_slice(out[0].as_f32().unwrap());
                 conn.extend_from_slice(out[1].as_f32().unwrap());
             }
@@ -123,17 +112,8 @@ fn graphs_equal_transformers_on_the_cpu() {
             let (g, out) = model
                 .prefill_graph(&ids, &rows, max_len, true, &TokenChoice::Greedy)
                 .unwrap();
-            let res = run_graph(
-                &g,
-                CpuEnv {
-                    weights: &lookup,
-                    inputs: &no_inputs,
-                    states: &mut states,
-                },
-            )
-            .unwrap();
-            let li = g.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
-            let logits = res[li].as_f32().unwrap();
+            let res = common::run_cpu(&g, &w, &no_inputs, &mut states);
+            let logits = common::logits_of(&g, &out, &res).as_f32().unwrap();
             let v = model.cfg.text.vocab_size;
             let want_prefill = fx.read_as("prefill_logits", DType::F32).unwrap();
             let last2 = Tensor::f32(&[2, v], logits[logits.len() - 2 * v..].to_vec()).unwrap();
@@ -148,17 +128,12 @@ fn graphs_equal_transformers_on_the_cpu() {
                 let (g, out) = model
                     .decode_graph(got_ids[k - 1], row, 0, max_len, true, &TokenChoice::Greedy)
                     .unwrap();
-                let res = run_graph(
-                    &g,
-                    CpuEnv {
-                        weights: &lookup,
-                        inputs: &no_inputs,
-                        states: &mut states,
-                    },
-                )
-                .unwrap();
-                let li = g.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
-                close(&res[li], &step(k), &format!("{what} step {k} logits"));
+                let res = common::run_cpu(&g, &w, &no_inputs, &mut states);
+                close(
+                    common::logits_of(&g, &out, &res),
+                    &step(k),
+                    &format!("{what} step {k} logits"),
+                );
                 got_ids.push(res[0].as_u32().unwrap()[0]);
             }
             assert_eq!(got_ids, want_ids, "{what}: greedy ids");
@@ -177,28 +152,18 @@ fn graphs_equal_transformers_on_the_cpu() {
 #[test]
 fn generation_on_the_gpu_equals_transformers() {
     use pinhole_core::hf::ChatTemplate;
-    use pinhole_gpu::{Executor, GpuOptions};
-    use pinhole_models::loader::{load_dir, LoadOptions, WeightPrecision};
+    use pinhole_gpu::Executor;
     use pinhole_models::{generate::generate, processor, GenerateOptions};
 
-    let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter (llvmpipe in CI)");
+    let gpu = common::gpu();
     let mut checked = 0;
     for variant in ["smolvlm", "smolvlm-nosplit", "idefics3", "smolvlm-eos"] {
         let dir = common::fixtures().join(variant);
-        let lm = load_dir(
-            &gpu,
-            dir.join("model"),
-            &LoadOptions {
-                precision: WeightPrecision::F32,
-            },
-            |_, _| {},
-        )
-        .unwrap();
+        let lm = common::load(&gpu, &dir.join("model"), WeightPrecision::F32);
         assert_eq!(lm.model.family(), "smolvlm");
         let template = ChatTemplate::load_dir(dir.join("model")).unwrap().unwrap();
         let mut ex = Executor::new(gpu.clone());
-        let expected: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let expected = common::expected_json(&dir);
         for (case, e) in expected["cases"].as_object().unwrap() {
             let what = format!("{variant}/{case}");
             let mut fx = SafetensorsFile::open_path(dir.join(format!("{case}.safetensors"))).unwrap();

@@ -19,6 +19,7 @@
 //!   added to the residual.
 
 use crate::error::{Error, Result};
+use crate::hf::config::ConfigLayout;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::hf::json::read_file;
 use crate::hf::json::Obj;
@@ -169,8 +170,12 @@ fn divides(file: &str, what: &str, whole: usize, parts: usize) -> Result<()> {
     Ok(())
 }
 
-impl Blip2PhiConfig {
-    pub(crate) fn from_obj(obj: &Obj) -> Result<Blip2PhiConfig> {
+impl ConfigLayout for Blip2PhiConfig {
+    fn image_size(&self) -> usize {
+        self.vision.image_size
+    }
+
+    fn from_obj(obj: &Obj) -> Result<Blip2PhiConfig> {
         let file = obj.file;
         let empty_v = Obj::empty(file, "vision_config.");
         let empty_q = Obj::empty(file, "qformer_config.");
@@ -290,7 +295,9 @@ impl Blip2PhiConfig {
             text,
         })
     }
+}
 
+impl Blip2PhiConfig {
     #[cfg(not(target_arch = "wasm32"))]
     pub fn load(path: impl AsRef<std::path::Path>) -> Result<Blip2PhiConfig> {
         let (bytes, shown) = read_file(path.as_ref())?;

@@ -1,10 +1,12 @@
 //! `config.json` of a Hugging Face model folder, parsed into typed structs with the defaults
 //! transformers (5.x, and the older keys of 4.x files) applies when a key is missing.
 //!
-//! [`ModelConfig`] has one variant per architecture: [`PaliGemmaConfig`] (PaliGemma with a
-//! Gemma text model, PaliGemma 2 with Gemma 2) and BLIP-2 with a Phi text model
-//! ([`crate::hf::blip2_config`]). Other `model_type`s answer [`Error::Unsupported`]. The
-//! processor and generation configs are in [`crate::hf::processor`].
+//! Each layout is a [`ConfigLayout`]: [`PaliGemmaConfig`] (PaliGemma with a Gemma text model,
+//! PaliGemma 2 with Gemma 2), BLIP-2 with a Phi text model ([`crate::hf::blip2_config`]) and
+//! SmolVLM / Idefics3 ([`crate::hf::smolvlm_config`]). pinhole-models' registry picks the
+//! layout by [`model_type`]; [`ModelConfig`] does the same for the layouts of this crate (its
+//! tests and tools), and answers [`Error::Unsupported`] for other `model_type`s. The processor
+//! and generation configs are in [`crate::hf::processor`].
 //!
 //! The defaults follow transformers' config classes: a sub-config missing from `config.json`
 //! gets PaliGemma's own defaults (PaliGemma-3B's shapes), a sub-config that is present gets the
@@ -145,7 +147,9 @@ pub struct PaliGemmaConfig {
     pub vision: SiglipVisionConfig,
 }
 
-/// A parsed `config.json`, by architecture.
+/// A parsed `config.json` of one of the layouts in this crate, by architecture. Model families
+/// are not listed here: pinhole-models' registry maps each `model_type` to its family's
+/// [`ConfigLayout`], which may live with the family.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ModelConfig {
     PaliGemma(PaliGemmaConfig),
@@ -155,17 +159,36 @@ pub enum ModelConfig {
     SmolVlm(crate::hf::smolvlm_config::SmolVlmConfig),
 }
 
+/// config.json's `model_type`, the key that picks the family (an error naming the file when
+/// it is missing: then the file is not a transformers config.json).
+pub fn model_type(obj: &Obj) -> Result<String> {
+    obj.string("model_type", None)?.ok_or_else(|| {
+        Error::Invalid(format!(
+            "{} has no `model_type`; it is not a transformers config.json",
+            obj.file
+        ))
+    })
+}
+
+/// One config.json layout: the typed config of a model family, parsed from the file's root
+/// object. pinhole-models' registry builds each family from its layout, so a family whose
+/// layout is new writes this parser (in its own file, with [`Obj`]'s checked readers) and
+/// touches nothing here.
+pub trait ConfigLayout: Sized {
+    /// Parses the root object of config.json (`obj.file` names the file in errors); every size
+    /// is checked against [`crate::hf::limits`] before anything is sized from it.
+    fn from_obj(obj: &Obj) -> Result<Self>;
+
+    /// The side of the square image (or tile) the vision tower takes.
+    fn image_size(&self) -> usize;
+}
+
 impl ModelConfig {
     /// Parses `config.json` bytes; `file` names it in errors.
     pub fn parse(bytes: &[u8], file: &str) -> Result<ModelConfig> {
         let root = parse_object(bytes, file)?;
         let obj = Obj::new(file, "", &root);
-        let model_type = obj.string("model_type", None)?.ok_or_else(|| {
-            Error::Invalid(format!(
-                "{file} has no `model_type`; it is not a transformers config.json"
-            ))
-        })?;
-        match model_type.as_str() {
+        match model_type(&obj)?.as_str() {
             "paligemma" => Ok(ModelConfig::PaliGemma(PaliGemmaConfig::from_obj(&obj)?)),
             "blip-2" => Ok(ModelConfig::Blip2Phi(
                 crate::hf::blip2_config::Blip2PhiConfig::from_obj(&obj)?,
@@ -194,6 +217,18 @@ impl PaliGemmaConfig {
             ModelConfig::PaliGemma(c) => Ok(c),
             _ => Err(Error::Unsupported(format!("{file} is not a paligemma config"))),
         }
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<PaliGemmaConfig> {
+        let (bytes, shown) = read_file(path.as_ref())?;
+        PaliGemmaConfig::parse(&bytes, &shown)
+    }
+}
+
+impl ConfigLayout for PaliGemmaConfig {
+    fn image_size(&self) -> usize {
+        self.vision.image_size
     }
 
     fn from_obj(obj: &Obj) -> Result<PaliGemmaConfig> {
@@ -249,12 +284,6 @@ impl PaliGemmaConfig {
             text,
             vision,
         })
-    }
-
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn load(path: impl AsRef<std::path::Path>) -> Result<PaliGemmaConfig> {
-        let (bytes, shown) = read_file(path.as_ref())?;
-        PaliGemmaConfig::parse(&bytes, &shown)
     }
 }
 
@@ -425,7 +454,7 @@ impl TextConfig {
 impl Obj<'_> {
     /// `gemma_rewrite`: Gemma 1 configs say `gelu` for the tanh form and transformers
     /// rewrites it.
-    pub(crate) fn activation(&self, key: &str, gemma_rewrite: bool) -> Result<Activation> {
+    pub fn activation(&self, key: &str, gemma_rewrite: bool) -> Result<Activation> {
         let s = self.string(key, Some("gelu_pytorch_tanh"))?;
         match s.as_deref() {
             Some("gelu_pytorch_tanh") | Some("gelu_new") | None => Ok(Activation::GeluTanh),
@@ -441,7 +470,7 @@ impl Obj<'_> {
 
     /// RoPE θ: `rope_parameters.rope_theta` (transformers 5), else `rope_scaling.rope_theta`,
     /// else `rope_theta` (4.x), else 10000. Only the `default` rope type is supported.
-    pub(crate) fn rope_theta(&self) -> Result<f64> {
+    pub fn rope_theta(&self) -> Result<f64> {
         let params = match self.sub("rope_parameters")? {
             Some(p) => Some(p),
             None => self.sub("rope_scaling")?,
@@ -464,7 +493,7 @@ impl Obj<'_> {
     }
 
     /// Gemma 2 `layer_types`, or its default: sliding on even layers (0, 2, ...), full on odd.
-    pub(crate) fn layer_types(&self, n: usize) -> Result<Vec<LayerType>> {
+    pub fn layer_types(&self, n: usize) -> Result<Vec<LayerType>> {
         match self.get("layer_types") {
             None => Ok((0..n)
                 .map(|i| {

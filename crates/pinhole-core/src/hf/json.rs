@@ -1,5 +1,7 @@
 //! Typed access to the JSON objects of config files, with errors that name the file and the
-//! key path (`text_config.hidden_size`) and say what was expected.
+//! key path (`text_config.hidden_size`) and say what was expected. Public so that a model
+//! family's own config.json parser ([`crate::hf::config::ConfigLayout`]) reads its keys with
+//! the same checks and [`crate::hf::limits`] as the parsers here.
 
 use serde_json::{Map, Value};
 
@@ -8,7 +10,7 @@ use crate::hf::limits;
 use crate::tensor::DType;
 
 #[cfg(not(target_arch = "wasm32"))]
-pub(crate) fn read_file(path: &std::path::Path) -> Result<(Vec<u8>, String)> {
+pub fn read_file(path: &std::path::Path) -> Result<(Vec<u8>, String)> {
     let shown = path.display().to_string();
     let bytes = std::fs::read(path).map_err(|e| {
         Error::Invalid(format!(
@@ -18,7 +20,7 @@ pub(crate) fn read_file(path: &std::path::Path) -> Result<(Vec<u8>, String)> {
     Ok((bytes, shown))
 }
 
-pub(crate) fn parse_object(bytes: &[u8], file: &str) -> Result<Map<String, Value>> {
+pub fn parse_object(bytes: &[u8], file: &str) -> Result<Map<String, Value>> {
     match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(m)) => Ok(m),
         Ok(other) => Err(Error::Invalid(format!(
@@ -46,15 +48,15 @@ static EMPTY: std::sync::OnceLock<Map<String, Value>> = std::sync::OnceLock::new
 
 /// A JSON object with the file and key path it came from, for error messages.
 #[derive(Clone)]
-pub(crate) struct Obj<'a> {
-    pub(crate) file: &'a str,
+pub struct Obj<'a> {
+    pub file: &'a str,
     /// `""` at the top, `"text_config."` inside a sub-object.
-    pub(crate) path: String,
-    pub(crate) map: &'a Map<String, Value>,
+    pub path: String,
+    pub map: &'a Map<String, Value>,
 }
 
 impl<'a> Obj<'a> {
-    pub(crate) fn new(file: &'a str, path: &str, map: &'a Map<String, Value>) -> Obj<'a> {
+    pub fn new(file: &'a str, path: &str, map: &'a Map<String, Value>) -> Obj<'a> {
         Obj {
             file,
             path: path.to_string(),
@@ -62,23 +64,23 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn empty(file: &'a str, path: &str) -> Obj<'a> {
+    pub fn empty(file: &'a str, path: &str) -> Obj<'a> {
         Obj::new(file, path, EMPTY.get_or_init(Map::new))
     }
 
     /// The value of `key`, `None` when missing or null.
-    pub(crate) fn get(&self, key: &str) -> Option<&'a Value> {
+    pub fn get(&self, key: &str) -> Option<&'a Value> {
         self.map.get(key).filter(|v| !v.is_null())
     }
 
-    pub(crate) fn err(&self, key: &str, want: &str, got: &Value) -> Error {
+    pub fn err(&self, key: &str, want: &str, got: &Value) -> Error {
         Error::Invalid(format!(
             "{}: `{}{key}` must be {want}, got {got}; fix the config file",
             self.file, self.path
         ))
     }
 
-    pub(crate) fn sub(&self, key: &str) -> Result<Option<Obj<'a>>> {
+    pub fn sub(&self, key: &str) -> Result<Option<Obj<'a>>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Object(m)) => Ok(Some(Obj::new(self.file, &format!("{}{key}.", self.path), m))),
@@ -86,7 +88,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn as_usize(&self, key: &str, v: &Value) -> Result<usize> {
+    pub fn as_usize(&self, key: &str, v: &Value) -> Result<usize> {
         let n = match v {
             Value::Number(n) => n.as_u64().or_else(|| {
                 n.as_f64()
@@ -99,24 +101,24 @@ impl<'a> Obj<'a> {
             .ok_or_else(|| self.err(key, "a non-negative integer", v))
     }
 
-    pub(crate) fn usize(&self, key: &str, default: usize) -> Result<usize> {
+    pub fn usize(&self, key: &str, default: usize) -> Result<usize> {
         self.get(key).map_or(Ok(default), |v| self.as_usize(key, v))
     }
 
     /// A size that must be at most `max` (one of [`crate::hf::limits`]), checked before the
     /// caller can allocate or multiply with it.
-    pub(crate) fn dim(&self, key: &str, default: usize, max: usize) -> Result<usize> {
+    pub fn dim(&self, key: &str, default: usize, max: usize) -> Result<usize> {
         let v = self.usize(key, default)?;
         limits::at_most(self.file, &format!("{}{key}", self.path), v, max)
     }
 
     /// [`Obj::dim`] that must also be non-zero (a width, a count of heads, a vocabulary).
-    pub(crate) fn dim_pos(&self, key: &str, default: usize, max: usize) -> Result<usize> {
+    pub fn dim_pos(&self, key: &str, default: usize, max: usize) -> Result<usize> {
         let v = self.dim(key, default, max)?;
         self.nonzero(key, v)
     }
 
-    pub(crate) fn nonzero(&self, key: &str, v: usize) -> Result<usize> {
+    pub fn nonzero(&self, key: &str, v: usize) -> Result<usize> {
         if v == 0 {
             return Err(Error::Invalid(format!(
                 "{}: `{}{key}` must be > 0; fix the config file",
@@ -127,7 +129,7 @@ impl<'a> Obj<'a> {
     }
 
     /// [`Obj::opt_usize_or`] with the limit of [`Obj::dim`].
-    pub(crate) fn opt_dim_or(&self, key: &str, default: Option<usize>, max: usize) -> Result<Option<usize>> {
+    pub fn opt_dim_or(&self, key: &str, default: Option<usize>, max: usize) -> Result<Option<usize>> {
         match self.opt_usize_or(key, default)? {
             Some(v) => limits::at_most(self.file, &format!("{}{key}", self.path), v, max).map(Some),
             None => Ok(None),
@@ -135,14 +137,14 @@ impl<'a> Obj<'a> {
     }
 
     /// [`Obj::square`] that must be in `1..=max`.
-    pub(crate) fn square_dim(&self, key: &str, default: usize, max: usize) -> Result<usize> {
+    pub fn square_dim(&self, key: &str, default: usize, max: usize) -> Result<usize> {
         let v = self.square(key, default)?;
         let v = limits::at_most(self.file, &format!("{}{key}", self.path), v, max)?;
         self.nonzero(key, v)
     }
 
     /// Missing → `default`; explicit null → `None`.
-    pub(crate) fn opt_usize_or(&self, key: &str, default: Option<usize>) -> Result<Option<usize>> {
+    pub fn opt_usize_or(&self, key: &str, default: Option<usize>) -> Result<Option<usize>> {
         match self.map.get(key) {
             None => Ok(default),
             Some(Value::Null) => Ok(None),
@@ -150,16 +152,16 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn as_u32(&self, key: &str, v: &Value) -> Result<u32> {
+    pub fn as_u32(&self, key: &str, v: &Value) -> Result<u32> {
         let n = self.as_usize(key, v)?;
         u32::try_from(n).map_err(|_| self.err(key, "a token id below 2^32", v))
     }
 
-    pub(crate) fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
+    pub fn opt_u32(&self, key: &str) -> Result<Option<u32>> {
         self.opt_u32_or(key, None)
     }
 
-    pub(crate) fn opt_u32_or(&self, key: &str, default: Option<u32>) -> Result<Option<u32>> {
+    pub fn opt_u32_or(&self, key: &str, default: Option<u32>) -> Result<Option<u32>> {
         match self.map.get(key) {
             None => Ok(default),
             Some(Value::Null) => Ok(None),
@@ -168,7 +170,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A token id or a list of them; missing → `default`, null → empty.
-    pub(crate) fn token_ids(&self, key: &str, default: &[u32]) -> Result<Vec<u32>> {
+    pub fn token_ids(&self, key: &str, default: &[u32]) -> Result<Vec<u32>> {
         match self.map.get(key) {
             None => Ok(default.to_vec()),
             Some(Value::Null) => Ok(Vec::new()),
@@ -177,11 +179,11 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn f64(&self, key: &str, default: f64) -> Result<f64> {
+    pub fn f64(&self, key: &str, default: f64) -> Result<f64> {
         Ok(self.opt_f64_or(key, Some(default))?.unwrap_or(default))
     }
 
-    pub(crate) fn opt_f64_or(&self, key: &str, default: Option<f64>) -> Result<Option<f64>> {
+    pub fn opt_f64_or(&self, key: &str, default: Option<f64>) -> Result<Option<f64>> {
         match self.map.get(key) {
             None => Ok(default),
             Some(Value::Null) => Ok(None),
@@ -193,11 +195,11 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn bool(&self, key: &str, default: bool) -> Result<bool> {
+    pub fn bool(&self, key: &str, default: bool) -> Result<bool> {
         Ok(self.opt_bool(key)?.unwrap_or(default))
     }
 
-    pub(crate) fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
+    pub fn opt_bool(&self, key: &str) -> Result<Option<bool>> {
         match self.get(key) {
             None => Ok(None),
             Some(Value::Bool(b)) => Ok(Some(*b)),
@@ -205,7 +207,7 @@ impl<'a> Obj<'a> {
         }
     }
 
-    pub(crate) fn string(&self, key: &str, default: Option<&str>) -> Result<Option<String>> {
+    pub fn string(&self, key: &str, default: Option<&str>) -> Result<Option<String>> {
         match self.get(key) {
             None => Ok(default.map(str::to_string)),
             Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -214,7 +216,7 @@ impl<'a> Obj<'a> {
     }
 
     /// An int, or a `[h, w]` list with h == w (SigLIP allows both).
-    pub(crate) fn square(&self, key: &str, default: usize) -> Result<usize> {
+    pub fn square(&self, key: &str, default: usize) -> Result<usize> {
         match self.get(key) {
             None => Ok(default),
             Some(Value::Array(a)) if a.len() == 2 => {
@@ -233,7 +235,7 @@ impl<'a> Obj<'a> {
     }
 
     /// A number or a list of 3 (per RGB channel).
-    pub(crate) fn triple(&self, key: &str, default: [f64; 3]) -> Result<[f64; 3]> {
+    pub fn triple(&self, key: &str, default: [f64; 3]) -> Result<[f64; 3]> {
         match self.get(key) {
             None => Ok(default),
             Some(Value::Array(a)) if a.len() == 3 => {
@@ -254,7 +256,7 @@ impl<'a> Obj<'a> {
     }
 
     /// `dtype` (transformers 5) or `torch_dtype` (4.x).
-    pub(crate) fn dtype(&self) -> Result<Option<DType>> {
+    pub fn dtype(&self) -> Result<Option<DType>> {
         let key = if self.get("dtype").is_some() {
             "dtype"
         } else {

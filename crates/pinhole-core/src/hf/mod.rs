@@ -26,7 +26,7 @@ pub mod chat_template;
 pub mod checkpoint;
 pub mod config;
 pub mod image;
-mod json;
+pub mod json;
 pub mod limits;
 pub mod processor;
 pub mod safetensors;
@@ -36,7 +36,10 @@ pub mod smolvlm_image;
 pub use blip2_config::{Blip2PhiConfig, Blip2VisionConfig, PhiConfig, QFormerConfig};
 pub use chat_template::{ChatTemplate, ChatTemplateFiles};
 pub use checkpoint::{CheckpointReader, ShardIndex};
-pub use config::{Activation, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig, TextModelType};
+pub use config::{
+    model_type, Activation, ConfigLayout, LayerType, ModelConfig, PaliGemmaConfig, SiglipVisionConfig, TextConfig,
+    TextModelType,
+};
 pub use image::{
     decode_image, decode_image_with, preprocess_image, preprocess_image_with, resize_bicubic, resize_filtered,
     DecodeOptions, Filter, PassOrder, Rgb8Image,

@@ -19,6 +19,7 @@
 //! the model forms (tokens per tile, connector width) are computed with checked arithmetic.
 
 use crate::error::{Error, Result};
+use crate::hf::config::ConfigLayout;
 #[cfg(not(target_arch = "wasm32"))]
 use crate::hf::json::read_file;
 use crate::hf::json::{parse_object, Obj};
@@ -81,20 +82,12 @@ pub struct SmolVlmConfig {
     pub text: LlamaTextConfig,
 }
 
-impl SmolVlmConfig {
-    /// Parses `config.json` bytes of a `smolvlm` or `idefics3` model; `file` names it in errors.
-    pub fn parse(bytes: &[u8], file: &str) -> Result<SmolVlmConfig> {
-        let root = parse_object(bytes, file)?;
-        SmolVlmConfig::from_obj(&Obj::new(file, "", &root))
+impl ConfigLayout for SmolVlmConfig {
+    fn image_size(&self) -> usize {
+        self.vision.image_size
     }
 
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn load(path: impl AsRef<std::path::Path>) -> Result<SmolVlmConfig> {
-        let (bytes, shown) = read_file(path.as_ref())?;
-        SmolVlmConfig::parse(&bytes, &shown)
-    }
-
-    pub(crate) fn from_obj(obj: &Obj) -> Result<SmolVlmConfig> {
+    fn from_obj(obj: &Obj) -> Result<SmolVlmConfig> {
         let file = obj.file;
         let kind = match obj.string("model_type", None)?.as_deref() {
             Some("smolvlm") => SmolVlmKind::SmolVlm,
@@ -125,6 +118,20 @@ impl SmolVlmConfig {
         };
         cfg.check(file)?;
         Ok(cfg)
+    }
+}
+
+impl SmolVlmConfig {
+    /// Parses `config.json` bytes of a `smolvlm` or `idefics3` model; `file` names it in errors.
+    pub fn parse(bytes: &[u8], file: &str) -> Result<SmolVlmConfig> {
+        let root = parse_object(bytes, file)?;
+        SmolVlmConfig::from_obj(&Obj::new(file, "", &root))
+    }
+
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn load(path: impl AsRef<std::path::Path>) -> Result<SmolVlmConfig> {
+        let (bytes, shown) = read_file(path.as_ref())?;
+        SmolVlmConfig::parse(&bytes, &shown)
     }
 
     /// Consistency of the sizes the model code multiplies and divides.

@@ -21,7 +21,7 @@ use pinhole_core::graph::{AttnMask, Graph, TensorId};
 use pinhole_core::hf::PhiConfig;
 use pinhole_core::Result;
 
-use super::{act, embedding, layer_norm, rms_norm, CachedAttention, Linear, Scope, StepRows};
+use super::{act, layer_norm, rms_norm, CachedAttention, Linear, Scope, StepRows};
 
 pub struct PhiDecoder {
     pub cfg: PhiConfig,
@@ -37,12 +37,6 @@ impl PhiDecoder {
             scale: (t.head_dim as f64).powf(-0.5) as f32,
             softcap: 0.0,
         }
-    }
-
-    /// The token embeddings `embed_tokens` of `ids`.
-    pub fn embed(&self, g: &mut Graph, s: &Scope, ids: TensorId) -> Result<TensorId> {
-        let t = &self.cfg;
-        embedding(g, &s.pp("embed_tokens"), ids, t.vocab_size, t.hidden_size)
     }
 
     /// LayerNorm over each head of `x [S, heads·D]` (q_layernorm / k_layernorm).

@@ -4,15 +4,108 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use pinhole_core::graph::Graph;
 use pinhole_core::hf::{CheckpointReader, SafetensorsFile};
 use pinhole_core::reference::{run_graph, CpuEnv};
+use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
+use pinhole_gpu::{Executor, Gpu, GpuOptions};
 use pinhole_models::arch::ImageInput;
+use pinhole_models::generate::generate;
+use pinhole_models::layers::StepOutputs;
+use pinhole_models::loader::{load_dir, LoadOptions, LoadedModel, WeightPrecision};
 use pinhole_models::model::Model;
-use pinhole_models::{processor, q4_load, TokenChoice};
+use pinhole_models::{processor, q4_load, GenerateOptions, Generation, TokenChoice};
 
 pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures")
+}
+
+/// The GPU the tests run on (llvmpipe in CI).
+pub fn gpu() -> std::sync::Arc<Gpu> {
+    pinhole_gpu::open_blocking(&GpuOptions::from_env()).expect("GPU adapter (llvmpipe in CI)")
+}
+
+/// A fixture's `expected.json` (what transformers recorded).
+pub fn expected_json(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap()
+}
+
+/// Loads a model folder with matrix weights in `precision`.
+pub fn load(gpu: &std::sync::Arc<Gpu>, dir: &Path, precision: WeightPrecision) -> LoadedModel {
+    load_dir(gpu, dir, &LoadOptions { precision }, |_, _| {}).unwrap_or_else(|e| panic!("load {}: {e}", dir.display()))
+}
+
+/// Greedy generation of `max_new_tokens` on `pixels`, recording the logits.
+pub fn generate_recorded(
+    gpu: &std::sync::Arc<Gpu>,
+    lm: &LoadedModel,
+    pixels: &Tensor,
+    prompt: &str,
+    max_new_tokens: usize,
+) -> Generation {
+    let mut ex = Executor::new(gpu.clone());
+    let opts = GenerateOptions {
+        max_new_tokens,
+        record_logits: true,
+        sampling: None,
+    };
+    pollster::block_on(generate(lm, &mut ex, pixels, prompt, &opts, |_, _| {})).expect("generate")
+}
+
+/// A fixture against transformers' record, up to the model: the processor's prompt ids equal
+/// expected.json's and its pixels equal `pixel_values` to float rounding (every format
+/// decodes bit-exactly like Pillow and the resize is PIL-exact); then generation on
+/// transformers' own pixel values (so model error is measured alone), each recorded
+/// intermediate `keys` within 1e-4 relative error. Returns the generation and the ids
+/// transformers generated, for the family's own checks.
+pub fn check_against_transformers(
+    name: &str,
+    gpu: &std::sync::Arc<Gpu>,
+    lm: &LoadedModel,
+    keys: &[&str],
+) -> (Generation, Vec<u32>) {
+    let dir = fixtures().join(name);
+    let exp = expected_json(&dir);
+    let prompt = exp["prompt"].as_str().unwrap();
+    assert_eq!(
+        processor::prompt_ids(&lm.model, &lm.tokenizer, prompt).unwrap(),
+        ids(&exp, "input_ids"),
+        "{name}: input ids"
+    );
+    let img = std::fs::read(fixtures().join("images").join(exp["image"].as_str().unwrap())).unwrap();
+    let px = processor::pixels(&lm.model, &img, "fixture image").unwrap();
+    let want_px = expected_tensor(&dir, "pixel_values");
+    assert_eq!(px.shape, want_px.shape);
+    let px_err = px
+        .as_f32()
+        .unwrap()
+        .iter()
+        .zip(want_px.as_f32().unwrap())
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(px_err <= 1e-5, "{name}: pixel values differ by up to {px_err}");
+
+    let want_gen = ids(&exp, "generated_ids");
+    let g = generate_recorded(gpu, lm, &want_px, prompt, want_gen.len());
+    for &key in keys {
+        let got = match key {
+            "vision_out" => g.vision_out.as_ref(),
+            "qformer_out" => g.qformer_out.as_ref(),
+            "projector_out" => g.projector_out.as_ref(),
+            "prefill_logits" => g.logits.first(),
+            other => panic!("no recorded {other}"),
+        };
+        let want = expected_tensor(&dir, key);
+        let got = got.unwrap_or_else(|| panic!("{key} not recorded"));
+        assert_eq!(got.shape, want.shape, "{name}: {key} shape");
+        let e = rel_error(got.as_f32().unwrap(), want.as_f32().unwrap());
+        eprintln!("{name}: {key} relative error {e:.2e}");
+        assert!(e <= 1e-4, "{name}: {key} relative error {e:e} > 1e-4");
+    }
+    assert!(want_gen.len() >= 10);
+    assert_eq!(g.token_ids, want_gen, "{name}: greedy ids differ from transformers");
+    (g, want_gen)
 }
 
 /// A tensor of the fixture's `expected.safetensors`, as f32.
@@ -71,33 +164,41 @@ pub fn cpu_prefill_logits(
     ids: &[u32],
     max_len: usize,
 ) -> Vec<f32> {
-    let wfn = |n: &str| weights.get(n).cloned();
     let mut states = HashMap::new();
     for k in 0..image.tiles() {
         let inputs = HashMap::from([("pixels".to_string(), image.tile(k).unwrap())]);
-        run_graph(
-            &m.image_graph(k, false).unwrap(),
-            CpuEnv {
-                weights: &wfn,
-                inputs: &inputs,
-                states: &mut states,
-            },
-        )
-        .unwrap();
+        run_cpu(&m.image_graph(k, false).unwrap(), weights, &inputs, &mut states);
     }
     let rows = processor::image_rows(m, ids);
     let (pg, out) = m
         .prefill_graph(ids, &rows, max_len, true, &TokenChoice::Greedy)
         .unwrap();
-    let res = run_graph(
-        &pg,
+    let res = run_cpu(&pg, weights, &HashMap::new(), &mut states);
+    logits_of(&pg, &out, &res).as_f32().unwrap().to_vec()
+}
+
+/// Runs `g` on the CPU reference with the host `weights`, its `inputs` and the executor
+/// `states` (which it updates); its outputs in order.
+pub fn run_cpu(
+    g: &Graph,
+    weights: &HashMap<String, Tensor>,
+    inputs: &HashMap<String, Tensor>,
+    states: &mut HashMap<String, Tensor>,
+) -> Vec<Tensor> {
+    let lookup = |n: &str| weights.get(n).cloned();
+    run_graph(
+        g,
         CpuEnv {
-            weights: &wfn,
-            inputs: &HashMap::new(),
-            states: &mut states,
+            weights: &lookup,
+            inputs,
+            states,
         },
     )
-    .unwrap();
-    let li = pg.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
-    res[li].as_f32().unwrap().to_vec()
+    .unwrap()
+}
+
+/// The logits among a step graph's results ([`run_cpu`]).
+pub fn logits_of<'a>(g: &Graph, out: &StepOutputs, res: &'a [Tensor]) -> &'a Tensor {
+    let li = g.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
+    &res[li]
 }
