@@ -41,13 +41,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         return Ok(());
     }
     let a = &gpu.adapter;
-    outln!(
-        "adapter: {} ({}, {}{})",
-        a.name,
-        a.backend,
-        a.device_type,
-        if a.is_software { ", software" } else { "" }
-    );
+    outln!("{}", crate::info::adapter_line(a));
     outln!(
         "copy baseline: {:.1} GB/s ({} MiB vec4 copy)",
         report.copy_gbps,

@@ -264,13 +264,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         outln!("{v}");
         return Ok(());
     }
-    outln!(
-        "adapter: {} ({}, {}{})",
-        a.name,
-        a.backend,
-        a.device_type,
-        if a.is_software { ", software" } else { "" }
-    );
+    outln!("{}", crate::info::adapter_line(a));
     outln!(
         "model: {} ({}, {} weights, {:.1} MB on the GPU)",
         dir.display(),

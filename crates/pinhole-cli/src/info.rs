@@ -16,6 +16,12 @@ pub fn adapter_json(a: &AdapterSummary) -> serde_json::Value {
     })
 }
 
+/// `adapter: NAME (BACKEND, TYPE[, software])`: the first line of the benchmark reports.
+pub fn adapter_line(a: &AdapterSummary) -> String {
+    let software = if a.is_software { ", software" } else { "" };
+    format!("adapter: {} ({}, {}{software})", a.name, a.backend, a.device_type)
+}
+
 pub fn run(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(argv, &["json"], &[])?;
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;

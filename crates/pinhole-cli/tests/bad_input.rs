@@ -11,14 +11,7 @@ use common::{fixture_model, image, run};
 
 /// A scratch copy of the fixture model that a test may break.
 fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for e in std::fs::read_dir(fixture_model()).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-    }
-    dir
+    common::scratch_copy(&fixture_model(), &format!("bad-{name}"))
 }
 
 fn expect_error(args: &[&str], needles: &[&str]) {

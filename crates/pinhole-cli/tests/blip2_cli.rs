@@ -9,25 +9,13 @@ use common::{fixtures, ids, run};
 #[test]
 fn generate_and_caption_on_the_blip2_fixture() {
     let dir = fixtures().join("blip2-phi");
-    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let exp = common::expected(&dir);
     let want: Vec<u64> = ids(&exp["generated_ids"]);
     let model = dir.join("model");
     let image = fixtures().join("images").join(exp["image"].as_str().unwrap());
     let n = want.len().to_string();
-    let (code, stdout, stderr) = run(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--prompt",
-        exp["prompt"].as_str().unwrap(),
-        "--max-new-tokens",
-        &n,
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    let v: serde_json::Value = serde_json::from_str(stdout.trim()).expect("one JSON object");
+    let prompt = exp["prompt"].as_str().unwrap();
+    let v = common::generate_json(&model, &image, &["--prompt", prompt, "--max-new-tokens", &n]);
     assert_eq!(v["model_family"], "blip-2+phi");
     let got: Vec<u64> = ids(&v["token_ids"]);
     // The CLI decodes the PNG itself; PNG decoding and the resize are exact, so the ids match.
@@ -49,14 +37,7 @@ fn generate_and_caption_on_the_blip2_fixture() {
 
 #[test]
 fn bad_blip2_folder_is_one_clear_error() {
-    let src = fixtures().join("blip2-phi").join("model");
-    let dir = std::env::temp_dir().join(format!("pinhole-blip2-cli-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    for e in std::fs::read_dir(&src).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
-    }
+    let dir = common::scratch_copy(&fixtures().join("blip2-phi").join("model"), "blip2");
     let cfg = std::fs::read_to_string(dir.join("config.json")).unwrap();
     std::fs::write(
         dir.join("config.json"),
@@ -64,13 +45,7 @@ fn bad_blip2_folder_is_one_clear_error() {
     )
     .unwrap();
     let image = fixtures().join("images/shapes_64.png");
-    let (code, stdout, stderr) = run(&[
-        "generate",
-        "--model",
-        dir.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = common::run_model(&["generate"], &dir, &image, &[]);
     assert_ne!(code, 0);
     assert!(stdout.is_empty() && !stderr.contains("panicked"), "{stderr}");
     assert!(

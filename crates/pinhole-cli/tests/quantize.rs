@@ -42,18 +42,7 @@ fn quantize(model: &Path, out: &Path, extra: &[&str]) -> (i32, String, String) {
 }
 
 fn generate_json(model: &Path) -> serde_json::Value {
-    let (code, stdout, stderr) = run(&[
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image().to_str().unwrap(),
-        "--max-new-tokens",
-        "3",
-        "--json",
-    ]);
-    assert_eq!(code, 0, "{stderr}");
-    serde_json::from_str(stdout.trim()).expect("one JSON object")
+    common::generate_json(model, &image(), &["--max-new-tokens", "3"])
 }
 
 fn dir_bytes(d: &Path) -> u64 {
@@ -361,16 +350,8 @@ fn killed_at_any_point_leaves_no_half_written_output() {
                 mid_write += 1;
             }
             let p = partial(&out);
-            let (code, stdout, stderr) = run(&[
-                "generate",
-                "--model",
-                p.to_str().unwrap(),
-                "--image",
-                image().to_str().unwrap(),
-                "--max-new-tokens",
-                "3",
-                "--json",
-            ]);
+            let extra = ["--max-new-tokens", "3", "--json"];
+            let (code, stdout, stderr) = common::run_model(&["generate"], &p, &image(), &extra);
             assert!(!stderr.contains("panicked"), "{at}: {stderr}");
             if code == 0 {
                 let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();

@@ -6,35 +6,21 @@
 #[allow(dead_code)] // each test binary uses a part of the shared helpers
 mod common;
 
-use common::{fixtures, ids, run};
+use common::{fixtures, ids};
 
 #[test]
 fn generate_json_equals_transformers() {
     // The fixtures' single-turn cases whose question is the text after the image.
     for (variant, case) in [("smolvlm", "describe"), ("idefics3", "describe")] {
         let dir = fixtures().join(variant);
-        let exp: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let exp = common::expected(&dir);
         let e = &exp["cases"][case];
         let want: Vec<u64> = ids(&e["generated_ids"]);
         let question = e["messages"][0]["content"][1]["text"].as_str().unwrap();
         let model = dir.join("model");
         let image = fixtures().join("images").join(e["image"].as_str().unwrap());
         let n = want.len().to_string();
-        let (code, stdout, stderr) = run(&[
-            "generate",
-            "--model",
-            model.to_str().unwrap(),
-            "--image",
-            image.to_str().unwrap(),
-            "--prompt",
-            question,
-            "--max-new-tokens",
-            &n,
-            "--json",
-        ]);
-        assert_eq!(code, 0, "{variant}: {stderr}");
-        let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
+        let v = common::generate_json(&model, &image, &["--prompt", question, "--max-new-tokens", &n]);
         assert_eq!(v["model_family"], "smolvlm");
         let got: Vec<u64> = ids(&v["token_ids"]);
         assert_eq!(got, want, "{variant}/{case}");
@@ -48,21 +34,19 @@ fn generate_json_equals_transformers() {
 fn raw_prompt_and_context_errors() {
     let model = fixtures().join("smolvlm/model");
     let image = fixtures().join("images/shapes_50x37.png");
-    let base = [
-        "generate",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-    ];
-    let (code, _, stderr) = run(&[&base[..], &["--raw-prompt", "--prompt", "no placeholder"]].concat());
+    let (code, _, stderr) = common::run_model(
+        &["generate"],
+        &model,
+        &image,
+        &["--raw-prompt", "--prompt", "no placeholder"],
+    );
     assert_ne!(code, 0);
     assert!(
         stderr.contains("<image>") && stderr.trim().lines().count() == 1,
         "{stderr}"
     );
     // 83 prompt positions + 500 new tokens > max_position_embeddings 512.
-    let (code, _, stderr) = run(&[&base[..], &["--max-new-tokens", "500"]].concat());
+    let (code, _, stderr) = common::run_model(&["generate"], &model, &image, &["--max-new-tokens", "500"]);
     assert_ne!(code, 0);
     assert!(stderr.contains("512") && stderr.trim().lines().count() == 1, "{stderr}");
 }
@@ -72,25 +56,12 @@ fn bench_model_runs_smolvlm_tiles() {
     // `pinhole bench model` on a SmolVLM folder: the image becomes its tiles, the question goes
     // through the chat template, and the greedy ids are transformers' (the describe case).
     let dir = fixtures().join("smolvlm");
-    let exp: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+    let exp = common::expected(&dir);
     let e = &exp["cases"]["describe"];
     let model = dir.join("model");
     let image = fixtures().join("images").join(e["image"].as_str().unwrap());
-    let (code, stdout, stderr) = run(&[
-        "bench",
-        "model",
-        "--model",
-        model.to_str().unwrap(),
-        "--image",
-        image.to_str().unwrap(),
-        "--runs",
-        "1",
-        "--max-new-tokens",
-        "4",
-        "--copy-mb",
-        "1",
-        "--json",
-    ]);
+    let extra = ["--runs", "1", "--max-new-tokens", "4", "--copy-mb", "1", "--json"];
+    let (code, stdout, stderr) = common::run_model(&["bench", "model"], &model, &image, &extra);
     assert_eq!(code, 0, "{stderr}");
     let v: serde_json::Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(v["model_family"], "smolvlm");

@@ -58,3 +58,36 @@ pub fn pinhole(args: &[&str]) -> String {
 pub fn ids(v: &serde_json::Value) -> Vec<u64> {
     v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap()).collect()
 }
+
+/// A fixture's `expected.json` (what transformers recorded).
+pub fn expected(dir: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap()
+}
+
+/// Runs `pinhole <cmd…> --model <model> --image <image> <extra…>`: (exit code, stdout,
+/// stderr).
+pub fn run_model(cmd: &[&str], model: &Path, image: &Path, extra: &[&str]) -> (i32, String, String) {
+    let mut a = cmd.to_vec();
+    a.extend(["--model", model.to_str().unwrap(), "--image", image.to_str().unwrap()]);
+    a.extend_from_slice(extra);
+    run(&a)
+}
+
+/// `pinhole generate … <extra…> --json`, which must succeed: its one JSON object.
+pub fn generate_json(model: &Path, image: &Path, extra: &[&str]) -> serde_json::Value {
+    let (code, stdout, stderr) = run_model(&["generate"], model, image, &[extra, &["--json"]].concat());
+    assert_eq!(code, 0, "{stderr}");
+    serde_json::from_str(stdout.trim()).expect("one JSON object")
+}
+
+/// A scratch copy of the model folder `src` that a test may break.
+pub fn scratch_copy(src: &Path, name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pinhole-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(src).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
+    }
+    dir
+}
