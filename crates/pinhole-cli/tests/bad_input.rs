@@ -116,8 +116,7 @@ fn corrupt_checkpoint_and_unsupported_model_type() {
 fn unreadable_image_too_long_prompt_and_nothing_written() {
     let m = fixture_model();
     let m = m.to_str().unwrap();
-    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-img", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("bad-img");
     let text = dir.join("not-an-image.png");
     std::fs::write(&text, "hello").unwrap();
     let empty = dir.join("empty.jpg");
@@ -291,8 +290,7 @@ fn bad_requests_are_one_clear_line() {
         assert!(err.contains("UTF-8") && err.trim_end().lines().count() == 1, "{err}");
     }
     // --dump naming a file fails before the model is loaded.
-    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-dumpfile", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("bad-dumpfile");
     let file = dir.join("a-file");
     std::fs::write(&file, "x").unwrap();
     let mut a = gen_args(m, i);
@@ -304,8 +302,7 @@ fn bad_requests_are_one_clear_line() {
 #[test]
 fn caption_reports_a_bad_image_and_goes_on() {
     let m = fixture_model();
-    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-batch", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("bad-batch");
     let bad = dir.join("bad.png");
     std::fs::write(&bad, "this is text, not an image").unwrap();
     let empty = dir.join("empty.png");
@@ -319,18 +316,7 @@ fn caption_reports_a_bad_image_and_goes_on() {
         .collect();
     std::fs::write(&tiny, bytes).unwrap();
     let i = image();
-    let args = [
-        "caption",
-        "--model",
-        m.to_str().unwrap(),
-        "--max-new-tokens",
-        "2",
-        i.to_str().unwrap(),
-        bad.to_str().unwrap(),
-        tiny.to_str().unwrap(),
-        empty.to_str().unwrap(),
-    ];
-    let (code, stdout, stderr) = run(&args);
+    let (code, stdout, stderr) = common::caption(&m, "2", &[&i, &bad, &tiny, &empty]);
     assert_ne!(code, 0, "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(stdout.lines().count(), 2, "the two good images are captioned: {stdout}");
@@ -340,8 +326,7 @@ fn caption_reports_a_bad_image_and_goes_on() {
 
 #[test]
 fn quantize_out_naming_a_file() {
-    let dir = std::env::temp_dir().join(format!("pinhole-bad-{}-qout", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = common::temp_dir("bad-qout");
     let file = dir.join("out-file");
     std::fs::write(&file, "x").unwrap();
     let m = fixture_model();

@@ -4,7 +4,7 @@
 #[allow(dead_code)] // each test binary uses a part of the shared helpers
 mod common;
 
-use common::{fixtures, ids, run};
+use common::{fixtures, ids};
 
 #[test]
 fn generate_and_caption_on_the_blip2_fixture() {
@@ -21,15 +21,7 @@ fn generate_and_caption_on_the_blip2_fixture() {
     // The CLI decodes the PNG itself; PNG decoding and the resize are exact, so the ids match.
     assert_eq!(got, want, "CLI ids differ from transformers");
 
-    let (code, stdout, stderr) = run(&[
-        "caption",
-        "--model",
-        model.to_str().unwrap(),
-        "--max-new-tokens",
-        "4",
-        image.to_str().unwrap(),
-        image.to_str().unwrap(),
-    ]);
+    let (code, stdout, stderr) = common::caption(&model, "4", &[&image, &image]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 2, "one caption per image: {stdout:?}");
     assert!(!stderr.contains("panicked"));

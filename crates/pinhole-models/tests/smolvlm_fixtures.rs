@@ -12,8 +12,8 @@ mod common;
 use std::collections::HashMap;
 
 use pinhole_core::hf::image::load_image;
-use pinhole_core::hf::smolvlm_image::{preprocess_tiles, SmolVlmImageConfig};
-use pinhole_core::hf::{CheckpointReader, GenerationConfig, SafetensorsFile, SmolVlmConfig};
+use pinhole_core::hf::smolvlm_image::preprocess_tiles;
+use pinhole_core::hf::{CheckpointReader, GenerationConfig, SafetensorsFile};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
 use pinhole_models::arch::{Architecture, Family, WeightPrecision};
@@ -63,8 +63,7 @@ fn graphs_equal_transformers_on_the_cpu() {
     for variant in ["smolvlm", "smolvlm-nosplit", "idefics3", "smolvlm-eos"] {
         let dir = common::fixtures().join(variant);
         let mdir = dir.join("model");
-        let cfg = SmolVlmConfig::load(mdir.join("config.json")).unwrap();
-        let proc = SmolVlmImageConfig::load(mdir.join("processor_config.json")).unwrap();
+        let (cfg, proc) = common::smolvlm_configs(&mdir);
         let model = SmolVlm::new(cfg, proc.clone(), GenerationConfig::default(), WeightPrecision::F32).unwrap();
         let w = weights(&model, &mdir);
         let expected = common::expected_json(&dir);

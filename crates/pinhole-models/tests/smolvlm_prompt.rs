@@ -6,8 +6,8 @@
 mod common;
 
 use pinhole_core::hf::image::load_image;
-use pinhole_core::hf::smolvlm_image::{preprocess_tiles, SmolVlmImageConfig};
-use pinhole_core::hf::{ChatTemplate, SmolVlmConfig};
+use pinhole_core::hf::smolvlm_image::preprocess_tiles;
+use pinhole_core::hf::ChatTemplate;
 use pinhole_models::smolvlm_processor::prompt_ids;
 
 #[test]
@@ -16,13 +16,11 @@ fn input_ids_equal_transformers() {
     for variant in ["smolvlm", "smolvlm-nosplit", "idefics3"] {
         let dir = common::fixtures().join(variant);
         let model = dir.join("model");
-        let cfg = SmolVlmConfig::load(model.join("config.json")).unwrap();
-        let proc = SmolVlmImageConfig::load(model.join("processor_config.json")).unwrap();
+        let (cfg, proc) = common::smolvlm_configs(&model);
         assert_eq!(proc.image_seq_len, Some(cfg.image_seq_len()), "{variant}");
         let template = ChatTemplate::load_dir(&model).unwrap().unwrap();
         let tok = tokenizers::Tokenizer::from_file(model.join("tokenizer.json")).unwrap();
-        let expected: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("expected.json")).unwrap()).unwrap();
+        let expected = common::expected_json(&dir);
         for (case, e) in expected["cases"].as_object().unwrap() {
             let img = load_image(common::fixtures().join("images").join(e["image"].as_str().unwrap())).unwrap();
             let tiles = preprocess_tiles(&img, &proc).unwrap();

@@ -82,12 +82,32 @@ pub fn generate_json(model: &Path, image: &Path, extra: &[&str]) -> serde_json::
 
 /// A scratch copy of the model folder `src` that a test may break.
 pub fn scratch_copy(src: &Path, name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("pinhole-cli-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = temp_dir(name);
     for e in std::fs::read_dir(src).unwrap() {
         let e = e.unwrap();
         std::fs::copy(e.path(), dir.join(e.file_name())).unwrap();
     }
     dir
+}
+
+/// An empty folder of this test process under the system's temp folder.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("pinhole-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `pinhole caption --model <model> --max-new-tokens <n> <images…>`: (exit code, stdout,
+/// stderr).
+pub fn caption(model: &Path, max_new_tokens: &str, images: &[&Path]) -> (i32, String, String) {
+    let mut a = vec![
+        "caption",
+        "--model",
+        model.to_str().unwrap(),
+        "--max-new-tokens",
+        max_new_tokens,
+    ];
+    a.extend(images.iter().map(|i| i.to_str().unwrap()));
+    run(&a)
 }

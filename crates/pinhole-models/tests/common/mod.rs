@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use pinhole_core::graph::Graph;
-use pinhole_core::hf::{CheckpointReader, SafetensorsFile};
+use pinhole_core::hf::smolvlm_image::SmolVlmImageConfig;
+use pinhole_core::hf::{CheckpointReader, SafetensorsFile, SmolVlmConfig};
 use pinhole_core::reference::{run_graph, CpuEnv};
 use pinhole_core::tensor::rel_error;
 use pinhole_core::{DType, Tensor};
@@ -106,6 +107,13 @@ pub fn check_against_transformers(
     assert!(want_gen.len() >= 10);
     assert_eq!(g.token_ids, want_gen, "{name}: greedy ids differ from transformers");
     (g, want_gen)
+}
+
+/// A SmolVLM / Idefics3 folder's config.json and processor_config.json.
+pub fn smolvlm_configs(model: &Path) -> (SmolVlmConfig, SmolVlmImageConfig) {
+    let cfg = SmolVlmConfig::load(model.join("config.json")).unwrap();
+    let proc = SmolVlmImageConfig::load(model.join("processor_config.json")).unwrap();
+    (cfg, proc)
 }
 
 /// A tensor of the fixture's `expected.safetensors`, as f32.
