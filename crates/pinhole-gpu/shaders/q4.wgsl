@@ -26,8 +26,8 @@
 //   gemm:   M > 4. 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in
 //           steps of 32 (one vec4 of packed weights per row per step, dequantized into
 //           workgroup memory). Dispatch (ceil(nc/64), ceil(M/64), 1).
-//   gemv_rows: M ≤ 4 on CPU adapters: one weight row per thread, 64 per workgroup, no
-//           barrier. Dispatch (gx, gy, 1), gx·gy ≥ ceil(nc/64).
+//   gemv_rows: M ≤ 4 on CPU adapters: RPL (8) consecutive weight rows per thread, 64 threads
+//           per workgroup, no barrier. Dispatch (gx, gy, 1), gx·gy ≥ ceil(nc/512).
 //   gemm_reg: M > 4 on CPU adapters: 4×4 outputs per thread in registers, no workgroup
 //           memory, no barrier. Dispatch (ceil(M/4), ceil(nc/256), 1).
 //   gather: one thread per output element (rows whose id falls in this chunk), 256 per
@@ -79,6 +79,9 @@ fn scale_offset(g: u32) -> vec2<f32> {
 }
 
 const SHIFTS = vec4<u32>(0u, 4u, 8u, 12u);
+// In-place nibble masks of a u32 (gemv_rows): lane j keeps nibble j, worth n·16^j.
+const NIB_MASK = vec4<u32>(0xfu, 0xf0u, 0xf00u, 0xf000u);
+const INV16 = vec4<f32>(1.0, 0.0625, 0.00390625, 0.000244140625);
 
 // Nibbles `sh` .. `sh`+3 of word q as floats (0 .. 15). Converted through i32: CPUs convert
 // signed integers in one instruction, unsigned ones in several (the values are the same).
@@ -97,6 +100,7 @@ fn deq4(q: u32, sh: u32, so: vec2<f32>) -> vec4<f32> {
 
 const TPR: u32 = 32u; // threads per weight row (gemv)
 const RPW: u32 = 8u;  // weight rows per workgroup (gemv)
+const RPL: u32 = 8u;  // weight rows per thread (gemv_rows)
 
 var<workgroup> red: array<vec4<f32>, 256>;
 
@@ -147,58 +151,80 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
 }
 
-// gemv_rows: the GEMV for CPU adapters (see linear_vec4.wgsl's gemv_rows): one weight row
-// per thread over all of K, 64 rows per workgroup, no workgroup memory, no barrier; the lanes
-// of a SIMD group read the same x and their own packed words.
+// gemv_rows: the GEMV for CPU adapters (see linear_vec4.wgsl's gemv_rows): RPL consecutive
+// weight rows per thread over all of K, 64 threads per workgroup, no workgroup memory, no
+// barrier. Each step loads 32 elements of x (and sums them) once for the thread's RPL rows,
+// then one vec4<u32> and one scale per row: on llvmpipe 8 rows per thread ran ~1.7× faster
+// than one (BENCHMARKS.md), while the f32/f16 GEMV, at the memory limit, is best with one.
 @compute @workgroup_size(64)
 fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let col = group_index(wg) * 64u + li;
-    let c = min(col, p.nc - 1u); // past the chunk: load a valid row, store nothing
+    let row0 = (group_index(wg) * 64u + li) * RPL;
+    if (row0 >= p.nc) {
+        return;
+    }
     let kv = p.k / 32u;
     let xrow = p.k / 4u;
     let gpr = p.k / p.group;
-    let x1 = min(1u, p.m - 1u) * xrow;
-    let x2 = min(2u, p.m - 1u) * xrow;
-    let x3 = min(3u, p.m - 1u) * xrow;
-    var acc = vec4<f32>(0.0);
+    // Rows past the chunk load the last row and are not stored.
+    var cb: array<u32, RPL>;
+    for (var r = 0u; r < RPL; r++) {
+        cb[r] = min(row0 + r, p.nc - 1u);
+    }
+    // acc[r] lane m: weight row row0 + r, row m of x.
+    var acc: array<vec4<f32>, RPL>;
     if (p.m == 1u) {
-        // The scale (and offset) of the 32 weights of one step are factored out of the dot
-        // product: Σ (q - 8)·s·x = s · Σ (q - 8)·x, and Σ (q·s + o)·x = s · Σ q·x + o · Σ x.
+        // Nibble j of a word is masked in place, not shifted: (q & 15·16^j) converts exactly
+        // to n·16^j, lane j of `d` collects the weights at that position and INV16 undoes the
+        // powers of 16 once per step; the zero point or offset goes through Σx:
+        // Σ (n - 8)·s·x = s·(Σ n·x - 8·Σ x) and Σ (n·s + o)·x = s·Σ n·x + o·Σ x.
         let zero = select(8.0, 0.0, p.asym != 0u);
         for (var v = 0u; v < kv; v++) {
-            let q = w[c * kv + v];
-            let so = scale_offset(c * gpr + (v * 32u) / p.group);
-            var dq = 0.0;
+            var xs: array<vec4<f32>, 8>;
             var sx = vec4<f32>(0.0);
-            for (var j = 0u; j < 4u; j++) {
-                let o = v * 8u + 2u * j;
-                let xa = x[o];
-                let xb = x[o + 1u];
-                dq += dot(nib4(q[j], 0u) - zero, xa) + dot(nib4(q[j], 16u) - zero, xb);
-                sx += xa + xb;
+            for (var j = 0u; j < 8u; j++) {
+                xs[j] = x[v * 8u + j];
+                sx += xs[j];
             }
-            acc.x += so.x * dq + so.y * (sx.x + sx.y + sx.z + sx.w);
+            let sxs = sx.x + sx.y + sx.z + sx.w;
+            for (var r = 0u; r < RPL; r++) {
+                let q = w[cb[r] * kv + v];
+                let so = scale_offset(cb[r] * gpr + (v * 32u) / p.group);
+                var d = vec4<f32>(0.0);
+                for (var j = 0u; j < 4u; j++) {
+                    d += vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[j]) & NIB_MASK)) * xs[2u * j]
+                        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[j] >> 16u) & NIB_MASK)) * xs[2u * j + 1u];
+                }
+                acc[r].x += so.x * (dot(d, INV16) - zero * sxs) + so.y * sxs;
+            }
         }
     } else {
-        // Rows past M read row M-1 and are not stored.
+        // 2 to 4 rows of x; rows past M read row M-1 and are not stored.
+        let x1 = min(1u, p.m - 1u) * xrow;
+        let x2 = min(2u, p.m - 1u) * xrow;
+        let x3 = min(3u, p.m - 1u) * xrow;
         for (var v = 0u; v < kv; v++) {
-            let q = w[c * kv + v];
-            let so = scale_offset(c * gpr + (v * 32u) / p.group);
-            for (var j = 0u; j < 4u; j++) {
-                let lo = deq4(q[j], 0u, so);
-                let hi = deq4(q[j], 16u, so);
-                let o = v * 8u + 2u * j;
-                acc += vec4<f32>(dot(lo, x[o]) + dot(hi, x[o + 1u]),
-                                 dot(lo, x[x1 + o]) + dot(hi, x[x1 + o + 1u]),
-                                 dot(lo, x[x2 + o]) + dot(hi, x[x2 + o + 1u]),
-                                 dot(lo, x[x3 + o]) + dot(hi, x[x3 + o + 1u]));
+            for (var r = 0u; r < RPL; r++) {
+                let q = w[cb[r] * kv + v];
+                let so = scale_offset(cb[r] * gpr + (v * 32u) / p.group);
+                for (var j = 0u; j < 4u; j++) {
+                    let lo = deq4(q[j], 0u, so);
+                    let hi = deq4(q[j], 16u, so);
+                    let o = v * 8u + 2u * j;
+                    acc[r] += vec4<f32>(dot(lo, x[o]) + dot(hi, x[o + 1u]),
+                                        dot(lo, x[x1 + o]) + dot(hi, x[x1 + o + 1u]),
+                                        dot(lo, x[x2 + o]) + dot(hi, x[x2 + o + 1u]),
+                                        dot(lo, x[x3 + o]) + dot(hi, x[x3 + o + 1u]));
+                }
             }
         }
     }
-    if (col < p.nc) {
-        let b = bias_at(col);
-        for (var m = 0u; m < p.m; m++) {
-            y[m * p.n + p.n0 + col] = acc[m] + b;
+    for (var r = 0u; r < RPL; r++) {
+        let col = row0 + r;
+        if (col < p.nc) {
+            let b = bias_at(col);
+            for (var m = 0u; m < p.m; m++) {
+                y[m * p.n + p.n0 + col] = acc[r][m] + b;
+            }
         }
     }
 }

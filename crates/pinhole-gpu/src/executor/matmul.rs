@@ -22,8 +22,11 @@ const Q4_GEMV_ROWS: u64 = 8;
 const TILE: usize = 64;
 /// Weight rows per workgroup of the vec4 GEMV (RPW in linear_vec4.wgsl).
 const VEC4_GEMV_ROWS: u64 = 8;
-/// Weight rows per workgroup of the row-per-thread GEMVs (`gemv_rows`, f32/f16 and 4-bit).
+/// Weight rows per workgroup of the row-per-thread GEMV of f32/f16 weights (`gemv_rows` in
+/// linear_vec4.wgsl: one row per thread).
 const ROWS_GEMV_ROWS: u64 = 64;
+/// The same for 4-bit weights (`gemv_rows` in q4.wgsl: 64 threads of RPL = 8 rows each).
+const Q4_ROWS_GEMV_ROWS: u64 = 64 * 8;
 /// Rows of x per z slice of the vec4 GEMVs (the four lanes of their accumulator).
 const VEC4_GEMV_SLICE: usize = 4;
 /// Output block of one workgroup of the register-tiled GEMM (RT rows × 64·CT columns in
@@ -88,7 +91,7 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
         let d = if q4 {
             // The same rule as the float kernels' (float_kernel); K is always a multiple of 32.
             let (kernel, groups) = if gemv && cx.gpu.barrier_free_matmul() {
-                let (gx, gy) = cx.grid((c.rows as u64).div_ceil(ROWS_GEMV_ROWS));
+                let (gx, gy) = cx.grid((c.rows as u64).div_ceil(Q4_ROWS_GEMV_ROWS));
                 (Kernel::Q4GemvRows, [gx, gy, 1])
             } else if gemv {
                 let (gx, gy) = cx.grid((c.rows as u64).div_ceil(Q4_GEMV_ROWS));
