@@ -10,7 +10,10 @@
 //! By concern:
 //! * `plan`: liveness, the buffer pool, host uploads, state tensors, and the one match that
 //!   sends each op to the dispatch module of its family;
-//! * `submit`: the uniform block, bind groups, one command buffer, one submit, readback;
+//! * `submit`: the uniform block, bind groups, one command buffer, one submit, readback; a run
+//!   whose dispatches bind the same buffers as a recent one (the next decode step of the same
+//!   model and cache bucket: token and position change only the uniform block and uploads)
+//!   replays that run's recorded pipelines and bind groups;
 //! * `dispatch`: a [`Dispatch`] (kernel, typed params, bindings by WGSL name, checked against
 //!   the kernel table) and [`OpCtx`], all a dispatch module sees of the plan;
 //! * one dispatch module per op family, each turning its ops into dispatches: `matmul` (f32,
@@ -50,6 +53,8 @@ pub struct RunStats {
     pub submits: usize,
     pub buffers_created: usize,
     pub pooled_bytes: u64,
+    /// Runs that replayed a recorded run's bind groups (see `submit`).
+    pub replays: usize,
 }
 
 pub struct Executor {
@@ -57,10 +62,14 @@ pub struct Executor {
     states: HashMap<String, GpuTensor>,
     free: Vec<wgpu::Buffer>,
     readback_free: Vec<wgpu::Buffer>,
-    uniform: Option<wgpu::Buffer>,
+    /// Recently run dispatch lists with their bind groups, most recent last.
+    recordings: Vec<submit::Recording>,
     /// Fill every op output with NaN before the op runs, so an element a kernel forgets to
     /// write shows up in tests instead of passing by luck.
     pub poison: bool,
+    /// Keep the pipelines and bind groups of recent runs and replay them when a run binds the
+    /// same buffers (on by default; tests turn it off to compare).
+    pub record: bool,
     pub stats: RunStats,
 }
 
@@ -75,8 +84,9 @@ impl Executor {
             states: HashMap::new(),
             free: Vec::new(),
             readback_free: Vec::new(),
-            uniform: None,
+            recordings: Vec::new(),
             poison: false,
+            record: true,
             stats: RunStats::default(),
         }
     }
@@ -88,6 +98,8 @@ impl Executor {
     /// Drops persistent state (KV caches) so the next graph starts fresh.
     pub fn clear_states(&mut self) {
         self.states.clear();
+        // Their bind groups hold the old states (and weights) alive.
+        self.recordings.clear();
     }
 
     /// GPU bytes held by persistent state tensors.

@@ -1,6 +1,13 @@
 //! Submission and readback: every dispatch's params in one uniform buffer (one write), one
 //! bind group per dispatch, the whole graph in one compute pass and one submit, outputs copied
 //! to mappable buffers in the same command buffer and read back.
+//!
+//! Recording: the pipelines and bind groups of a run are kept ([`Recording`], a few, most
+//! recent last) with a uniform buffer of their own. A later run whose dispatches bind the same
+//! buffers ([`DispatchKey`]) writes its params into that uniform buffer and replays them: the
+//! next decode step of a model at the same cache bucket differs from the last one only in
+//! params (position), uploads (token id, RoPE rows) and nothing the bind groups see, because
+//! the buffer pool hands out buffers in a fixed order (sorted after every run).
 
 use std::num::NonZeroU64;
 
@@ -9,8 +16,9 @@ use pinhole_core::tensor::numel;
 use pinhole_core::{DType, Error as CoreError, Tensor};
 
 use super::plan::Plan;
-use super::{core_err, Executor};
+use super::{core_err, Dispatch, Executor};
 use crate::error::{GpuError, Result};
+use crate::kernels::Kernel;
 use crate::readback::MapFuture;
 
 impl Executor {
@@ -28,52 +36,30 @@ impl Executor {
             let padded = ubytes.len().div_ceil(16) * 16;
             ubytes.resize(padded, 0);
         }
-        let usize_ = (ubytes.len() as u64).max(16);
-        if self.uniform.as_ref().is_none_or(|u| u.size() < usize_) {
-            self.uniform = Some(gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("pinhole params"),
-                size: usize_.div_ceil(4096) * 4096,
-                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }));
-        }
-        let uniform = self
-            .uniform
-            .clone()
-            .ok_or_else(|| GpuError::Validation("no uniform buffer".into()))?;
-        if !ubytes.is_empty() {
-            gpu.queue.write_buffer(&uniform, 0, &ubytes);
-        }
         for (b, data) in &plan.uploads {
             if !data.is_empty() {
                 gpu.queue.write_buffer(b, 0, data);
             }
         }
 
-        let mut groups_list = Vec::with_capacity(plan.dispatches.len());
-        for (d, &off) in plan.dispatches.iter().zip(&offsets) {
-            let pipeline = gpu.pipeline(d.kernel, d.w_f16).await?;
-            let layout = pipeline.get_bind_group_layout(0);
-            let mut entries = vec![wgpu::BindGroupEntry {
-                binding: 0,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: &uniform,
-                    offset: off as u64,
-                    size: NonZeroU64::new(d.params.len() as u64),
-                }),
-            }];
-            for (bi, b) in &d.bindings {
-                entries.push(wgpu::BindGroupEntry {
-                    binding: *bi,
-                    resource: b.as_entire_binding(),
-                });
+        // A run that binds exactly what a recorded one bound (same kernels, buffers and params
+        // sizes: a decode step of the same model and cache bucket, whose token and position
+        // live only in the uniform block, the grids and the uploads) replays its pipelines
+        // and bind groups.
+        let key: Vec<DispatchKey> = plan.dispatches.iter().map(DispatchKey::of).collect();
+        let found = self
+            .record
+            .then(|| self.recordings.iter().position(|r| r.key == key))
+            .flatten();
+        let rec = match found {
+            Some(i) => {
+                self.stats.replays += 1;
+                self.recordings.remove(i)
             }
-            let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(d.kernel.entry()),
-                layout: &layout,
-                entries: &entries,
-            });
-            groups_list.push((pipeline, bg, d.groups));
+            None => self.record_run(key, &plan.dispatches, &offsets, ubytes.len()).await?,
+        };
+        if !ubytes.is_empty() {
+            gpu.queue.write_buffer(&rec.uniform, 0, &ubytes);
         }
 
         let mut enc = gpu.device.create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -85,14 +71,22 @@ impl Executor {
                 timestamp_writes: None,
             });
             for _ in 0..repeats {
-                for (p, bg, [x, y, z]) in &groups_list {
+                for ((p, bg), d) in rec.groups.iter().zip(&plan.dispatches) {
+                    let [x, y, z] = d.groups;
                     pass.set_pipeline(p);
                     pass.set_bind_group(0, bg, &[]);
-                    pass.dispatch_workgroups(*x, *y, *z);
+                    pass.dispatch_workgroups(x, y, z);
                 }
             }
         }
-        self.stats.dispatches += groups_list.len() * repeats;
+        self.stats.dispatches += rec.groups.len() * repeats;
+        // Most recent last; the oldest recording goes when there are more than RECORDINGS.
+        if self.record {
+            self.recordings.push(rec);
+            if self.recordings.len() > RECORDINGS {
+                self.recordings.remove(0);
+            }
+        }
 
         // Copy outputs to mappable buffers in the same command buffer.
         let mut reads = Vec::new();
@@ -154,6 +148,88 @@ impl Executor {
                 self.free.push(b);
             }
         }
+        // In a fixed order, so that the same graph planned again takes the same buffers (and
+        // its recording replays).
+        self.free.sort_by(|a, b| a.size().cmp(&b.size()).then_with(|| a.cmp(b)));
         Ok(outs)
     }
+
+    /// Pipelines and bind groups for `dispatches`, with a uniform buffer of their own (the
+    /// params written at `offsets` each run).
+    async fn record_run(
+        &mut self,
+        key: Vec<DispatchKey>,
+        dispatches: &[Dispatch],
+        offsets: &[usize],
+        ubytes: usize,
+    ) -> Result<Recording> {
+        let gpu = self.gpu.clone();
+        let uniform = gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("pinhole params"),
+            size: (ubytes as u64).max(16).div_ceil(256) * 256,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut groups = Vec::with_capacity(dispatches.len());
+        for (d, &off) in dispatches.iter().zip(offsets) {
+            let pipeline = gpu.pipeline(d.kernel, d.w_f16).await?;
+            let layout = pipeline.get_bind_group_layout(0);
+            let mut entries = vec![wgpu::BindGroupEntry {
+                binding: 0,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: &uniform,
+                    offset: off as u64,
+                    size: NonZeroU64::new(d.params.len() as u64),
+                }),
+            }];
+            for (bi, b) in &d.bindings {
+                entries.push(wgpu::BindGroupEntry {
+                    binding: *bi,
+                    resource: b.as_entire_binding(),
+                });
+            }
+            let bg = gpu.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(d.kernel.entry()),
+                layout: &layout,
+                entries: &entries,
+            });
+            groups.push((pipeline, bg));
+        }
+        Ok(Recording { key, uniform, groups })
+    }
+}
+
+/// How many recorded runs an executor keeps (image encode, prefill and decode of one
+/// generation, and a spare).
+const RECORDINGS: usize = 4;
+
+/// What a dispatch's bind group and pipeline depend on; two runs whose dispatches have equal
+/// keys can share bind groups (the params themselves are rewritten every run).
+#[derive(PartialEq)]
+pub(super) struct DispatchKey {
+    kernel: Kernel,
+    w_f16: bool,
+    params_len: usize,
+    bindings: Vec<(u32, wgpu::Buffer)>,
+}
+
+impl DispatchKey {
+    fn of(d: &Dispatch) -> Self {
+        DispatchKey {
+            kernel: d.kernel,
+            w_f16: d.w_f16,
+            params_len: d.params.len(),
+            bindings: d.bindings.clone(),
+        }
+    }
+}
+
+/// A recorded run: its pipelines and bind groups, replayed by every later run with the same
+/// [`DispatchKey`]s. wgpu cannot replay a compute pass, so the pass is encoded again each run
+/// (a few calls per dispatch); what is saved is creating the bind groups and looking up the
+/// pipelines.
+pub(super) struct Recording {
+    key: Vec<DispatchKey>,
+    uniform: wgpu::Buffer,
+    groups: Vec<(wgpu::ComputePipeline, wgpu::BindGroup)>,
 }
