@@ -19,13 +19,11 @@
 //             gx·gy ≥ ceil(Nc/64).
 //   gemm_reg: any M, for CPU adapters (llvmpipe, SwiftShader), where workgroup barriers are
 //             coroutine switches and workgroup memory is ordinary memory: no workgroup memory
-//             and no barrier at all. Each thread keeps a RT×CT block of Y in registers and
-//             reads its rows of X and columns of W straight from the buffers, 16 bytes at a
-//             time; the 64 threads of a workgroup share the same RT rows of X (the same
-//             addresses in every lane) and cover 64·CT consecutive weight rows. Out-of-range
-//             rows and columns are clamped for loading and skipped for storing, so the inner
-//             loop has no branch. Dispatch (ceil(M/RT), ceil(Nc/(64·CT)), 1): consecutive
-//             workgroups share their weight rows, which stay in the CPU's caches.
+//             and no barrier at all. Each thread keeps an 8×16 block of Y in registers
+//             (common/reg_tile.wgsl) and reads its 8 rows of X and 16 rows of W straight from
+//             the buffers, 16 bytes at a time, each f16 word decoded once for the 8 rows.
+//             Out-of-range rows and columns are clamped for loading and skipped for storing,
+//             so the inner loop has no branch. Dispatch (ceil(M/BM), ceil(Nc/BN), 1).
 
 struct Params {
     m: u32,
@@ -45,7 +43,7 @@ struct Params {
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
 // #include "common/grid.wgsl"
-// #include "common/bias.wgsl"
+// #include "common/reg_tile.wgsl"
 
 override W_F16: bool = false;
 
@@ -158,66 +156,89 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     }
 }
 
-const RT: u32 = 4u; // rows of Y per thread (gemm_reg)
-const CT: u32 = 4u; // columns of Y per thread (gemm_reg)
+// Four f16 weight rows' word vectors (8 weights each) at word `o` of rows b: weights 0..3
+// (index 0) and 4..7 (index 1) as 4×4 blocks, column j = weight row j.
+fn w_halves(b: vec4<u32>, o: u32) -> array<mat4x4<f32>, 2> {
+    let q0 = w[b.x + o];
+    let q1 = w[b.y + o];
+    let q2 = w[b.z + o];
+    let q3 = w[b.w + o];
+    return array<mat4x4<f32>, 2>(mat4x4<f32>(halves_lo(q0), halves_lo(q1), halves_lo(q2), halves_lo(q3)),
+                                 mat4x4<f32>(halves_hi(q0), halves_hi(q1), halves_hi(q2), halves_hi(q3)));
+}
 
+// Four f32 weight rows' vec4 `o` as a 4×4 block, column j = weight row j.
+fn w_f32(b: vec4<u32>, o: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(bitcast<vec4<f32>>(w[b.x + o]), bitcast<vec4<f32>>(w[b.y + o]),
+                       bitcast<vec4<f32>>(w[b.z + o]), bitcast<vec4<f32>>(w[b.w + o]));
+}
+
+// gemm_reg: common/reg_tile.wgsl's 8×16 tile (RQ = 2, CQ = 4, written out) over f32 or f16
+// weight words.
 @compute @workgroup_size(64)
 fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row0 = wg.x * RT;
-    let col0 = (wg.y * 64u + li) * CT;
-    let xrow = p.k / 4u;
-    var xb: array<u32, 4>;
-    var wb: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        xb[i] = min(row0 + i, p.m - 1u) * xrow;
-    }
-    let wrow = select(xrow, p.k / 8u, W_F16);
-    for (var j = 0u; j < 4u; j++) {
-        wb[j] = min(col0 + j, p.nc - 1u) * wrow;
-    }
-    // acc[j] lane i = row row0 + i, column col0 + j.
-    var acc: array<vec4<f32>, 4>;
+    let o = reg_origin(wg, li);
+    let x0 = reg_x_rows(o.x);
+    let x1 = reg_x_rows(o.x + 4u);
+    let wrow = select(p.k / 4u, p.k / 8u, W_F16);
+    let w0 = reg_w_rows(o.y, wrow);
+    let w1 = reg_w_rows(o.y + 4u, wrow);
+    let w2 = reg_w_rows(o.y + 8u, wrow);
+    let w3 = reg_w_rows(o.y + 12u, wrow);
+    // a<row quad><column quad>
+    var a00 = mat4x4<f32>();
+    var a01 = mat4x4<f32>();
+    var a02 = mat4x4<f32>();
+    var a03 = mat4x4<f32>();
+    var a10 = mat4x4<f32>();
+    var a11 = mat4x4<f32>();
+    var a12 = mat4x4<f32>();
+    var a13 = mat4x4<f32>();
     if (W_F16) {
+        // One step: 8 weights (one word vector) of each column, 8 elements of each row.
         for (var v = 0u; v < wrow; v++) {
-            let o = 2u * v;
-            let a0 = x[xb[0] + o];
-            let a1 = x[xb[1] + o];
-            let a2 = x[xb[2] + o];
-            let a3 = x[xb[3] + o];
-            let b0 = x[xb[0] + o + 1u];
-            let b1 = x[xb[1] + o + 1u];
-            let b2 = x[xb[2] + o + 1u];
-            let b3 = x[xb[3] + o + 1u];
-            for (var j = 0u; j < 4u; j++) {
-                let q = w[wb[j] + v];
-                let lo = halves_lo(q);
-                let hi = halves_hi(q);
-                acc[j] += vec4<f32>(dot(a0, lo) + dot(b0, hi), dot(a1, lo) + dot(b1, hi),
-                                    dot(a2, lo) + dot(b2, hi), dot(a3, lo) + dot(b3, hi));
-            }
+            let xl0 = reg_x(x0, 2u * v);
+            let xh0 = reg_x(x0, 2u * v + 1u);
+            let xl1 = reg_x(x1, 2u * v);
+            let xh1 = reg_x(x1, 2u * v + 1u);
+            let b0 = w_halves(w0, v);
+            a00 = mm4(mm4(a00, xl0, b0[0]), xh0, b0[1]);
+            a10 = mm4(mm4(a10, xl1, b0[0]), xh1, b0[1]);
+            let b1 = w_halves(w1, v);
+            a01 = mm4(mm4(a01, xl0, b1[0]), xh0, b1[1]);
+            a11 = mm4(mm4(a11, xl1, b1[0]), xh1, b1[1]);
+            let b2 = w_halves(w2, v);
+            a02 = mm4(mm4(a02, xl0, b2[0]), xh0, b2[1]);
+            a12 = mm4(mm4(a12, xl1, b2[0]), xh1, b2[1]);
+            let b3 = w_halves(w3, v);
+            a03 = mm4(mm4(a03, xl0, b3[0]), xh0, b3[1]);
+            a13 = mm4(mm4(a13, xl1, b3[0]), xh1, b3[1]);
         }
     } else {
+        // One step: 4 weights of each column, 4 elements of each row.
         for (var v = 0u; v < wrow; v++) {
-            let a0 = x[xb[0] + v];
-            let a1 = x[xb[1] + v];
-            let a2 = x[xb[2] + v];
-            let a3 = x[xb[3] + v];
-            for (var j = 0u; j < 4u; j++) {
-                let b = bitcast<vec4<f32>>(w[wb[j] + v]);
-                acc[j] += vec4<f32>(dot(a0, b), dot(a1, b), dot(a2, b), dot(a3, b));
-            }
+            let xa0 = reg_x(x0, v);
+            let xa1 = reg_x(x1, v);
+            let b0 = w_f32(w0, v);
+            a00 = mm4(a00, xa0, b0);
+            a10 = mm4(a10, xa1, b0);
+            let b1 = w_f32(w1, v);
+            a01 = mm4(a01, xa0, b1);
+            a11 = mm4(a11, xa1, b1);
+            let b2 = w_f32(w2, v);
+            a02 = mm4(a02, xa0, b2);
+            a12 = mm4(a12, xa1, b2);
+            let b3 = w_f32(w3, v);
+            a03 = mm4(a03, xa0, b3);
+            a13 = mm4(a13, xa1, b3);
         }
     }
-    for (var j = 0u; j < CT; j++) {
-        let c = col0 + j;
-        if (c < p.nc) {
-            let bv = bias_at(c);
-            for (var i = 0u; i < RT; i++) {
-                let r = row0 + i;
-                if (r < p.m) {
-                    y[r * p.n + p.n0 + c] = acc[j][i] + bv;
-                }
-            }
-        }
-    }
+    reg_store(o.x, o.y, a00);
+    reg_store(o.x, o.y + 4u, a01);
+    reg_store(o.x, o.y + 8u, a02);
+    reg_store(o.x, o.y + 12u, a03);
+    reg_store(o.x + 4u, o.y, a10);
+    reg_store(o.x + 4u, o.y + 4u, a11);
+    reg_store(o.x + 4u, o.y + 8u, a12);
+    reg_store(o.x + 4u, o.y + 12u, a13);
 }

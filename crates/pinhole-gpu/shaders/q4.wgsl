@@ -28,8 +28,8 @@
 //           workgroup memory). Dispatch (ceil(nc/64), ceil(M/64), 1).
 //   gemv_rows: M ≤ 4 on CPU adapters: RPL (8) consecutive weight rows per thread, 64 threads
 //           per workgroup, no barrier. Dispatch (gx, gy, 1), gx·gy ≥ ceil(nc/512).
-//   gemm_reg: M > 4 on CPU adapters: 4×4 outputs per thread in registers, no workgroup
-//           memory, no barrier. Dispatch (ceil(M/4), ceil(nc/256), 1).
+//   gemm_reg: M > 4 on CPU adapters: common/reg_tile.wgsl's RT×CT outputs per thread in
+//           registers, no workgroup memory, no barrier. Dispatch (ceil(M/BM), ceil(nc/BN), 1).
 //   gather: one thread per output element (rows whose id falls in this chunk), 256 per
 //           workgroup, (gx, gy, 1).
 
@@ -58,6 +58,7 @@ struct Params {
 // #include "common/f16.wgsl"
 // #include "common/linear.wgsl"
 // #include "common/grid.wgsl"
+// #include "common/reg_tile.wgsl"
 
 fn word(i: u32) -> u32 {
     return w[i >> 2u][i & 3u];
@@ -278,64 +279,91 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
     tile_store(row0, col0, lid, acc);
 }
 
-// gemm_reg: the barrier-free register-tiled GEMM for CPU adapters (see linear_vec4.wgsl's
-// gemm_reg): each of the 64 threads keeps a 4×4 block of Y (rows 4·wg.x .., columns
-// (wg.y·64 + thread)·4 ..) in registers and walks K one vec4<u32> (32 weights of one group) at
-// a time, dequantizing each word in registers once for the four rows. Rows and columns past
-// the edges are clamped for loading and skipped for storing.
+// The packed words (32 weights each) at vec4 `v` of weight rows b (reg_w_rows), and the
+// scale/offset of each row's group at index g + gi (g: reg_w_rows over groups).
+fn q4_words(b: vec4<u32>, v: u32) -> array<vec4<u32>, 4> {
+    return array<vec4<u32>, 4>(w[b.x + v], w[b.y + v], w[b.z + v], w[b.w + v]);
+}
+
+fn q4_scales(g: vec4<u32>, gi: u32) -> array<vec2<f32>, 4> {
+    return array<vec2<f32>, 4>(scale_offset(g.x + gi), scale_offset(g.y + gi), scale_offset(g.z + gi),
+                               scale_offset(g.w + gi));
+}
+
+// Weights 8e .. 8e+3 (index 0) and 8e+4 .. 8e+7 (index 1) of four weight rows as 4×4 blocks,
+// column j = weight row j.
+fn q4_block(q: array<vec4<u32>, 4>, so: array<vec2<f32>, 4>, e: u32) -> array<mat4x4<f32>, 2> {
+    return array<mat4x4<f32>, 2>(
+        mat4x4<f32>(deq4(q[0][e], 0u, so[0]), deq4(q[1][e], 0u, so[1]), deq4(q[2][e], 0u, so[2]), deq4(q[3][e], 0u, so[3])),
+        mat4x4<f32>(deq4(q[0][e], 16u, so[0]), deq4(q[1][e], 16u, so[1]), deq4(q[2][e], 16u, so[2]), deq4(q[3][e], 16u, so[3])));
+}
+
+// gemm_reg: the barrier-free register-tiled GEMM for CPU adapters, common/reg_tile.wgsl's
+// 8×16 tile (RQ = 2, CQ = 4, written out) over 4-bit weights: K is walked one vec4<u32> (32
+// weights of one group) of each column at a time, each packed word dequantized in registers
+// once for all 8 rows.
 @compute @workgroup_size(64)
 fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let row0 = wg.x * 4u;
-    let col0 = (wg.y * 64u + li) * 4u;
-    let xrow = p.k / 4u;
+    let o = reg_origin(wg, li);
+    let x0 = reg_x_rows(o.x);
+    let x1 = reg_x_rows(o.x + 4u);
     let kv = p.k / 32u;
     let gpr = p.k / p.group;
-    var xb: array<u32, 4>;
-    var cb: array<u32, 4>;
-    for (var i = 0u; i < 4u; i++) {
-        xb[i] = min(row0 + i, p.m - 1u) * xrow;
-        cb[i] = min(col0 + i, p.nc - 1u);
-    }
-    // acc[j] lane i = row row0 + i, column col0 + j.
-    var acc: array<vec4<f32>, 4>;
+    let w0 = reg_w_rows(o.y, kv);
+    let w1 = reg_w_rows(o.y + 4u, kv);
+    let w2 = reg_w_rows(o.y + 8u, kv);
+    let w3 = reg_w_rows(o.y + 12u, kv);
+    let g0 = reg_w_rows(o.y, gpr);
+    let g1 = reg_w_rows(o.y + 4u, gpr);
+    let g2 = reg_w_rows(o.y + 8u, gpr);
+    let g3 = reg_w_rows(o.y + 12u, gpr);
+    var a00 = mat4x4<f32>();
+    var a01 = mat4x4<f32>();
+    var a02 = mat4x4<f32>();
+    var a03 = mat4x4<f32>();
+    var a10 = mat4x4<f32>();
+    var a11 = mat4x4<f32>();
+    var a12 = mat4x4<f32>();
+    var a13 = mat4x4<f32>();
     for (var v = 0u; v < kv; v++) {
-        var q: array<vec4<u32>, 4>;
-        var so: array<vec2<f32>, 4>;
-        for (var j = 0u; j < 4u; j++) {
-            q[j] = w[cb[j] * kv + v];
-            so[j] = scale_offset(cb[j] * gpr + (v * 32u) / p.group);
-        }
+        let gi = (v * 32u) / p.group;
+        let q0 = q4_words(w0, v);
+        let q1 = q4_words(w1, v);
+        let q2 = q4_words(w2, v);
+        let q3 = q4_words(w3, v);
+        let s0 = q4_scales(g0, gi);
+        let s1 = q4_scales(g1, gi);
+        let s2 = q4_scales(g2, gi);
+        let s3 = q4_scales(g3, gi);
         for (var e = 0u; e < 4u; e++) {
             // Weights 8e .. 8e+7 of this step: x vec4s 2e and 2e+1 of each row.
-            let o = v * 8u + 2u * e;
-            let a0 = x[xb[0] + o];
-            let a1 = x[xb[1] + o];
-            let a2 = x[xb[2] + o];
-            let a3 = x[xb[3] + o];
-            let b0 = x[xb[0] + o + 1u];
-            let b1 = x[xb[1] + o + 1u];
-            let b2 = x[xb[2] + o + 1u];
-            let b3 = x[xb[3] + o + 1u];
-            for (var j = 0u; j < 4u; j++) {
-                let lo = deq4(q[j][e], 0u, so[j]);
-                let hi = deq4(q[j][e], 16u, so[j]);
-                acc[j] += vec4<f32>(dot(a0, lo) + dot(b0, hi), dot(a1, lo) + dot(b1, hi),
-                                    dot(a2, lo) + dot(b2, hi), dot(a3, lo) + dot(b3, hi));
-            }
+            let xo = v * 8u + 2u * e;
+            let xl0 = reg_x(x0, xo);
+            let xh0 = reg_x(x0, xo + 1u);
+            let xl1 = reg_x(x1, xo);
+            let xh1 = reg_x(x1, xo + 1u);
+            let b0 = q4_block(q0, s0, e);
+            a00 = mm4(mm4(a00, xl0, b0[0]), xh0, b0[1]);
+            a10 = mm4(mm4(a10, xl1, b0[0]), xh1, b0[1]);
+            let b1 = q4_block(q1, s1, e);
+            a01 = mm4(mm4(a01, xl0, b1[0]), xh0, b1[1]);
+            a11 = mm4(mm4(a11, xl1, b1[0]), xh1, b1[1]);
+            let b2 = q4_block(q2, s2, e);
+            a02 = mm4(mm4(a02, xl0, b2[0]), xh0, b2[1]);
+            a12 = mm4(mm4(a12, xl1, b2[0]), xh1, b2[1]);
+            let b3 = q4_block(q3, s3, e);
+            a03 = mm4(mm4(a03, xl0, b3[0]), xh0, b3[1]);
+            a13 = mm4(mm4(a13, xl1, b3[0]), xh1, b3[1]);
         }
     }
-    for (var j = 0u; j < 4u; j++) {
-        let c = col0 + j;
-        if (c < p.nc) {
-            let bv = bias_at(c);
-            for (var i = 0u; i < 4u; i++) {
-                let r = row0 + i;
-                if (r < p.m) {
-                    y[r * p.n + p.n0 + c] = acc[j][i] + bv;
-                }
-            }
-        }
-    }
+    reg_store(o.x, o.y, a00);
+    reg_store(o.x, o.y + 4u, a01);
+    reg_store(o.x, o.y + 8u, a02);
+    reg_store(o.x, o.y + 12u, a03);
+    reg_store(o.x + 4u, o.y, a10);
+    reg_store(o.x + 4u, o.y + 4u, a11);
+    reg_store(o.x + 4u, o.y + 8u, a12);
+    reg_store(o.x + 4u, o.y + 12u, a13);
 }
 
 // Embedding gather from a 4-bit table chunk (rows n0 .. n0+nc of [V, K]): p.m ids, out [m, K].

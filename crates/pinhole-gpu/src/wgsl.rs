@@ -37,6 +37,7 @@ pub const FILES: &[(&str, &str)] = &[
     ("common/grid.wgsl", include_str!("../shaders/common/grid.wgsl")),
     ("common/linear.wgsl", include_str!("../shaders/common/linear.wgsl")),
     ("common/reduce.wgsl", include_str!("../shaders/common/reduce.wgsl")),
+    ("common/reg_tile.wgsl", include_str!("../shaders/common/reg_tile.wgsl")),
     ("common/tanh.wgsl", include_str!("../shaders/common/tanh.wgsl")),
     ("common/weight.wgsl", include_str!("../shaders/common/weight.wgsl")),
 ];

@@ -29,21 +29,18 @@ const ROWS_GEMV_ROWS: u64 = 64;
 const Q4_ROWS_GEMV_ROWS: u64 = 64 * 8;
 /// Rows of x per z slice of the vec4 GEMVs (the four lanes of their accumulator).
 const VEC4_GEMV_SLICE: usize = 4;
-/// Output block of one workgroup of the register-tiled GEMM (RT rows × 64·CT columns in
-/// linear_vec4.wgsl).
-const REG_TILE_ROWS: usize = 4;
+/// Output block of one workgroup of the register-tiled GEMMs, f32/f16 and 4-bit (BM rows ×
+/// BN columns in common/reg_tile.wgsl).
+const REG_TILE_ROWS: usize = 32;
 const REG_TILE_COLS: usize = 256;
-/// The same for q4.wgsl's register-tiled GEMM (4 × 4 per thread).
-const Q4_REG_TILE_ROWS: usize = 4;
-const Q4_REG_TILE_COLS: usize = 256;
 
 /// Which f32/f16 kernel runs a matmul of `m` rows with `k`-wide weights of storage `dtype`.
 /// The rule (ARCHITECTURE.md, measured in BENCHMARKS.md): rows of x and w that start on
 /// 16-byte boundaries (K a multiple of 4 for f32, of 8 for f16) take linear_vec4.wgsl. With
 /// `barrier_free` (CPU adapters: llvmpipe, SwiftShader, where a workgroup barrier is a
-/// coroutine switch of every invocation, workgroup memory is plain memory, and a load that is
-/// the same in every lane of a SIMD group is done once) that is the row-per-thread GEMV for
-/// m ≤ 4 and the register-tiled GEMM above; on GPUs the K-split GEMV (coalesced reads, one
+/// coroutine switch of every invocation, workgroup memory is plain memory, and storage loads
+/// are done lane by lane) that is the row-per-thread GEMV for m ≤ 4 and the register-tiled
+/// GEMM (8×16 outputs per thread) above; on GPUs the K-split GEMV (coalesced reads, one
 /// barrier) and matmul.wgsl's shared-memory tiled GEMM. Any other K takes matmul.wgsl's
 /// scalar GEMV or its tiled GEMM.
 pub(crate) fn float_kernel(m: usize, k: usize, dtype: DType, barrier_free: bool) -> Kernel {
@@ -96,10 +93,10 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
             } else if gemv {
                 let (gx, gy) = cx.grid((c.rows as u64).div_ceil(Q4_GEMV_ROWS));
                 (Kernel::Q4Gemv, [gx, gy, 1])
-            } else if cx.gpu.barrier_free_matmul() && m.div_ceil(Q4_REG_TILE_ROWS) <= max_dim {
+            } else if cx.gpu.barrier_free_matmul() && m.div_ceil(REG_TILE_ROWS) <= max_dim {
                 let groups = [
-                    m.div_ceil(Q4_REG_TILE_ROWS) as u32,
-                    c.rows.div_ceil(Q4_REG_TILE_COLS) as u32,
+                    m.div_ceil(REG_TILE_ROWS) as u32,
+                    c.rows.div_ceil(REG_TILE_COLS) as u32,
                     1,
                 ];
                 (Kernel::Q4GemmReg, groups)
