@@ -9,9 +9,11 @@
 // Mask (mirrors AttnMask::allows in pinhole-core): pairs inside the prefix block
 // (i, j < prefix_len) always attend; otherwise causal forbids j > i and a sliding window
 // forbids i − j ≥ window. The same kernel is the decode variant: S = 1 over the cache.
-// Dispatch: one 64-thread workgroup per (query row, head): (gx, gy, 1) with
-// wg.x + wg.y·gx = r·H + h. Keys are walked in blocks of 64 (one score per thread); each thread
-// owns output dims t, t+64, … (head_dim ≤ 512).
+// Entry points:
+//   attend: one 64-thread workgroup per (query row, head): (gx, gy, 1) with
+//     wg.x + wg.y·gx = r·H + h. Keys are walked in blocks of 64 (one score per thread); each
+//     thread owns output dims t, t+64, … (head_dim ≤ 512). Decode, GPUs, any head_dim.
+//   attend_rows: CPU adapters in prefill and the vision tower (below).
 
 struct Params {
     s: u32,
@@ -130,6 +132,162 @@ fn attend(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index)
         let t = li + c * BK;
         if (t < d) {
             out[r * qw + h * d + t] = acc[c] * inv;
+        }
+    }
+}
+
+// attend_rows: the barrier-free variant for CPU adapters (llvmpipe, SwiftShader), for prefill
+// and the vision tower (S ≥ ATTN_ROWS_MIN_S rows, head_dim a multiple of 4; see
+// executor/attention.rs). Each thread owns AR consecutive query rows of one head and walks the
+// keys in blocks of AK: the AR×AK scores of a block are a register tile (each element of q and
+// k loaded once per block for AR·AK multiply-adds, as in common/reg_tile.wgsl), then the
+// online softmax, then ·V into the thread's AR output rows, which hold the running sums (out
+// is read and rewritten once per block, scaled by the softmax correction). No workgroup
+// memory, no barrier: on llvmpipe each barrier is a coroutine switch of every SIMD group and
+// each storage load is done lane by lane, so the cost is loads per multiply-add.
+// Dispatch: (gx, gy, 1) with gx·gy ≥ H·ceil(S / (64·AR)); workgroup wg.x + wg.y·gx = b·H + h
+// is head h, thread t of it rows AR·(64·b + t) .. + AR - 1.
+const AR: u32 = 4u;
+const AK: u32 = 8u;
+
+// Four consecutive floats of a storage array as one vector.
+fn q4f(i: u32) -> vec4<f32> {
+    return vec4<f32>(q[i], q[i + 1u], q[i + 2u], q[i + 3u]);
+}
+
+fn k4f(i: u32) -> vec4<f32> {
+    return vec4<f32>(k[i], k[i + 1u], k[i + 2u], k[i + 3u]);
+}
+
+fn v4f(i: u32) -> vec4<f32> {
+    return vec4<f32>(v[i], v[i + 1u], v[i + 2u], v[i + 3u]);
+}
+
+fn o4f(i: u32) -> vec4<f32> {
+    return vec4<f32>(out[i], out[i + 1u], out[i + 2u], out[i + 3u]);
+}
+
+@compute @workgroup_size(64)
+fn attend_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let g = group_index(wg);
+    let h = g % p.n_heads;
+    let r0 = ((g / p.n_heads) * 64u + li) * AR;
+    if (r0 >= p.s) {
+        return;
+    }
+    let kh = h / (p.n_heads / p.n_kv);
+    let d = p.head_dim;
+    let qw = p.n_heads * d;
+    let kw = p.n_kv * d;
+    // Row i of the thread: q and out at rb[i] (rows past S read row S-1 and store nothing).
+    var rb: array<u32, AR>;
+    var pos: vec4<u32>;
+    var live: vec4<bool>;
+    for (var i = 0u; i < AR; i++) {
+        let r = min(r0 + i, p.s - 1u);
+        rb[i] = r * qw + h * d;
+        pos[i] = p.q_pos0 + r;
+        live[i] = r0 + i < p.s;
+    }
+    // Keys any of the rows may see (causal: up to the last row, or the prefix).
+    var j_end = p.kv_len;
+    if (p.causal != 0u) {
+        var lim = pos[AR - 1u] + 1u;
+        if (pos[0] < p.prefix_len) {
+            lim = max(lim, p.prefix_len);
+        }
+        j_end = min(j_end, lim);
+    }
+    for (var t = 0u; t < d; t++) {
+        for (var i = 0u; i < AR; i++) {
+            if (live[i]) {
+                out[rb[i] + t] = 0.0;
+            }
+        }
+    }
+    var m_run = vec4<f32>(NEG);
+    var l_run = vec4<f32>(0.0);
+    for (var j0 = 0u; j0 < j_end; j0 += AK) {
+        var kb: array<u32, AK>;
+        for (var jj = 0u; jj < AK; jj++) {
+            kb[jj] = min(j0 + jj, j_end - 1u) * kw + kh * d;
+        }
+        // Scores: sc[jj] lane i = q[row i] · k[j0 + jj].
+        var sc: array<vec4<f32>, AK>;
+        for (var t = 0u; t < d; t += 4u) {
+            let a0 = q4f(rb[0] + t);
+            let a1 = q4f(rb[1] + t);
+            let a2 = q4f(rb[2] + t);
+            let a3 = q4f(rb[3] + t);
+            let c0 = vec4<f32>(a0.x, a1.x, a2.x, a3.x);
+            let c1 = vec4<f32>(a0.y, a1.y, a2.y, a3.y);
+            let c2 = vec4<f32>(a0.z, a1.z, a2.z, a3.z);
+            let c3 = vec4<f32>(a0.w, a1.w, a2.w, a3.w);
+            for (var jj = 0u; jj < AK; jj++) {
+                let b = k4f(kb[jj] + t);
+                sc[jj] = fma(c3, vec4<f32>(b.w), fma(c2, vec4<f32>(b.z), fma(c1, vec4<f32>(b.y), fma(c0, vec4<f32>(b.x), sc[jj]))));
+            }
+        }
+        // Scale, soft-cap, mask; the block's running maximum.
+        var m_new = m_run;
+        var ok: array<vec4<bool>, AK>;
+        for (var jj = 0u; jj < AK; jj++) {
+            let j = j0 + jj;
+            var s = sc[jj] * p.scale;
+            if (p.softcap > 0.0) {
+                for (var i = 0u; i < AR; i++) {
+                    s[i] = p.softcap * tanh_acc(s[i] / p.softcap);
+                }
+            }
+            for (var i = 0u; i < AR; i++) {
+                ok[jj][i] = j < j_end && allowed(pos[i], j);
+            }
+            s = select(vec4<f32>(NEG), s, ok[jj]);
+            sc[jj] = s;
+            m_new = max(m_new, s);
+        }
+        let alpha = exp(m_run - m_new);
+        var l_blk = vec4<f32>(0.0);
+        for (var jj = 0u; jj < AK; jj++) {
+            let pj = select(vec4<f32>(0.0), exp(sc[jj] - m_new), ok[jj]);
+            sc[jj] = pj;
+            l_blk += pj;
+        }
+        l_run = l_run * alpha + l_blk;
+        m_run = m_new;
+        // out rows = out rows · alpha + P · V[block].
+        for (var t = 0u; t < d; t += 4u) {
+            let a0 = o4f(rb[0] + t) * alpha.x;
+            let a1 = o4f(rb[1] + t) * alpha.y;
+            let a2 = o4f(rb[2] + t) * alpha.z;
+            let a3 = o4f(rb[3] + t) * alpha.w;
+            var c0 = vec4<f32>(a0.x, a1.x, a2.x, a3.x);
+            var c1 = vec4<f32>(a0.y, a1.y, a2.y, a3.y);
+            var c2 = vec4<f32>(a0.z, a1.z, a2.z, a3.z);
+            var c3 = vec4<f32>(a0.w, a1.w, a2.w, a3.w);
+            for (var jj = 0u; jj < AK; jj++) {
+                let b = v4f(kb[jj] + t);
+                c0 = fma(sc[jj], vec4<f32>(b.x), c0);
+                c1 = fma(sc[jj], vec4<f32>(b.y), c1);
+                c2 = fma(sc[jj], vec4<f32>(b.z), c2);
+                c3 = fma(sc[jj], vec4<f32>(b.w), c3);
+            }
+            for (var i = 0u; i < AR; i++) {
+                if (live[i]) {
+                    out[rb[i] + t] = c0[i];
+                    out[rb[i] + t + 1u] = c1[i];
+                    out[rb[i] + t + 2u] = c2[i];
+                    out[rb[i] + t + 3u] = c3[i];
+                }
+            }
+        }
+    }
+    let inv = select(vec4<f32>(0.0), 1.0 / l_run, l_run > vec4<f32>(0.0));
+    for (var t = 0u; t < d; t++) {
+        for (var i = 0u; i < AR; i++) {
+            if (live[i]) {
+                out[rb[i] + t] = out[rb[i] + t] * inv[i];
+            }
         }
     }
 }

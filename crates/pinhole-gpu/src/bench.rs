@@ -313,6 +313,8 @@ pub fn bench_kernels_filtered(
             q4_case(&mut rng, 256, 4304, 1152, Q4Scheme::Sym)?,
             attention_case(&mut rng, "vision full", 256, 256, 16, 16, 72, AttnMask::FULL)?,
             attention_case(&mut rng, "prefill causal", 1024, 1024, 8, 1, 256, causal)?,
+            // PaliGemma-3B's prefill: 256 image rows + a short prompt.
+            attention_case(&mut rng, "prefill causal", 260, 260, 8, 1, 256, causal)?,
             attention_case(&mut rng, "decode", 1, 1024, 8, 1, 256, causal)?,
             unary_case(&mut rng, "layer_norm", 256, 1152)?,
             unary_case(&mut rng, "rms_norm", 1, 2048)?,

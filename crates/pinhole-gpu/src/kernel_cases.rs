@@ -285,6 +285,12 @@ fn attention_cases(v: &mut Vec<Case>) -> R<()> {
     attn_case(v, 20, 33, 33, params(4, 2, 8, 33, 0, AttnMask::CAUSAL))?;
     attn_case(v, 21, 130, 130, params(4, 1, 32, 130, 0, AttnMask::CAUSAL))?;
     attn_case(v, 22, 9, 9, params(6, 3, 256, 9, 0, AttnMask::CAUSAL))?;
+    // attend_rows (CPU adapters, S ≥ 16, head_dim a multiple of 4): more rows than one
+    // workgroup's 256 and not a multiple of its 4 per thread; a chunk of rows after a cache
+    // (q_pos0 > 0) with key blocks straddling kv_len; exactly 16 rows, full mask.
+    attn_case(v, 23, 261, 261, params(3, 1, 20, 261, 0, AttnMask::CAUSAL))?;
+    attn_case(v, 24, 17, 60, params(4, 2, 36, 43, 26, AttnMask::CAUSAL))?;
+    attn_case(v, 25, 16, 21, params(2, 2, 72, 21, 0, AttnMask::FULL))?;
     attn_case(v, 30, 29, 29, params(2, 1, 16, 29, 0, mask(true, 20, 0)))?;
     // Window smaller than the prefix: the prefix block stays bidirectional, later rows slide.
     attn_case(v, 31, 29, 29, params(4, 2, 12, 29, 0, mask(true, 20, 6)))?;

@@ -64,6 +64,8 @@ kernel_table! {
     GemvRows => LinearVec4::"gemv_rows", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
     GemmReg => LinearVec4::"gemm_reg", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
     Attention => Attention::"attend", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
+    /// Barrier-free attention for CPU adapters: AR query rows per thread (prefill, vision).
+    AttentionRows => Attention::"attend_rows", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
     LayerNorm => Norm::"layer_norm", NormParams, w_f16 = false, [1 x, 2 w, 3 b, 4 y];
     RmsNorm => Norm::"rms_norm", NormParams, w_f16 = false, [1 x, 2 w, 4 y];
     Act => Elementwise::"act", ElementwiseParams, w_f16 = false, [1 a, 3 out];
