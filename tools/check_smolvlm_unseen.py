@@ -15,7 +15,9 @@ case and compares the prompt ids and the greedy ids with transformers':
 512 px tiles up to 4x4 + global, scale_factor 4 = 64 tokens per tile; SmolLM2-135M's decoder
 widths: 576 / 1536, 9 heads, 3 KV heads, rope_theta 100000; vocabulary 49280, untied head; one
 layer each unless --layers, bf16 as published) and checks it the same way (slow on a CPU
-adapter: minutes); `--keep DIR` keeps it for `pinhole bench model --model DIR/smolvlm-256m-l1/model`.
+adapter: minutes); `--vision-layers` / `--text-layers` set the depths apart (the real model: 12 / 30),
+`--no-split` turns image splitting off (one 512 px tile per image); `--keep DIR` keeps it for
+`pinhole bench model --model DIR/smolvlm-256m-v1-t1/model` (the folder is named by its depths).
 
 The single-turn question after the image goes through pinhole's own chat template rendering
 (`--prompt`); the other cases pass transformers' rendered prompt with `--raw-prompt`. Exit
@@ -95,20 +97,22 @@ def draw_variant(rng: random.Random, k: int) -> dict:
     )
 
 
-def fullwidth_variant(layers: int) -> dict:
+def fullwidth_variant(vision_layers: int, text_layers: int, split: bool = True) -> dict:
     """SmolVLM-256M-Instruct's widths with random weights (its tokenizer is replaced by the small
-    one of the fixtures, so only the first ids of the 49280-row vocabulary are ever prompted)."""
+    one of the fixtures, so only the first ids of the 49280-row vocabulary are ever prompted).
+    SmolVLM-256M-Instruct itself has 12 vision and 30 text layers."""
     return dict(
-        doc=f"SmolVLM-256M widths, {layers} layer(s) each",
+        doc=f"SmolVLM-256M widths, {vision_layers} vision / {text_layers} text layer(s)"
+            + ("" if split else ", do_image_splitting false"),
         model_type="smolvlm",
         seed=256,
-        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=layers, num_attention_heads=12,
+        vision=dict(hidden_size=768, intermediate_size=3072, num_hidden_layers=vision_layers, num_attention_heads=12,
                     image_size=512, patch_size=16),
         scale_factor=4,
-        text=dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=layers, num_attention_heads=9,
+        text=dict(hidden_size=576, intermediate_size=1536, num_hidden_layers=text_layers, num_attention_heads=9,
                   num_key_value_heads=3, head_dim=64, max_position_embeddings=8192, rope_theta=100000.0),
         tie=False,
-        processor=dict(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}, do_image_splitting=True),
+        processor=dict(size={"longest_edge": 2048}, max_image_size={"longest_edge": 512}, do_image_splitting=split),
         vocab=(420, 49280),
         template=fx.SMOLVLM_TEMPLATE,
         template_file="jinja",
@@ -143,6 +147,9 @@ def main() -> int:
     ap.add_argument("--keep", help="keep the checkpoints in this folder (default: a temporary one, removed)")
     ap.add_argument("--fullwidth", action="store_true", help="one SmolVLM-256M-shaped model instead")
     ap.add_argument("--layers", type=int, default=1, help="--fullwidth: vision and text layers (default 1)")
+    ap.add_argument("--vision-layers", type=int, help="--fullwidth: vision layers (default --layers; the real model: 12)")
+    ap.add_argument("--text-layers", type=int, help="--fullwidth: text layers (default --layers; the real model: 30)")
+    ap.add_argument("--no-split", action="store_true", help="--fullwidth: do_image_splitting false (one 512 px tile)")
     args = ap.parse_args()
     binary = [os.path.abspath(args.pinhole)] if args.pinhole else ["cargo", "run", "-q", "-p", "pinhole-cli", "--"]
     fx.check_position_ids_identity()
@@ -154,7 +161,9 @@ def main() -> int:
     checked = 0
     stopped = 0  # cases that ended on <end_of_utterance> / EOS in both
     try:
-        todo = ([(f"smolvlm-256m-l{args.layers}", fullwidth_variant(args.layers))] if args.fullwidth else
+        vl, tl = args.vision_layers or args.layers, args.text_layers or args.layers
+        fw_name = f"smolvlm-256m-v{vl}-t{tl}" + ("-nosplit" if args.no_split else "")
+        todo = ([(fw_name, fullwidth_variant(vl, tl, not args.no_split))] if args.fullwidth else
                 [(f"unseen-{args.seed}-{k}", draw_variant(rng, k)) for k in range(args.count)])
         for name, v in todo:
             summary = {key: v.get(key) for key in ("model_type", "vision", "scale_factor", "text", "tie", "processor",
