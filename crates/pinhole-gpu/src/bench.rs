@@ -228,6 +228,33 @@ fn attention_case(
     })
 }
 
+/// SigLIP-So400m's patch embedding at 224 px: 256 patches of 3×14×14 into 1152 (f16 weight).
+fn patch_embed_case(rng: &mut Rng) -> Result<Case> {
+    let (c, hw, ps, e) = (3, 224, 14, 1152);
+    let np = (hw / ps) * (hw / ps);
+    let mut g = Graph::new();
+    let px = g.input("px", &[c, hw, hw], DType::F32);
+    let w = g.weight("w", &[e, c, ps, ps], DType::F16);
+    let b = g.weight("b", &[e], DType::F32);
+    let pos = g.weight("pos", &[np, e], DType::F32);
+    g.patch_embed(px, w, b, pos, ps)?;
+    let mut inputs = HashMap::new();
+    inputs.insert("px".to_string(), rand(rng, &[c, hw, hw], DType::F32));
+    Ok(Case {
+        name: "patch_embed".into(),
+        shape: format!("{hw}px p{ps} E{e}"),
+        graph: g,
+        weights: vec![
+            ("w".into(), rand(rng, &[e, c, ps, ps], DType::F16)),
+            ("b".into(), rand(rng, &[e], DType::F32)),
+            ("pos".into(), rand(rng, &[np, e], DType::F32)),
+        ],
+        inputs,
+        flops: 2.0 * (np * e * c * ps * ps) as f64,
+        bytes: (4 * c * hw * hw + 2 * e * c * ps * ps + 4 * (e + 2 * np * e)) as f64,
+    })
+}
+
 fn unary_case(rng: &mut Rng, name: &str, rows: usize, d: usize) -> Result<Case> {
     let mut g = Graph::new();
     let x = g.input("x", &[rows, d], DType::F32);
@@ -316,6 +343,7 @@ pub fn bench_kernels_filtered(
             // PaliGemma-3B's prefill: 256 image rows + a short prompt.
             attention_case(&mut rng, "prefill causal", 260, 260, 8, 1, 256, causal)?,
             attention_case(&mut rng, "decode", 1, 1024, 8, 1, 256, causal)?,
+            patch_embed_case(&mut rng)?,
             unary_case(&mut rng, "layer_norm", 256, 1152)?,
             unary_case(&mut rng, "rms_norm", 1, 2048)?,
             unary_case(&mut rng, "gelu_tanh", 256, 4304)?,
