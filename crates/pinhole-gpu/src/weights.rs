@@ -355,8 +355,10 @@ impl GpuTensor {
 /// Bytes queued with `write_buffer` after which the loaders flush the queue. wgpu copies
 /// each write into a staging buffer that lives until a submission completes; loading never
 /// submits, so without a flush a whole model's staging copies would pile up next to the
-/// weights (twice the model in memory on a CPU adapter or a unified-memory machine).
-pub const FLUSH_BYTES: u64 = 64 << 20;
+/// weights (twice the model in memory on a CPU adapter or a unified-memory machine). At most
+/// two windows are in flight (the one the GPU copies while the next is written), so the
+/// staging memory stays below twice this.
+pub const FLUSH_BYTES: u64 = 32 << 20;
 
 /// All weights of a model, by name.
 #[derive(Default)]
@@ -365,6 +367,9 @@ pub struct WeightStore {
     bytes: u64,
     /// Bytes written since the last flush.
     unflushed: u64,
+    /// The last flush's submission, not yet waited for.
+    #[cfg(not(target_arch = "wasm32"))]
+    in_flight: Option<wgpu::SubmissionIndex>,
 }
 
 impl WeightStore {
@@ -411,9 +416,23 @@ impl WeightStore {
         self.unflushed += bytes;
         if self.unflushed >= FLUSH_BYTES {
             self.unflushed = 0;
-            gpu.queue.submit(std::iter::empty());
-            // Natively: wait for it so the staging memory is freed now. In the browser the
-            // implementation owns staging memory (not wasm memory) and the event loop drives it.
+            let _index = gpu.queue.submit(std::iter::empty());
+            // Natively: wait for the previous flush, so its staging memory is freed, while
+            // this one's copies run (on a CPU adapter, on the driver's thread) as the caller
+            // converts the next window. In the browser the implementation owns staging memory
+            // (not wasm memory) and the event loop drives it.
+            #[cfg(not(target_arch = "wasm32"))]
+            if let Some(prev) = self.in_flight.replace(_index) {
+                if let Err(e) = gpu.device.poll(wgpu::PollType::Wait {
+                    submission_index: Some(prev),
+                    timeout: None,
+                }) {
+                    gpu.check_alive()?;
+                    return Err(GpuError::Validation(e.to_string()));
+                }
+                gpu.check_alive()?;
+            }
+            #[cfg(target_arch = "wasm32")]
             gpu.wait_idle()?;
         }
         Ok(())

@@ -1,6 +1,6 @@
 //! Opening a Hugging Face model folder: configs, tokenizer, and the weights streamed to the GPU
-//! one tensor at a time (read, convert, upload, drop), so a model never exists twice in host
-//! memory.
+//! piece by piece from the mapped files (read, convert, write at an offset), so a model never
+//! exists twice in host memory and no whole tensor is ever held (see [`load_dir`]).
 //!
 //! Published checkpoints use several name layouts for the same tensors (transformers 4.x
 //! `vision_tower.vision_model.*`, 5.x `vision_tower.*`, `language_model.model.*`,
@@ -9,9 +9,10 @@
 //! from config.json's `model_type` ([`Model`]); BLIP-2's fused vision `qkv` weight is split
 //! into its q/k/v rows here.
 
+use pinhole_core::hf::safetensors::{encode_storage, TensorInfo};
 use pinhole_core::tensor::Data;
 use pinhole_core::{DType, Tensor};
-use pinhole_gpu::WeightStore;
+use pinhole_gpu::{WeightStore, WeightWriter};
 
 pub use crate::arch::{ModelFiles, WeightPrecision};
 use crate::error::{Error, Result};
@@ -62,6 +63,29 @@ pub(crate) fn take_rows(t: &Tensor, first: usize, rows: usize, shape: &[usize]) 
     })
 }
 
+/// Source bytes of a float tensor converted and written per piece by the native loader:
+/// small enough that the piece and its conversion stay in the CPU caches' reach and memory
+/// stays flat, large enough that per-piece costs vanish.
+#[cfg(not(target_arch = "wasm32"))]
+pub const PIECE_BYTES: usize = 1 << 20;
+
+/// Converts one piece of a float tensor's stored bytes (whole elements, in order) to its GPU
+/// storage `dtype` and writes it to the tensor's buffers: the step both loaders (this one and
+/// [`crate::stream_loader`]) take for every piece. `scratch` holds the conversion and is reused.
+pub(crate) fn write_piece(
+    gpu: &pinhole_gpu::Gpu,
+    weights: &mut WeightStore,
+    writer: &mut WeightWriter,
+    info: &TensorInfo,
+    bytes: &[u8],
+    dtype: DType,
+    scratch: &mut Vec<u8>,
+) -> Result<()> {
+    scratch.clear();
+    encode_storage(&info.dtype, bytes, dtype, scratch, &info.name)?;
+    weights.write(gpu, writer, scratch).map_err(Error::Gpu)
+}
+
 #[cfg(not(target_arch = "wasm32"))]
 fn read_file(dir: &std::path::Path, name: &str) -> Result<Vec<u8>> {
     let p = dir.join(name);
@@ -99,11 +123,32 @@ pub fn model_matrix_dtype(model: &Model) -> DType {
 /// Loads a model folder onto the GPU (not on wasm32: the browser streams files through
 /// [`crate::stream_loader::StreamingLoader`]). `progress(done_bytes, total_bytes)` is called after
 /// each tensor.
+///
+/// The safetensors files are mapped (see `pinhole_core::hf::safetensors::FileSource`) and each
+/// f32/f16/bf16 tensor goes from the file to its GPU buffers in pieces of [`PIECE_BYTES`]:
+/// converted (bf16 → f16 in bulk) into one reused buffer and written at its offset in the
+/// row-split buffers, while the driver copies the previous writes (see
+/// `pinhole_gpu::weights::FLUSH_BYTES`). Host memory beyond the weights themselves is one
+/// piece and the staging copies in flight, whatever the tensor size.
 #[cfg(not(target_arch = "wasm32"))]
 pub fn load_dir(
     gpu: &pinhole_gpu::Gpu,
     dir: impl AsRef<std::path::Path>,
     opts: &LoadOptions,
+    progress: impl FnMut(u64, u64),
+) -> Result<LoadedModel> {
+    load_dir_in_pieces(gpu, dir, opts, PIECE_BYTES, progress)
+}
+
+/// [`load_dir`] with float tensors read, converted and written in pieces of at most
+/// `piece_bytes` stored bytes (whole elements; tests use small odd sizes).
+#[doc(hidden)]
+#[cfg(not(target_arch = "wasm32"))]
+pub fn load_dir_in_pieces(
+    gpu: &pinhole_gpu::Gpu,
+    dir: impl AsRef<std::path::Path>,
+    opts: &LoadOptions,
+    piece_bytes: usize,
     mut progress: impl FnMut(u64, u64),
 ) -> Result<LoadedModel> {
     use pinhole_core::hf::CheckpointReader;
@@ -223,6 +268,9 @@ pub fn load_dir(
     }
     let mut weights = WeightStore::new();
     let mut done = 0u64;
+    // The piece buffers, reused by every tensor: the file's bytes (when it is not mapped) and
+    // their conversion.
+    let (mut buf, mut scratch) = (Vec::new(), Vec::new());
     for (w, (src, first)) in expected.iter().zip(plan) {
         let dtype = if w.matrix { matrix_dtype } else { DType::F32 };
         let Some(src) = src else {
@@ -231,12 +279,34 @@ pub fn load_dir(
                 .map_err(Error::Gpu)?;
             continue;
         };
-        // One tensor in host memory at a time: read, upload, drop.
         let full_shape = match first {
             Some(_) => [vec![3 * w.shape[0]], w.shape[1..].to_vec()].concat(),
             None => w.shape.clone(),
         };
-        let (mut t, len) = match crate::q4_load::check(&reader, q4_format, &src, &full_shape, w.matrix)? {
+        let q4 = crate::q4_load::check(&reader, q4_format, &src, &full_shape, w.matrix)?;
+        let info = match q4 {
+            None => Some(reader.info(&src)?.clone()),
+            Some(_) => None,
+        };
+        if let Some(info) = info.filter(|i| i.dtype.is_supported_float()) {
+            // A float tensor: converted and written to its GPU buffers piece by piece, straight
+            // from the (mapped) file; only one piece is in host memory at a time.
+            let cols: usize = info.shape.iter().skip(1).product();
+            let elems = match first {
+                Some(first) => first * cols..(first + w.shape[0]) * cols,
+                None => 0..info.numel(),
+            };
+            let mut writer = WeightWriter::new(gpu, &w.name, &w.shape, dtype).map_err(Error::Gpu)?;
+            reader.read_pieces(&src, elems, piece_bytes, &mut buf, |bytes| {
+                write_piece(gpu, &mut weights, &mut writer, &info, bytes, dtype, &mut scratch)
+            })?;
+            weights.finish(&w.name, writer).map_err(Error::Gpu)?;
+            done += if first.is_some() { info.len / 3 } else { info.len };
+            progress(done, total);
+            continue;
+        }
+        // One tensor in host memory at a time: read, upload, drop.
+        let (mut t, len) = match q4 {
             Some(bytes) => match q4_format {
                 Some(f) => (crate::q4_load::read(&mut reader, f, &src, &full_shape)?, bytes),
                 None => return Err(Error::Request("4-bit weight without a format".into())),

@@ -44,7 +44,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use pinhole_core::hf::safetensors::{decode_tensor, encode_storage, Header, TensorInfo};
+use pinhole_core::hf::safetensors::{decode_tensor, Header, TensorInfo};
 use pinhole_core::hf::ShardIndex;
 use pinhole_core::quant::{Q4Format, SUFFIX_OFFSETS, SUFFIX_PACKED, SUFFIX_SCALES};
 use pinhole_core::DType;
@@ -52,7 +52,9 @@ use pinhole_gpu::{Gpu, WeightStore, WeightWriter};
 
 use crate::error::{Error, Result};
 use crate::layers::ExpectedWeight;
-use crate::loader::{model_matrix_dtype, prepare, squeeze, take_rows, LoadOptions, LoadedModel, ModelFiles};
+use crate::loader::{
+    model_matrix_dtype, prepare, squeeze, take_rows, write_piece, LoadOptions, LoadedModel, ModelFiles,
+};
 use crate::model::Model;
 use crate::q4_load;
 
@@ -675,20 +677,18 @@ impl StreamingLoader {
             if a >= b {
                 continue;
             }
-            self.scratch.clear();
-            encode_storage(
-                &w.info.dtype,
+            write_piece(
+                &self.gpu,
+                &mut self.weights,
+                writer,
+                &w.info,
                 &src[(a - e0) * esize..(b - e0) * esize],
                 tg.dtype,
                 &mut self.scratch,
-                &w.info.name,
             )?;
             self.peak_host = self
                 .peak_host
                 .max(cur.buf.capacity() + self.scratch.capacity() + stashed);
-            self.weights
-                .write(&self.gpu, writer, &self.scratch)
-                .map_err(Error::Gpu)?;
         }
         cur.done_elems = e1;
         Ok(())

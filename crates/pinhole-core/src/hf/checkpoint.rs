@@ -269,6 +269,18 @@ impl<S: ByteSource> CheckpointReader<S> {
         self.shard_of(name)?.read_as(name, target)
     }
 
+    /// See [`SafetensorsFile::read_pieces`].
+    pub fn read_pieces<E: From<Error>>(
+        &mut self,
+        name: &str,
+        elems: std::ops::Range<usize>,
+        piece: usize,
+        buf: &mut Vec<u8>,
+        f: impl FnMut(&[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        self.shard_of(name)?.read_pieces(name, elems, piece, buf, f)
+    }
+
     /// See [`SafetensorsFile::read_raw`].
     pub fn read_raw(&mut self, name: &str) -> Result<Vec<u8>> {
         self.shard_of(name)?.read_raw(name)

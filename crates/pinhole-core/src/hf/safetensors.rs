@@ -413,6 +413,24 @@ pub trait ByteSource {
     fn byte_len(&mut self) -> std::io::Result<u64>;
     /// Fills `buf` with the bytes at `offset ..`, failing if they are not all there.
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// The `len` bytes at `offset` without a copy, where the source already has them in
+    /// memory (a mapped file, a buffer); `None` when they are to be read with
+    /// [`ByteSource::read_exact_at`] (or are not all there, which that then reports).
+    fn bytes_at(&self, _offset: u64, _len: usize) -> Option<&[u8]> {
+        None
+    }
+    /// A hint: `offset .. offset + len` is read next, in order (a mapped file starts reading
+    /// it ahead, so the disk works while the caller converts what it has).
+    fn will_read(&self, _offset: u64, _len: u64) {}
+    /// A hint: `offset .. offset + len` has been used (a mapped file drops those pages from
+    /// the process, so mapping a model does not keep a second copy of it resident; the OS
+    /// page cache still has them).
+    fn done_with(&self, _offset: u64, _len: u64) {}
+}
+
+fn slice_at(data: &[u8], offset: u64, len: usize) -> Option<&[u8]> {
+    let start = usize::try_from(offset).ok()?;
+    data.get(start..start.checked_add(len)?)
 }
 
 fn slice_read(data: &[u8], offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -441,6 +459,9 @@ impl ByteSource for Vec<u8> {
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         slice_read(self, offset, buf)
     }
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        slice_at(self, offset, len)
+    }
 }
 
 impl ByteSource for &[u8] {
@@ -450,25 +471,54 @@ impl ByteSource for &[u8] {
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         slice_read(self, offset, buf)
     }
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        slice_at(self, offset, len)
+    }
 }
 
-/// A file on disk read with seek + read (not on wasm32).
+/// A file on disk (not on wasm32): mapped into memory where the platform allows it, so
+/// tensors are converted straight from the OS page cache without being copied into a buffer
+/// first; read with seek + read otherwise, or when the environment variable
+/// `PINHOLE_NO_MMAP` is set.
+///
+/// A mapped file that another process truncates or rewrites while it is being loaded can
+/// end this one (SIGBUS) or change the bytes read, as with every loader that maps files;
+/// set `PINHOLE_NO_MMAP=1` where files may change under a running process.
 #[cfg(not(target_arch = "wasm32"))]
 #[derive(Debug)]
 pub struct FileSource {
     file: std::fs::File,
+    map: Option<memmap2::Mmap>,
 }
 
 #[cfg(not(target_arch = "wasm32"))]
 impl FileSource {
+    /// Opens `path`, mapped if the platform allows (see [`FileSource`]).
     pub fn open(path: &std::path::Path) -> Result<FileSource> {
+        let mut s = FileSource::open_unmapped(path)?;
+        if std::env::var_os("PINHOLE_NO_MMAP").is_none() {
+            // SAFETY: a read-only private mapping; the only hazard is another process changing
+            // the file while it is mapped (see the type's documentation). An empty file or a
+            // platform that cannot map it leaves the reads.
+            s.map = unsafe { memmap2::MmapOptions::new().map(&s.file) }.ok();
+        }
+        Ok(s)
+    }
+
+    /// Opens `path` to be read through buffers, never mapped.
+    pub fn open_unmapped(path: &std::path::Path) -> Result<FileSource> {
         let file = std::fs::File::open(path).map_err(|e| {
             Error::Invalid(format!(
                 "cannot open {}: {e}; check the path and that the file was downloaded",
                 path.display()
             ))
         })?;
-        Ok(FileSource { file })
+        Ok(FileSource { file, map: None })
+    }
+
+    /// Whether the file is mapped.
+    pub fn is_mapped(&self) -> bool {
+        self.map.is_some()
     }
 }
 
@@ -478,9 +528,34 @@ impl ByteSource for FileSource {
         Ok(self.file.metadata()?.len())
     }
     fn read_exact_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        if let Some(b) = self.bytes_at(offset, buf.len()) {
+            buf.copy_from_slice(b);
+            return Ok(());
+        }
         use std::io::{Read, Seek, SeekFrom};
         self.file.seek(SeekFrom::Start(offset))?;
         self.file.read_exact(buf)
+    }
+    fn bytes_at(&self, offset: u64, len: usize) -> Option<&[u8]> {
+        slice_at(self.map.as_deref()?, offset, len)
+    }
+    fn will_read(&self, offset: u64, len: u64) {
+        if let (Some(m), Ok(o), Ok(n)) = (&self.map, usize::try_from(offset), usize::try_from(len)) {
+            if o.checked_add(n).is_some_and(|end| end <= m.len()) {
+                // Only a hint: a failure changes nothing but speed.
+                let _ = m.advise_range(memmap2::Advice::WillNeed, o, n);
+            }
+        }
+    }
+    fn done_with(&self, offset: u64, len: u64) {
+        #[cfg(unix)]
+        if let (Some(m), Ok(o), Ok(n)) = (&self.map, usize::try_from(offset), usize::try_from(len)) {
+            if o.checked_add(n).is_some_and(|end| end <= m.len()) {
+                // SAFETY: the mapping is private and never written, so dropping its pages
+                // only means a later access reads them from the file again (same bytes).
+                let _ = unsafe { m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, o, n) };
+            }
+        }
     }
 }
 
@@ -563,6 +638,57 @@ impl<S: ByteSource> SafetensorsFile<S> {
             .read_exact_at(info.start, &mut buf)
             .map_err(|e| io_err(&self.header.file, &format!("tensor `{name}`"), e))?;
         Ok(buf)
+    }
+
+    /// Calls `f` with the bytes of elements `elems` (flat indices) of tensor `name`, in order,
+    /// in pieces of at most `piece` bytes (whole elements; at least one element): slices of
+    /// the file itself where the source has it in memory (a mapped file: no copy), else read
+    /// into `buf`, which is reused across pieces and calls. Only one piece is in memory at a
+    /// time, however large the tensor.
+    pub fn read_pieces<E: From<Error>>(
+        &mut self,
+        name: &str,
+        elems: std::ops::Range<usize>,
+        piece: usize,
+        buf: &mut Vec<u8>,
+        mut f: impl FnMut(&[u8]) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        let info = self.info(name)?.clone();
+        let file = &self.header.file;
+        let Some(size) = info.dtype.size() else {
+            return Err(Error::Unsupported(format!(
+                "tensor `{name}` in {file} is {}, which has no whole-byte elements",
+                info.dtype
+            ))
+            .into());
+        };
+        if elems.start > elems.end || elems.end > info.numel() {
+            return Err(Error::Invalid(format!(
+                "elements {elems:?} of tensor `{name}` in {file}: it has {}",
+                info.numel()
+            ))
+            .into());
+        }
+        let step = (piece / size).max(1) * size;
+        let mut at = info.start + (elems.start * size) as u64;
+        let end = info.start + (elems.end * size) as u64;
+        self.source.will_read(at, end - at);
+        while at < end {
+            let n = (end - at).min(step as u64) as usize;
+            match self.source.bytes_at(at, n) {
+                Some(b) => f(b)?,
+                None => {
+                    buf.resize(n, 0);
+                    self.source
+                        .read_exact_at(at, &mut buf[..n])
+                        .map_err(|e| io_err(file, &format!("tensor `{name}`"), e))?;
+                    f(&buf[..n])?;
+                }
+            }
+            self.source.done_with(at, n as u64);
+            at += n as u64;
+        }
+        Ok(())
     }
 
     /// Reads one tensor in its natural host form: F32 and BF16 as an f32 tensor (BF16 values
@@ -676,52 +802,177 @@ pub fn decode_tensor(info: &TensorInfo, bytes: &[u8], target: DType) -> Result<T
 /// same bits as [`decode_tensor`] followed by [`Tensor::to_storage_bytes`], without the f32
 /// copy of the whole tensor in between, so a tensor can be converted piece by piece as it
 /// arrives. A finite value outside the f16 range is an error (as in
-/// [`SafetensorsFile::read_as`]) naming tensor `name`.
+/// [`SafetensorsFile::read_as`]) naming tensor `name`. See [`convert_storage`].
 pub fn encode_storage(dtype: &StDType, bytes: &[u8], target: DType, out: &mut Vec<u8>, name: &str) -> Result<()> {
+    let n = storage_len(dtype, bytes.len(), target, name)?;
+    let old = out.len();
+    out.resize(old + n, 0);
+    convert_storage(dtype, bytes, target, &mut out[old..], name)
+}
+
+/// The storage bytes `src_len` bytes of `dtype` elements take as `target`, or the error
+/// [`encode_storage`] gives for a pair it does not convert (or a partial element).
+pub fn storage_len(dtype: &StDType, src_len: usize, target: DType, name: &str) -> Result<usize> {
     let size = dtype.size().unwrap_or(1);
     let convertible = dtype.is_supported_float() && matches!(target, DType::F32 | DType::F16);
-    if !convertible || !bytes.len().is_multiple_of(size) {
+    if !convertible || !src_len.is_multiple_of(size) {
         return Err(Error::Unsupported(format!(
             "tensor `{name}` is {dtype}; pinhole converts F32/F16/BF16 to f32 or f16 storage, \
-             not {dtype} to {} ({} bytes)",
+             not {dtype} to {} ({src_len} bytes)",
             target.name(),
-            bytes.len()
         )));
     }
-    out.reserve(bytes.len() / size * target.size());
+    Ok(src_len / size * target.size())
+}
+
+/// [`encode_storage`] into a slice: converts the float elements in `src` to `target` storage
+/// bytes in `dst`, which must be exactly [`storage_len`] bytes long. The bulk loops (bf16 → f16
+/// and bf16 → f32 above all, what every Hub checkpoint needs) are branch-free so the compiler
+/// vectorises them; they give the same bits as the element-by-element conversion through f32
+/// (`half::f16::from_f32`, round to nearest even), for every input.
+pub fn convert_storage(dtype: &StDType, src: &[u8], target: DType, dst: &mut [u8], name: &str) -> Result<()> {
+    let n = storage_len(dtype, src.len(), target, name)?;
+    if dst.len() != n {
+        return Err(Error::Invalid(format!(
+            "tensor `{name}`: {} bytes of storage given for {n}",
+            dst.len()
+        )));
+    }
+    let overflow = |v: f32| {
+        Error::Unsupported(format!(
+            "tensor `{name}` holds {v}, outside the f16 range (±65504); load it as F32"
+        ))
+    };
     match (dtype, target) {
         // Same bits in and out.
-        (StDType::F32, DType::F32) | (StDType::F16, DType::F16) => out.extend_from_slice(bytes),
+        (StDType::F32, DType::F32) | (StDType::F16, DType::F16) => dst.copy_from_slice(src),
         (StDType::F16, _) => {
-            for c in bytes.chunks_exact(2) {
+            for (o, c) in dst.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
                 let v = half::f16::from_le_bytes([c[0], c[1]]).to_f32();
-                out.extend_from_slice(&v.to_le_bytes());
+                o.copy_from_slice(&v.to_le_bytes());
             }
         }
-        (StDType::BF16, DType::F32) => {
-            for c in bytes.chunks_exact(2) {
-                out.extend_from_slice(&[0, 0, c[0], c[1]]);
+        (StDType::BF16, DType::F32) => bf16_to_f32_bulk(src, dst),
+        (StDType::BF16, _) => {
+            if bf16_to_f16_bulk(src, dst) {
+                // Rare: find the value for the message.
+                let v = src
+                    .chunks_exact(2)
+                    .map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32())
+                    .find(|v| v.is_finite() && half::f16::from_f32(*v).is_infinite())
+                    .unwrap_or(f32::MAX);
+                return Err(overflow(v));
             }
         }
         (_, DType::F32) => {}
         (_, _) => {
-            let from = |c: &[u8]| match dtype {
-                StDType::BF16 => half::bf16::from_le_bytes([c[0], c[1]]).to_f32(),
-                _ => f32::from_le_bytes([c[0], c[1], c[2], c[3]]),
-            };
-            for c in bytes.chunks_exact(size) {
-                let v = from(c);
+            for (o, c) in dst.chunks_exact_mut(2).zip(src.chunks_exact(4)) {
+                let v = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
                 let h = half::f16::from_f32(v);
                 if v.is_finite() && h.is_infinite() {
-                    return Err(Error::Unsupported(format!(
-                        "tensor `{name}` holds {v}, outside the f16 range (±65504); load it as F32"
-                    )));
+                    return Err(overflow(v));
                 }
-                out.extend_from_slice(&h.to_le_bytes());
+                o.copy_from_slice(&h.to_le_bytes());
             }
         }
     }
     Ok(())
+}
+
+/// One bf16 value (its bits) as f16 bits, rounded to nearest even, and whether it was a finite
+/// value too large for f16 (then the result is infinity). Written without branches so that
+/// [`bf16_to_f16_bulk`] vectorises.
+#[inline(always)]
+pub fn bf16_to_f16_bits(b: u16) -> (u16, bool) {
+    let x = b as u32;
+    let sign = (x & 0x8000) as u16;
+    let a = x & 0x7fff;
+    // |value| < 2^-14 (f16 subnormals and zero): adding 0.5 in f32 leaves the value in units
+    // of 2^-24 (f16's subnormal step) in the low mantissa bits, rounded to nearest even by
+    // the addition itself; 1024 (= 2^-14, the smallest normal) when it rounds up.
+    let sub = (f32::from_bits(a << 16) + 0.5).to_bits().wrapping_sub(0x3f00_0000);
+    // Normal in f16 (bf16 exponent 113..=142): exact, the exponent rebiased by 127 - 15 and
+    // the 7 mantissa bits moved to the top of f16's 10.
+    let normal = a.wrapping_sub(112 << 7) << 3;
+    // NaN: quiet, keeping the payload's top bits (as half::f16::from_f32 does).
+    let nan = 0x7e00 | ((a & 0x7f) << 3);
+    let big = a >= (143 << 7);
+    let r = if a < (113 << 7) {
+        sub
+    } else if !big {
+        normal
+    } else if a <= 0x7f80 {
+        0x7c00
+    } else {
+        nan
+    };
+    (r as u16 | sign, big & (a < 0x7f80))
+}
+
+/// bf16 → f16 over whole slices (2 bytes each, little endian, any alignment). Returns whether
+/// some finite value was too large for f16.
+fn bf16_to_f16_bulk(src: &[u8], dst: &mut [u8]) -> bool {
+    // Aligned (the usual case: tensors start at even offsets, buffers come from the
+    // allocator): whole vector loads and stores, with AVX2 where the CPU has it.
+    #[cfg(target_endian = "little")]
+    if let (Ok(s), Ok(d)) = (
+        bytemuck::try_cast_slice::<u8, u16>(src),
+        bytemuck::try_cast_slice_mut::<u8, u16>(dst),
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { bf16_to_f16_avx2(s, d) };
+        }
+        return bf16_to_f16_words(s, d);
+    }
+    let mut over = 0u16;
+    for (o, c) in dst.chunks_exact_mut(2).zip(src.chunks_exact(2)) {
+        let (h, big) = bf16_to_f16_bits(u16::from_le_bytes([c[0], c[1]]));
+        o.copy_from_slice(&h.to_le_bytes());
+        over |= big as u16;
+    }
+    over != 0
+}
+
+#[inline(always)]
+fn bf16_to_f16_words(src: &[u16], dst: &mut [u16]) -> bool {
+    let mut over = 0u16;
+    for (o, &b) in dst.iter_mut().zip(src) {
+        let (h, big) = bf16_to_f16_bits(b);
+        *o = h;
+        over |= big as u16;
+    }
+    over != 0
+}
+
+/// [`bf16_to_f16_words`] compiled for AVX2 (16 values per instruction instead of 8).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn bf16_to_f16_avx2(src: &[u16], dst: &mut [u16]) -> bool {
+    bf16_to_f16_words(src, dst)
+}
+
+/// bf16 → f32 (exact: the bf16 bits are the f32's top half; a NaN comes out quiet, as
+/// `half::bf16::to_f32` makes it).
+fn bf16_to_f32_bulk(src: &[u8], dst: &mut [u8]) {
+    let one = |b: u16| {
+        let quiet = (((b & 0x7fff) > 0x7f80) as u16) << 6;
+        ((b | quiet) as u32) << 16
+    };
+    #[cfg(target_endian = "little")]
+    if let (Ok(s), Ok(d)) = (
+        bytemuck::try_cast_slice::<u8, u16>(src),
+        bytemuck::try_cast_slice_mut::<u8, u32>(dst),
+    ) {
+        for (o, &b) in d.iter_mut().zip(s) {
+            *o = one(b);
+        }
+        return;
+    }
+    for (o, c) in dst.chunks_exact_mut(4).zip(src.chunks_exact(2)) {
+        o.copy_from_slice(&one(u16::from_le_bytes([c[0], c[1]])).to_le_bytes());
+    }
 }
 
 fn decode_floats(dtype: &StDType, bytes: &[u8], out: &mut Vec<f32>) {
@@ -896,6 +1147,75 @@ mod tests {
         );
         assert!(encode_storage(&StDType::I32, &big, DType::F32, &mut Vec::new(), "ints").is_err());
         assert!(encode_storage(&StDType::F32, &big[..3], DType::F32, &mut Vec::new(), "odd").is_err());
+    }
+
+    #[test]
+    fn bulk_bf16_conversion_matches_the_reference_for_every_bit_pattern() {
+        // All 65536 bf16 values (zeros, subnormals, the rounding ties of f16's subnormal range,
+        // overflow, infinities, NaNs with payloads) through the bulk loops, against the
+        // element-by-element path through f32: bit for bit, and the same overflow verdict.
+        let src: Vec<u8> = (0..=u16::MAX).flat_map(|b| b.to_le_bytes()).collect();
+        let mut over_ref = Vec::new();
+        let mut f16_ref = Vec::new();
+        let mut f32_ref = Vec::new();
+        for b in 0..=u16::MAX {
+            let v = half::bf16::from_bits(b).to_f32();
+            let h = half::f16::from_f32(v);
+            over_ref.push(v.is_finite() && h.is_infinite());
+            f16_ref.extend_from_slice(&h.to_le_bytes());
+            f32_ref.extend_from_slice(&v.to_bits().to_le_bytes());
+            assert_eq!(
+                bf16_to_f16_bits(b),
+                (h.to_bits(), *over_ref.last().unwrap()),
+                "bf16 {b:#06x}"
+            );
+        }
+        let mut f16 = vec![0u8; src.len()];
+        let mut f32s = vec![0u8; src.len() * 2];
+        // Odd offsets and piece sizes: misaligned slices and loop remainders.
+        let mut at = 0;
+        for (i, piece) in [1usize, 3, 17, 1000, 4097].iter().cycle().enumerate() {
+            let a = at.min(65536);
+            let b = (a + piece).min(65536);
+            if a == b {
+                break;
+            }
+            let over = bf16_to_f16_bulk(&src[2 * a..2 * b], &mut f16[2 * a..2 * b]);
+            assert_eq!(over, over_ref[a..b].iter().any(|&o| o), "piece {i}");
+            bf16_to_f32_bulk(&src[2 * a..2 * b], &mut f32s[4 * a..4 * b]);
+            at = b;
+        }
+        assert!(f16 == f16_ref);
+        assert!(f32s == f32_ref);
+        // Misaligned slices (the byte-wise loops) and the portable word loop (what a CPU
+        // without AVX2 runs).
+        let mut shifted = vec![0u8; src.len() * 2 + 1];
+        shifted[1..src.len() + 1].copy_from_slice(&src);
+        let (mut f16_odd, mut f32_odd) = (vec![0u8; src.len() + 1], vec![0u8; src.len() * 2 + 1]);
+        bf16_to_f16_bulk(&shifted[1..src.len() + 1], &mut f16_odd[1..]);
+        bf16_to_f32_bulk(&shifted[1..src.len() + 1], &mut f32_odd[1..]);
+        assert!(f16_odd[1..] == f16_ref[..] && f32_odd[1..] == f32_ref[..]);
+        let words: Vec<u16> = (0..=u16::MAX).collect();
+        let mut out = vec![0u16; words.len()];
+        assert!(bf16_to_f16_words(&words, &mut out));
+        assert!(bytemuck::cast_slice::<u16, u8>(&out) == &f16_ref[..]);
+        // Through the public entry: finite overflow is the error, infinities and NaNs are not.
+        let finite: Vec<u8> = (0..=u16::MAX)
+            .filter(|&b| !over_ref[b as usize])
+            .flat_map(|b| b.to_le_bytes())
+            .collect();
+        let mut out = Vec::new();
+        encode_storage(&StDType::BF16, &finite, DType::F16, &mut out, "all").unwrap();
+        let want: Vec<u8> = (0..=u16::MAX)
+            .filter(|&b| !over_ref[b as usize])
+            .flat_map(|b| f16_ref[2 * b as usize..2 * b as usize + 2].to_vec())
+            .collect();
+        assert!(out == want);
+        let e = encode_storage(&StDType::BF16, &src, DType::F16, &mut Vec::new(), "w.all").unwrap_err();
+        assert!(
+            e.to_string().contains("w.all") && e.to_string().contains("f16 range"),
+            "{e}"
+        );
     }
 
     #[test]
