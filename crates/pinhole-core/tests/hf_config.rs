@@ -11,6 +11,17 @@ fn opt_f64(v: &Value) -> Option<f64> {
     v.as_f64()
 }
 
+/// Each listed size field of `$cfg` equals the same key of the expected JSON `$exp`.
+macro_rules! assert_sizes {
+    ($name:expr, $section:literal, $cfg:expr, $exp:expr, [$($field:ident),*]) => {
+        $(
+            let key = stringify!($field);
+            let want = $exp[key].as_u64().unwrap() as usize;
+            assert_eq!($cfg.$field, want, "{}: {}.{key}", $name, $section);
+        )*
+    };
+}
+
 #[test]
 fn configs_match_transformers() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/config");
@@ -49,18 +60,22 @@ fn configs_match_transformers() {
             "gemma"
         };
         assert_eq!(mt, et["model_type"], "{name}");
-        for (got, key) in [
-            (t.vocab_size, "vocab_size"),
-            (t.hidden_size, "hidden_size"),
-            (t.intermediate_size, "intermediate_size"),
-            (t.num_hidden_layers, "num_hidden_layers"),
-            (t.num_attention_heads, "num_attention_heads"),
-            (t.num_key_value_heads, "num_key_value_heads"),
-            (t.head_dim, "head_dim"),
-            (t.max_position_embeddings, "max_position_embeddings"),
-        ] {
-            assert_eq!(got, u(&et[key]), "{name}: text.{key}");
-        }
+        assert_sizes!(
+            name,
+            "text",
+            t,
+            et,
+            [
+                vocab_size,
+                hidden_size,
+                intermediate_size,
+                num_hidden_layers,
+                num_attention_heads,
+                num_key_value_heads,
+                head_dim,
+                max_position_embeddings
+            ]
+        );
         assert_eq!(t.rms_norm_eps, et["rms_norm_eps"].as_f64().unwrap(), "{name}");
         assert_eq!(t.rope_theta, et["rope_theta"].as_f64().unwrap(), "{name}");
         assert_eq!(et["rope_type"], "default");
@@ -109,17 +124,21 @@ fn configs_match_transformers() {
         assert_eq!(t.hidden_activation, Activation::GeluTanh, "{name}");
 
         let (v, ev) = (&c.vision, &e["vision"]);
-        for (got, key) in [
-            (v.hidden_size, "hidden_size"),
-            (v.intermediate_size, "intermediate_size"),
-            (v.num_hidden_layers, "num_hidden_layers"),
-            (v.num_attention_heads, "num_attention_heads"),
-            (v.patch_size, "patch_size"),
-            (v.image_size, "image_size"),
-            (v.projection_dim, "projection_dim"),
-        ] {
-            assert_eq!(got, u(&ev[key]), "{name}: vision.{key}");
-        }
+        assert_sizes!(
+            name,
+            "vision",
+            v,
+            ev,
+            [
+                hidden_size,
+                intermediate_size,
+                num_hidden_layers,
+                num_attention_heads,
+                patch_size,
+                image_size,
+                projection_dim
+            ]
+        );
         assert_eq!(v.layer_norm_eps, ev["layer_norm_eps"].as_f64().unwrap(), "{name}");
         assert_eq!(v.vision_use_head, ev["vision_use_head"], "{name}");
         assert_eq!(ev["activation"], "gelu_pytorch_tanh");

@@ -141,6 +141,11 @@ fn read_f32(p: &Path) -> Vec<f32> {
         .collect()
 }
 
+fn assert_bitwise_equal(got: &[f32], want: &[f32]) {
+    let bad = got.iter().zip(want).filter(|(a, b)| a.to_bits() != b.to_bits()).count();
+    assert_eq!(bad, 0, "{bad} values differ from transformers");
+}
+
 #[test]
 fn preprocessing_matches_transformers_bitwise() {
     let fx = fixtures();
@@ -153,12 +158,7 @@ fn preprocessing_matches_transformers_bitwise() {
     assert_eq!(t.shape, vec![3, 40, 48]);
     let want = read_f32(&fx.join("preprocess/rgb.png.40x48.f32"));
     let got = t.as_f32().unwrap();
-    let bad = got
-        .iter()
-        .zip(&want)
-        .filter(|(a, b)| a.to_bits() != b.to_bits())
-        .count();
-    assert_eq!(bad, 0, "{bad} values differ from transformers");
+    assert_bitwise_equal(got, &want);
 
     // ImageNet mean/std on the PIL-decoded JPEG (decoded by PIL so that only the resize and
     // normalisation are compared).
@@ -173,12 +173,7 @@ fn preprocessing_matches_transformers_bitwise() {
     let want = read_f32(&fx.join("preprocess/noise_q75.jpg.33x21.imagenet.f32"));
     let got = t.as_f32().unwrap();
     assert_eq!(got.len(), want.len());
-    let bad = got
-        .iter()
-        .zip(&want)
-        .filter(|(a, b)| a.to_bits() != b.to_bits())
-        .count();
-    assert_eq!(bad, 0, "{bad} values differ from transformers");
+    assert_bitwise_equal(got, &want);
 }
 
 #[test]

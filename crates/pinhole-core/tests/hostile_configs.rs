@@ -46,21 +46,24 @@ fn limit_error(name: &str) -> (String, String, u64) {
     }
 }
 
+/// [`limit_error`] that must name `key` and `value`; returns the limit.
+fn limit_on(name: &str, key: &str, value: &str) -> u64 {
+    let (k, v, limit) = limit_error(name);
+    assert_eq!((k.as_str(), v.as_str()), (key, value), "{name}");
+    limit
+}
+
 #[test]
 fn layer_counts_are_bounded_before_any_vector_is_sized() {
     // Each used to size `vec![..; num_hidden_layers]`: abort (10^15), capacity overflow (2^63).
     for name in ["config-layers-1e15.json", "config-gemma2-layers-1e15.json"] {
-        let (key, value, limit) = limit_error(name);
-        assert_eq!(
-            (key.as_str(), value.as_str()),
-            ("text_config.num_hidden_layers", "1000000000000000")
-        );
+        let limit = limit_on(name, "text_config.num_hidden_layers", "1000000000000000");
         assert_eq!(limit, MAX_LAYERS as u64);
     }
-    let (key, value, _) = limit_error("config-layers-2p63.json");
-    assert_eq!(
-        (key.as_str(), value.as_str()),
-        ("text_config.num_hidden_layers", "9223372036854775808")
+    limit_on(
+        "config-layers-2p63.json",
+        "text_config.num_hidden_layers",
+        "9223372036854775808",
     );
 }
 
@@ -71,11 +74,7 @@ fn image_sizes_are_bounded() {
         "config-paligemma-image-size-2p32.json",
         "config-blip2-image-size-2p32.json",
     ] {
-        let (key, value, limit) = limit_error(name);
-        assert_eq!(
-            (key.as_str(), value.as_str()),
-            ("vision_config.image_size", "4294967296")
-        );
+        let limit = limit_on(name, "vision_config.image_size", "4294967296");
         assert_eq!(limit, MAX_IMAGE_SIDE as u64);
     }
     // Under the side limit, but too many patches.
@@ -103,10 +102,10 @@ fn widths_and_head_products_are_bounded() {
         other => panic!("{other:?}"),
     }
     // BLIP-2 vision width of 2^64 - 1 (the `2 * e` overflow when splitting the fused qkv).
-    let (key, value, _) = limit_error("config-blip2-vision-width-2p64.json");
-    assert_eq!(
-        (key.as_str(), value.as_str()),
-        ("vision_config.hidden_size", "18446744073709551615")
+    limit_on(
+        "config-blip2-vision-width-2p64.json",
+        "vision_config.hidden_size",
+        "18446744073709551615",
     );
 }
 

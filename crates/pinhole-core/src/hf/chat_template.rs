@@ -360,13 +360,6 @@ fn dump(
     out: &mut String,
 ) -> std::result::Result<(), minijinja::Error> {
     use minijinja::value::ValueKind;
-    let newline = |out: &mut String, level: usize| {
-        if let Some(n) = indent {
-            out.push('\n');
-            out.push_str(&" ".repeat(n * level));
-        }
-    };
-    let item_sep = if indent.is_some() { "," } else { ", " };
     match v.kind() {
         ValueKind::Undefined | ValueKind::None => out.push_str("null"),
         ValueKind::Bool => out.push_str(if v.is_true() { "true" } else { "false" }),
@@ -385,46 +378,57 @@ fn dump(
         }
         ValueKind::Seq | ValueKind::Iterable => {
             let items: Vec<_> = v.try_iter()?.collect();
-            if items.is_empty() {
-                out.push_str("[]");
-                return Ok(());
-            }
-            out.push('[');
-            for (i, it) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, level + 1);
-                dump(it, indent, sort, level + 1, out)?;
-            }
-            newline(out, level);
-            out.push(']');
+            dump_items(&items, ['[', ']'], indent, level, out, |it, out| {
+                dump(it, indent, sort, level + 1, out)
+            })?;
         }
         ValueKind::Map => {
             let mut keys: Vec<_> = v.try_iter()?.collect();
             if sort {
                 keys.sort();
             }
-            if keys.is_empty() {
-                out.push_str("{}");
-                return Ok(());
-            }
-            out.push('{');
-            for (i, k) in keys.iter().enumerate() {
-                if i > 0 {
-                    out.push_str(item_sep);
-                }
-                newline(out, level + 1);
+            dump_items(&keys, ['{', '}'], indent, level, out, |k, out| {
                 let ks = k.as_str().map(str::to_string).unwrap_or_else(|| k.to_string());
                 out.push_str(&serde_json::to_string(&ks).unwrap_or_default());
                 out.push_str(": ");
-                dump(&v.get_item(k)?, indent, sort, level + 1, out)?;
-            }
-            newline(out, level);
-            out.push('}');
+                dump(&v.get_item(k)?, indent, sort, level + 1, out)
+            })?;
         }
         _ => out.push_str(&serde_json::to_string(&v.to_string()).unwrap_or_default()),
     }
+    Ok(())
+}
+
+/// A list or an object: `open`, the items separated as `json.dumps` does (each on its own
+/// line with an indent), `close`; just the brackets when there are none.
+fn dump_items(
+    items: &[minijinja::Value],
+    [open, close]: [char; 2],
+    indent: Option<usize>,
+    level: usize,
+    out: &mut String,
+    mut item: impl FnMut(&minijinja::Value, &mut String) -> std::result::Result<(), minijinja::Error>,
+) -> std::result::Result<(), minijinja::Error> {
+    let newline = |out: &mut String, level: usize| {
+        if let Some(n) = indent {
+            out.push('\n');
+            out.push_str(&" ".repeat(n * level));
+        }
+    };
+    out.push(open);
+    if items.is_empty() {
+        out.push(close);
+        return Ok(());
+    }
+    for (i, it) in items.iter().enumerate() {
+        if i > 0 {
+            out.push_str(if indent.is_some() { "," } else { ", " });
+        }
+        newline(out, level + 1);
+        item(it, out)?;
+    }
+    newline(out, level);
+    out.push(close);
     Ok(())
 }
 

@@ -143,13 +143,18 @@ impl<'a> Obj<'a> {
         self.nonzero(key, v)
     }
 
-    /// Missing → `default`; explicit null → `None`.
-    pub fn opt_usize_or(&self, key: &str, default: Option<usize>) -> Result<Option<usize>> {
+    /// Missing → `default`; explicit null → `None`; otherwise `read` of the value.
+    fn opt_or<T>(&self, key: &str, default: Option<T>, read: impl Fn(&Value) -> Result<T>) -> Result<Option<T>> {
         match self.map.get(key) {
             None => Ok(default),
             Some(Value::Null) => Ok(None),
-            Some(v) => self.as_usize(key, v).map(Some),
+            Some(v) => read(v).map(Some),
         }
+    }
+
+    /// Missing → `default`; explicit null → `None`.
+    pub fn opt_usize_or(&self, key: &str, default: Option<usize>) -> Result<Option<usize>> {
+        self.opt_or(key, default, |v| self.as_usize(key, v))
     }
 
     pub fn as_u32(&self, key: &str, v: &Value) -> Result<u32> {
@@ -162,11 +167,7 @@ impl<'a> Obj<'a> {
     }
 
     pub fn opt_u32_or(&self, key: &str, default: Option<u32>) -> Result<Option<u32>> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(Value::Null) => Ok(None),
-            Some(v) => self.as_u32(key, v).map(Some),
-        }
+        self.opt_or(key, default, |v| self.as_u32(key, v))
     }
 
     /// A token id or a list of them; missing → `default`, null → empty.
@@ -184,15 +185,11 @@ impl<'a> Obj<'a> {
     }
 
     pub fn opt_f64_or(&self, key: &str, default: Option<f64>) -> Result<Option<f64>> {
-        match self.map.get(key) {
-            None => Ok(default),
-            Some(Value::Null) => Ok(None),
-            Some(v) => v
-                .as_f64()
+        self.opt_or(key, default, |v| {
+            v.as_f64()
                 .filter(|f| f.is_finite())
-                .map(Some)
-                .ok_or_else(|| self.err(key, "a number", v)),
-        }
+                .ok_or_else(|| self.err(key, "a number", v))
+        })
     }
 
     pub fn bool(&self, key: &str, default: bool) -> Result<bool> {
