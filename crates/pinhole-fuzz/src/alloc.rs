@@ -67,23 +67,29 @@ fn refuse(size: usize) {
     }
 }
 
+/// A new allocation of `size` bytes: refused over [`HARD_CAP`], else recorded.
+fn admit(size: usize) -> bool {
+    if size > HARD_CAP {
+        refuse(size);
+        return false;
+    }
+    record(size);
+    true
+}
+
 // SAFETY: forwards to the system allocator; the bookkeeping does not allocate.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > HARD_CAP {
-            refuse(layout.size());
+        if !admit(layout.size()) {
             return std::ptr::null_mut();
         }
-        record(layout.size());
         System.alloc(layout)
     }
 
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > HARD_CAP {
-            refuse(layout.size());
+        if !admit(layout.size()) {
             return std::ptr::null_mut();
         }
-        record(layout.size());
         System.alloc_zeroed(layout)
     }
 

@@ -115,33 +115,28 @@ fn long(b: &[u8]) -> String {
     "ok".into()
 }
 
+/// A test target over plain (not framed) inputs.
+fn unframed(name: &'static str, seeds: fn() -> Vec<Vec<u8>>, run: fn(&[u8]) -> String) -> Target {
+    Target {
+        name,
+        seeds,
+        run,
+        framed: false,
+    }
+}
+
 #[test]
 fn the_harness_reports_panics_and_allocations() {
-    let t = Target {
-        name: "boom",
-        seeds: || vec![b"bo".to_vec()],
-        run: boom,
-        framed: false,
-    };
+    let t = unframed("boom", || vec![b"bo".to_vec()], boom);
     let (r, _, _) = execute(&t, b"xxboomxx");
     assert!(r.unwrap_err().contains("boom"));
     assert_eq!(execute(&t, b"fine").0.unwrap(), "ok");
-    let t = Target {
-        name: "hog",
-        seeds: || vec![b"x".to_vec()],
-        run: hog,
-        framed: false,
-    };
+    let t = unframed("hog", || vec![b"x".to_vec()], hog);
     let (r, _, peak) = execute(&t, b"h");
     assert!(peak >= 256 << 20);
     assert!(r.unwrap_err().contains("allocated"));
     // The mutation loop finds a panic that needs several mutations of its seeds.
-    let t = Target {
-        name: "long",
-        seeds: || vec![b"{\"a\": \"bom\"}".to_vec(), b"boo".to_vec()],
-        run: long,
-        framed: false,
-    };
+    let t = unframed("long", || vec![b"{\"a\": \"bom\"}".to_vec(), b"boo".to_vec()], long);
     let r = fuzz(&t, 7, Duration::from_secs(20), 100_000);
     assert!(!r.findings.is_empty(), "{}", summary(&r));
 }
