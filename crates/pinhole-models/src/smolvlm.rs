@@ -363,22 +363,20 @@ mod tests {
 
     #[test]
     fn names_of_both_layouts() {
-        assert_eq!(
-            SmolVlm::canonical_name("model.text_model.layers.0.mlp.up_proj.weight").as_deref(),
-            Some("text.layers.0.mlp.up_proj.weight")
-        );
-        assert_eq!(
-            SmolVlm::canonical_name("vision_model.post_layernorm.bias").as_deref(),
-            Some("vision.post_layernorm.bias")
-        );
-        assert_eq!(
-            SmolVlm::canonical_name("connector.modality_projection.proj.weight").as_deref(),
-            Some("connector.modality_projection.proj.weight")
-        );
-        assert_eq!(
-            SmolVlm::canonical_name("lm_head.weight").as_deref(),
-            Some("lm_head.weight")
-        );
-        assert_eq!(SmolVlm::canonical_name("something.else"), None);
+        for (name, canonical) in [
+            (
+                "model.text_model.layers.0.mlp.up_proj.weight",
+                Some("text.layers.0.mlp.up_proj.weight"),
+            ),
+            ("vision_model.post_layernorm.bias", Some("vision.post_layernorm.bias")),
+            (
+                "connector.modality_projection.proj.weight",
+                Some("connector.modality_projection.proj.weight"),
+            ),
+            ("lm_head.weight", Some("lm_head.weight")),
+            ("something.else", None),
+        ] {
+            assert_eq!(SmolVlm::canonical_name(name).as_deref(), canonical, "{name}");
+        }
     }
 }

@@ -75,11 +75,11 @@ fn bad_checkpoints_name_the_tensor() {
         Ok(_) => panic!("{} loaded", dir.display()),
         Err(e) => e.to_string(),
     };
+    // The load error of blip2-phi with `from` replaced by `to` in its config.json.
+    let load_edited =
+        |tag: &str, from: &str, to: &str| load(&scratch_with_config("blip2-phi", tag, |c| c.replacen(from, to, 1)));
     // Q/K LayerNorm switched on: its weights are not in the checkpoint.
-    let d = scratch_with_config("blip2-phi", "qkln", |c| {
-        c.replacen("\"qk_layernorm\": false", "\"qk_layernorm\": true", 1)
-    });
-    let e = load(&d);
+    let e = load_edited("qkln", "\"qk_layernorm\": false", "\"qk_layernorm\": true");
     assert!(
         e.contains("text.layers.0.self_attn.q_layernorm.weight") && e.contains("missing"),
         "{e}"
@@ -90,42 +90,30 @@ fn bad_checkpoints_name_the_tensor() {
     );
     // A second projection layer (TinyGPT-V) that this checkpoint lacks: the first projection
     // then has the wrong output width.
-    let d = scratch_with_config("blip2-phi", "proj2", |c| {
-        c.replacen(
-            "\"model_type\": \"blip-2\"",
-            "\"model_type\": \"blip-2\", \"pinhole_projection_hidden\": 40",
-            1,
-        )
-    });
-    let e = load(&d);
+    let e = load_edited(
+        "proj2",
+        "\"model_type\": \"blip-2\"",
+        "\"model_type\": \"blip-2\", \"pinhole_projection_hidden\": 40",
+    );
     assert!(
         e.contains("language_projection.weight") && e.contains("config.json implies [40, 32]"),
         "{e}"
     );
     // Shapes that disagree with config.json: the text MLP and the fused vision qkv.
-    let d = scratch_with_config("blip2-phi", "fc1", |c| {
-        c.replacen("\"intermediate_size\": 96", "\"intermediate_size\": 97", 1)
-    });
-    let e = load(&d);
+    let e = load_edited("fc1", "\"intermediate_size\": 96", "\"intermediate_size\": 97");
     assert!(
         e.contains("language_model.model.layers.0.mlp.fc1") && e.contains("config.json implies"),
         "{e}"
     );
-    let d = scratch_with_config("blip2-phi", "vision-heads", |c| {
-        // Vision width 32 → 16 changes every vision shape; the first checked is the patch embedding.
-        c.replacen(
-            "\"hidden_size\": 32,\n    \"image_size\"",
-            "\"hidden_size\": 16,\n    \"image_size\"",
-            1,
-        )
-    });
-    let e = load(&d);
+    // Vision width 32 → 16 changes every vision shape; the first checked is the patch embedding.
+    let e = load_edited(
+        "vision-heads",
+        "\"hidden_size\": 32,\n    \"image_size\"",
+        "\"hidden_size\": 16,\n    \"image_size\"",
+    );
     assert!(e.contains("vision_model.embeddings") && e.contains("shape"), "{e}");
     // A text model pinhole does not run.
-    let d = scratch_with_config("blip2-phi", "opt", |c| {
-        c.replacen("\"model_type\": \"phi\"", "\"model_type\": \"opt\"", 1)
-    });
-    let e = load(&d);
+    let e = load_edited("opt", "\"model_type\": \"phi\"", "\"model_type\": \"opt\"");
     assert!(e.contains("`opt`") && e.contains("config.json"), "{e}");
 }
 

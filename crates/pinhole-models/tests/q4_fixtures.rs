@@ -80,30 +80,32 @@ fn check_fixture(name: &str, scheme: Q4Scheme) {
     let _ = std::fs::remove_dir_all(&qdir);
 }
 
+fn check_both_schemes(name: &str) {
+    for scheme in [Q4Scheme::Sym, Q4Scheme::Asym] {
+        check_fixture(name, scheme);
+    }
+}
+
 // Both schemes on every fixture: the numbers printed here are the accuracy table of the
 // README ("4-bit weights").
 #[test]
 fn pg1_mqa_q4() {
-    check_fixture("pg1-mqa", Q4Scheme::Sym);
-    check_fixture("pg1-mqa", Q4Scheme::Asym);
+    check_both_schemes("pg1-mqa");
 }
 
 #[test]
 fn pg1_gqa_q4() {
-    check_fixture("pg1-gqa", Q4Scheme::Sym);
-    check_fixture("pg1-gqa", Q4Scheme::Asym);
+    check_both_schemes("pg1-gqa");
 }
 
 #[test]
 fn pg2_q4() {
-    check_fixture("pg2", Q4Scheme::Sym);
-    check_fixture("pg2", Q4Scheme::Asym);
+    check_both_schemes("pg2");
 }
 
 #[test]
 fn pg1_bf16_sharded_q4() {
     // Hidden size 48 is not a multiple of the group: those matrices stay f16, the rest are
     // 4-bit (a mixed folder).
-    check_fixture("pg1-bf16-sharded", Q4Scheme::Sym);
-    check_fixture("pg1-bf16-sharded", Q4Scheme::Asym);
+    check_both_schemes("pg1-bf16-sharded");
 }
