@@ -113,12 +113,7 @@ fn configs_match_transformers() {
             t.use_bidirectional_attention, et["use_bidirectional_attention"],
             "{name}"
         );
-        let eos: Vec<u32> = et["eos_token_id"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect();
+        let eos: Vec<u32> = serde_json::from_value(et["eos_token_id"].clone()).unwrap();
         assert_eq!(t.eos_token_ids, eos, "{name}");
         assert_eq!(et["activation"], "gelu_pytorch_tanh");
         assert_eq!(t.hidden_activation, Activation::GeluTanh, "{name}");
