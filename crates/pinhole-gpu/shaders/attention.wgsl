@@ -213,7 +213,13 @@ fn attend_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             kb[jj] = min(j0 + jj, j_end - 1u) * kw + kh * d;
         }
         // Scores: sc[jj] lane i = q[row i] · k[j0 + jj].
+        // Zeroed explicitly each block: WGSL zero-initialises a `var` at every execution of its
+        // declaration, but SwiftShader (Chromium's CPU WebGPU) kept the previous block's scores
+        // here (the browser kernel cases failed by ~4 % until this loop was added).
         var sc: array<vec4<f32>, AK>;
+        for (var jj = 0u; jj < AK; jj++) {
+            sc[jj] = vec4<f32>(0.0);
+        }
         for (var t = 0u; t < d; t += 4u) {
             let a0 = q4f(rb[0] + t);
             let a1 = q4f(rb[1] + t);
