@@ -221,17 +221,11 @@ fn attend_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             sc[jj] = vec4<f32>(0.0);
         }
         for (var t = 0u; t < d; t += 4u) {
-            let a0 = q4f(rb[0] + t);
-            let a1 = q4f(rb[1] + t);
-            let a2 = q4f(rb[2] + t);
-            let a3 = q4f(rb[3] + t);
-            let c0 = vec4<f32>(a0.x, a1.x, a2.x, a3.x);
-            let c1 = vec4<f32>(a0.y, a1.y, a2.y, a3.y);
-            let c2 = vec4<f32>(a0.z, a1.z, a2.z, a3.z);
-            let c3 = vec4<f32>(a0.w, a1.w, a2.w, a3.w);
+            // Column e: element t+e of the four rows (a transposed 4×4 block, as reg_x).
+            let c = transpose(mat4x4<f32>(q4f(rb[0] + t), q4f(rb[1] + t), q4f(rb[2] + t), q4f(rb[3] + t)));
             for (var jj = 0u; jj < AK; jj++) {
                 let b = k4f(kb[jj] + t);
-                sc[jj] = fma(c3, vec4<f32>(b.w), fma(c2, vec4<f32>(b.z), fma(c1, vec4<f32>(b.y), fma(c0, vec4<f32>(b.x), sc[jj]))));
+                sc[jj] = fma(c[3], vec4<f32>(b.w), fma(c[2], vec4<f32>(b.z), fma(c[1], vec4<f32>(b.y), fma(c[0], vec4<f32>(b.x), sc[jj]))));
             }
         }
         // Scale, soft-cap, mask; the block's running maximum.

@@ -181,19 +181,8 @@ fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     let x0 = reg_x_rows(o.x);
     let x1 = reg_x_rows(o.x + 4u);
     let wrow = select(p.k / 4u, p.k / 8u, W_F16);
-    let w0 = reg_w_rows(o.y, wrow);
-    let w1 = reg_w_rows(o.y + 4u, wrow);
-    let w2 = reg_w_rows(o.y + 8u, wrow);
-    let w3 = reg_w_rows(o.y + 12u, wrow);
-    // a<row quad><column quad>
-    var a00 = mat4x4<f32>();
-    var a01 = mat4x4<f32>();
-    var a02 = mat4x4<f32>();
-    var a03 = mat4x4<f32>();
-    var a10 = mat4x4<f32>();
-    var a11 = mat4x4<f32>();
-    var a12 = mat4x4<f32>();
-    var a13 = mat4x4<f32>();
+    let w = reg_w_quads(o.y, wrow);
+    var t = Tile();
     if (W_F16) {
         // One step: 8 weights (one word vector) of each column, 8 elements of each row.
         for (var v = 0u; v < wrow; v++) {
@@ -201,44 +190,20 @@ fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let xh0 = reg_x(x0, 2u * v + 1u);
             let xl1 = reg_x(x1, 2u * v);
             let xh1 = reg_x(x1, 2u * v + 1u);
-            let b0 = w_halves(w0, v);
-            a00 = mm4(mm4(a00, xl0, b0[0]), xh0, b0[1]);
-            a10 = mm4(mm4(a10, xl1, b0[0]), xh1, b0[1]);
-            let b1 = w_halves(w1, v);
-            a01 = mm4(mm4(a01, xl0, b1[0]), xh0, b1[1]);
-            a11 = mm4(mm4(a11, xl1, b1[0]), xh1, b1[1]);
-            let b2 = w_halves(w2, v);
-            a02 = mm4(mm4(a02, xl0, b2[0]), xh0, b2[1]);
-            a12 = mm4(mm4(a12, xl1, b2[0]), xh1, b2[1]);
-            let b3 = w_halves(w3, v);
-            a03 = mm4(mm4(a03, xl0, b3[0]), xh0, b3[1]);
-            a13 = mm4(mm4(a13, xl1, b3[0]), xh1, b3[1]);
+            let b0 = w_halves(w[0], v);
+            let b1 = w_halves(w[1], v);
+            let b2 = w_halves(w[2], v);
+            let b3 = w_halves(w[3], v);
+            t = tile_mm(t, xl0, xl1, b0[0], b1[0], b2[0], b3[0]);
+            t = tile_mm(t, xh0, xh1, b0[1], b1[1], b2[1], b3[1]);
         }
     } else {
         // One step: 4 weights of each column, 4 elements of each row.
         for (var v = 0u; v < wrow; v++) {
             let xa0 = reg_x(x0, v);
             let xa1 = reg_x(x1, v);
-            let b0 = w_f32(w0, v);
-            a00 = mm4(a00, xa0, b0);
-            a10 = mm4(a10, xa1, b0);
-            let b1 = w_f32(w1, v);
-            a01 = mm4(a01, xa0, b1);
-            a11 = mm4(a11, xa1, b1);
-            let b2 = w_f32(w2, v);
-            a02 = mm4(a02, xa0, b2);
-            a12 = mm4(a12, xa1, b2);
-            let b3 = w_f32(w3, v);
-            a03 = mm4(a03, xa0, b3);
-            a13 = mm4(a13, xa1, b3);
+            t = tile_mm(t, xa0, xa1, w_f32(w[0], v), w_f32(w[1], v), w_f32(w[2], v), w_f32(w[3], v));
         }
     }
-    reg_store(o.x, o.y, a00);
-    reg_store(o.x, o.y + 4u, a01);
-    reg_store(o.x, o.y + 8u, a02);
-    reg_store(o.x, o.y + 12u, a03);
-    reg_store(o.x + 4u, o.y, a10);
-    reg_store(o.x + 4u, o.y + 4u, a11);
-    reg_store(o.x + 4u, o.y + 8u, a12);
-    reg_store(o.x + 4u, o.y + 12u, a13);
+    reg_tile_store(o, t);
 }

@@ -309,32 +309,19 @@ fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
     let x1 = reg_x_rows(o.x + 4u);
     let kv = p.k / 32u;
     let gpr = p.k / p.group;
-    let w0 = reg_w_rows(o.y, kv);
-    let w1 = reg_w_rows(o.y + 4u, kv);
-    let w2 = reg_w_rows(o.y + 8u, kv);
-    let w3 = reg_w_rows(o.y + 12u, kv);
-    let g0 = reg_w_rows(o.y, gpr);
-    let g1 = reg_w_rows(o.y + 4u, gpr);
-    let g2 = reg_w_rows(o.y + 8u, gpr);
-    let g3 = reg_w_rows(o.y + 12u, gpr);
-    var a00 = mat4x4<f32>();
-    var a01 = mat4x4<f32>();
-    var a02 = mat4x4<f32>();
-    var a03 = mat4x4<f32>();
-    var a10 = mat4x4<f32>();
-    var a11 = mat4x4<f32>();
-    var a12 = mat4x4<f32>();
-    var a13 = mat4x4<f32>();
+    let w = reg_w_quads(o.y, kv);
+    let g = reg_w_quads(o.y, gpr);
+    var t = Tile();
     for (var v = 0u; v < kv; v++) {
         let gi = (v * 32u) / p.group;
-        let q0 = q4_words(w0, v);
-        let q1 = q4_words(w1, v);
-        let q2 = q4_words(w2, v);
-        let q3 = q4_words(w3, v);
-        let s0 = q4_scales(g0, gi);
-        let s1 = q4_scales(g1, gi);
-        let s2 = q4_scales(g2, gi);
-        let s3 = q4_scales(g3, gi);
+        let q0 = q4_words(w[0], v);
+        let q1 = q4_words(w[1], v);
+        let q2 = q4_words(w[2], v);
+        let q3 = q4_words(w[3], v);
+        let s0 = q4_scales(g[0], gi);
+        let s1 = q4_scales(g[1], gi);
+        let s2 = q4_scales(g[2], gi);
+        let s3 = q4_scales(g[3], gi);
         for (var e = 0u; e < 4u; e++) {
             // Weights 8e .. 8e+7 of this step: x vec4s 2e and 2e+1 of each row.
             let xo = v * 8u + 2u * e;
@@ -343,27 +330,14 @@ fn gemm_reg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_inde
             let xl1 = reg_x(x1, xo);
             let xh1 = reg_x(x1, xo + 1u);
             let b0 = q4_block(q0, s0, e);
-            a00 = mm4(mm4(a00, xl0, b0[0]), xh0, b0[1]);
-            a10 = mm4(mm4(a10, xl1, b0[0]), xh1, b0[1]);
             let b1 = q4_block(q1, s1, e);
-            a01 = mm4(mm4(a01, xl0, b1[0]), xh0, b1[1]);
-            a11 = mm4(mm4(a11, xl1, b1[0]), xh1, b1[1]);
             let b2 = q4_block(q2, s2, e);
-            a02 = mm4(mm4(a02, xl0, b2[0]), xh0, b2[1]);
-            a12 = mm4(mm4(a12, xl1, b2[0]), xh1, b2[1]);
             let b3 = q4_block(q3, s3, e);
-            a03 = mm4(mm4(a03, xl0, b3[0]), xh0, b3[1]);
-            a13 = mm4(mm4(a13, xl1, b3[0]), xh1, b3[1]);
+            t = tile_mm(t, xl0, xl1, b0[0], b1[0], b2[0], b3[0]);
+            t = tile_mm(t, xh0, xh1, b0[1], b1[1], b2[1], b3[1]);
         }
     }
-    reg_store(o.x, o.y, a00);
-    reg_store(o.x, o.y + 4u, a01);
-    reg_store(o.x, o.y + 8u, a02);
-    reg_store(o.x, o.y + 12u, a03);
-    reg_store(o.x + 4u, o.y, a10);
-    reg_store(o.x + 4u, o.y + 4u, a11);
-    reg_store(o.x + 4u, o.y + 8u, a12);
-    reg_store(o.x + 4u, o.y + 12u, a13);
+    reg_tile_store(o, t);
 }
 
 // Embedding gather from a 4-bit table chunk (rows n0 .. n0+nc of [V, K]): p.m ids, out [m, K].

@@ -74,3 +74,43 @@ fn reg_store(r0: u32, c0: u32, acc: mat4x4<f32>) {
         }
     }
 }
+
+// The thread's whole tile of Y: a<row quad><column quad> (RQ = 2 row quads, CQ = 4 column
+// quads), each a 4×4 block. Passed and returned by value: every field access is a constant,
+// so the tile stays in registers.
+struct Tile {
+    a00: mat4x4<f32>,
+    a01: mat4x4<f32>,
+    a02: mat4x4<f32>,
+    a03: mat4x4<f32>,
+    a10: mat4x4<f32>,
+    a11: mat4x4<f32>,
+    a12: mat4x4<f32>,
+    a13: mat4x4<f32>,
+}
+
+// The first words of the four column quads' weight rows (reg_w_rows of each).
+fn reg_w_quads(c0: u32, wrow: u32) -> array<vec4<u32>, 4> {
+    return array<vec4<u32>, 4>(reg_w_rows(c0, wrow), reg_w_rows(c0 + 4u, wrow), reg_w_rows(c0 + 8u, wrow),
+                               reg_w_rows(c0 + 12u, wrow));
+}
+
+// t + one step of k (4 elements): xa0, xa1 from reg_x for the two row quads, b0..b3 the same 4
+// elements of k of the four column quads.
+fn tile_mm(t: Tile, xa0: mat4x4<f32>, xa1: mat4x4<f32>, b0: mat4x4<f32>, b1: mat4x4<f32>, b2: mat4x4<f32>,
+           b3: mat4x4<f32>) -> Tile {
+    return Tile(mm4(t.a00, xa0, b0), mm4(t.a01, xa0, b1), mm4(t.a02, xa0, b2), mm4(t.a03, xa0, b3),
+                mm4(t.a10, xa1, b0), mm4(t.a11, xa1, b1), mm4(t.a12, xa1, b2), mm4(t.a13, xa1, b3));
+}
+
+// The whole tile (+ bias) into y; `o` from reg_origin.
+fn reg_tile_store(o: vec2<u32>, t: Tile) {
+    reg_store(o.x, o.y, t.a00);
+    reg_store(o.x, o.y + 4u, t.a01);
+    reg_store(o.x, o.y + 8u, t.a02);
+    reg_store(o.x, o.y + 12u, t.a03);
+    reg_store(o.x + 4u, o.y, t.a10);
+    reg_store(o.x + 4u, o.y + 4u, t.a11);
+    reg_store(o.x + 4u, o.y + 8u, t.a12);
+    reg_store(o.x + 4u, o.y + 12u, t.a13);
+}
