@@ -8,7 +8,8 @@ decode per token, and whether the greedy tokens are identical.
 
 pinhole runs as `pinhole bench model --json` (its own medians over --runs after a warm-up);
 transformers loads the folder with `from_pretrained` (float32 on the CPU by default, sdpa
-attention) and is timed the same way: load once (the first load after the OS cached the files
+attention; a TinyGPT-V folder through make_fullwidth.load_transformers, which adds its three
+pieces to transformers' BLIP-2 + Phi) and is timed the same way: load once (the first load after the OS cached the files
 is not special-cased; run twice to see both), then per run `generate(max_new_tokens=1)` for the
 time to first token and `generate(max_new_tokens=N)` for the rest, decode per token being
 (t_N - t_1) / (N - 1). Medians over the runs. The table is printed as Markdown for
@@ -54,7 +55,9 @@ def run_transformers(args, image: str) -> dict:
     import torch
     import transformers
     from PIL import Image
-    from transformers import AutoProcessor, PaliGemmaForConditionalGeneration
+
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from make_fullwidth import load_transformers
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -66,9 +69,8 @@ def run_transformers(args, image: str) -> dict:
             torch.cuda.synchronize()
 
     t0 = time.perf_counter()
-    proc = AutoProcessor.from_pretrained(args.model)
-    model = PaliGemmaForConditionalGeneration.from_pretrained(args.model, dtype=dtype,
-                                                              attn_implementation="sdpa").to(dev).eval()
+    proc, model = load_transformers(args.model, dtype)
+    model = model.to(dev)
     sync()
     load_ms = (time.perf_counter() - t0) * 1e3
     im = Image.open(image).convert("RGB")
@@ -81,7 +83,10 @@ def run_transformers(args, image: str) -> dict:
         with torch.no_grad():
             out = model.generate(**inputs, max_new_tokens=n, do_sample=False)
         sync()
-        return (time.perf_counter() - t) * 1e3, out[0, inputs["input_ids"].shape[1]:].tolist()
+        seq = out[0]
+        # PaliGemma returns prompt + new ids; BLIP-2 with a decoder-only model may return only the new ones
+        new = seq[inputs["input_ids"].shape[1]:] if seq.shape[0] > n else seq
+        return (time.perf_counter() - t) * 1e3, new.tolist()
 
     gen(2)  # warm-up
     ttft, per_token, ids = [], [], None
@@ -108,7 +113,8 @@ def main() -> None:
     ap.add_argument("--model", required=True)
     ap.add_argument("--pinhole", default=os.path.join(os.path.dirname(__file__), "..", "target", "release", "pinhole"))
     ap.add_argument("--image", default=None)
-    ap.add_argument("--prompt", default="caption en")
+    ap.add_argument("--prompt", default=None, help="default: `caption en` (PaliGemma), "
+                    "`Question: what is in the picture? Answer:` (BLIP-2)")
     ap.add_argument("--max-new-tokens", type=int, default=6)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
@@ -119,6 +125,10 @@ def main() -> None:
     ap.add_argument("--skip-transformers", action="store_true")
     args = ap.parse_args()
 
+    if args.prompt is None:
+        with open(os.path.join(args.model, "config.json")) as f:
+            blip2 = json.load(f).get("model_type") == "blip-2"
+        args.prompt = "Question: what is in the picture? Answer:" if blip2 else "caption en"
     with tempfile.TemporaryDirectory() as tmp:
         image = args.image
         if image is None:
