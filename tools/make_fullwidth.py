@@ -522,15 +522,45 @@ PROMPTS = {"paligemma": ["caption en", "detect circle"],
            "blip-2": ["Question: what is in the picture? Answer:", "Describe the image in detail."]}
 
 
-def pinhole_generate(binary: str, model_dir: str, image: str, prompt: str, n: int, extra: list[str]) -> dict:
+def pinhole_generate(binary: str, model_dir: str, image: str, prompt: str, n: int, extra: list[str],
+                     dump: str | None = None) -> dict:
     import subprocess
 
     cmd = [binary, "generate", "--model", model_dir, "--image", image, "--prompt", prompt, "--max-new-tokens",
-           str(n), "--json", *extra]
+           str(n), "--json", *extra] + (["--dump", dump] if dump else [])
     r = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "XDG_RUNTIME_DIR": "/tmp"})
     if r.returncode != 0:
         return {"error": r.stderr.strip()[-2000:]}
     return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@torch.no_grad()
+def compare_dump(model, model_type: str, inputs, first_logits, path: str) -> dict:
+    """max |pinhole - transformers| / max |transformers| of what `pinhole generate --dump` wrote:
+    pixels, the vision tower's output, (BLIP-2) the Q-Former's, the projected image rows and the
+    logits of the first generated token."""
+    from safetensors.torch import load_file
+
+    got = load_file(path)
+    px = inputs["pixel_values"]
+    ref = {"pixel_values": px[0]}
+    if model_type == "blip-2":
+        vision = model.vision_model(pixel_values=px).last_hidden_state
+        q = model.qformer(query_embeds=model.query_tokens, encoder_hidden_states=vision,
+                          encoder_attention_mask=torch.ones(vision.shape[:-1], dtype=torch.long)).last_hidden_state
+        ref.update(vision_out=vision[0], qformer_out=q[0], projector_out=model.language_projection(q)[0])
+    else:
+        vision = model.model.vision_tower(px).last_hidden_state
+        ref.update(vision_out=vision[0], projector_out=model.model.multi_modal_projector(vision)[0])
+    ref["prefill_logits"] = first_logits
+    errs = {}
+    for k, r in ref.items():
+        if k in got:
+            g, r = got[k].float().flatten(), r.float().flatten()
+            g = g[-r.numel():]  # the dump's logits may hold every prompt row; the last is the first token's
+            if g.numel() == r.numel():
+                errs[k] = float((g - r).abs().max() / r.abs().max().clamp_min(1e-30))
+    return {k: float(f"{v:.2e}") for k, v in errs.items()}
 
 
 def check(model_dir: str, n: int = 8, pinhole: str | None = None, pinhole_args: list[str] | None = None,
@@ -562,7 +592,18 @@ def check(model_dir: str, n: int = 8, pinhole: str | None = None, pinhole_args: 
                 print(json.dumps(res))
                 raise SystemExit("error: greedy decoding repeats one token; change the init gains")
             if pinhole:
-                got = pinhole_generate(pinhole, pinhole_model or model_dir, image, prompt, n, pinhole_args or [])
+                dump = os.path.join(tmp, "dump")
+                got = pinhole_generate(pinhole, pinhole_model or model_dir, image, prompt, n, pinhole_args or [],
+                                       dump)
+                if "error" in got:
+                    # --dump records the prefill logits of every prompt row, [S, vocab] in one buffer:
+                    # for PaliGemma-3B (260 x 257216 f32) that is over a 128 MiB binding limit
+                    res["dump_error"] = got["error"]
+                    got = pinhole_generate(pinhole, pinhole_model or model_dir, image, prompt, n,
+                                           pinhole_args or [])
+                if os.path.exists(os.path.join(dump, "dump.safetensors")):
+                    res["rel_error"] = compare_dump(model, model_type, inputs, out.logits[0][0],
+                                                    os.path.join(dump, "dump.safetensors"))
                 res["pinhole_ids"] = got.get("token_ids")
                 res["prompt_ids_equal"] = got.get("prompt_ids") == inputs["input_ids"][0].tolist()
                 res["same"] = res["prompt_ids_equal"] and got.get("token_ids") == ids
