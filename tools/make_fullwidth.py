@@ -34,7 +34,8 @@ transformers has no class for TinyGPT-V's three changes, so ``load_transformers`
 config and adds them itself: ``language_projection`` at 768 → 4096 followed by
 ``language_projection_2`` (a forward hook), an RMSNorm on each ``self_attn`` output (a forward
 hook, weights ``layers.N.post_layernorm.weight``, eps 1e-6) and ``post_layernorm.eps`` = 1e-5,
-in a subclass that ``from_pretrained`` loads (no missing, unexpected or mismatched tensor). Everything else is transformers' own code.
+in a subclass that ``from_pretrained`` loads (no missing, unexpected or mismatched tensor).
+Everything else is transformers' own code.
 
 The Phi folders carry a byte-level BPE with Phi-2's special id (``<|endoftext|>`` 50256 = bos =
 eos = unk = pad; ids up to 50294 as in Phi-2's tokenizer, fillers where the small learned BPE
@@ -50,7 +51,10 @@ init scale of the test fixtures (make_paligemma_fixtures.randomize), which makes
 emit varied tokens rather than one token again and again; ``--check`` runs transformers'
 greedy generation on two test images and prompts and prints the ids (and fails if they are all
 the same); with ``--pinhole BIN`` it also runs ``BIN generate --json`` on each and compares the
-prompt ids and the greedy ids with transformers' (exit status 1 when they differ).
+prompt ids and the greedy ids with transformers' (exit status 1 when they differ), and the
+relative error of what ``--dump`` writes (pixels, vision, Q-Former, projection, first logits).
+``--check-only --out DIR`` checks an existing folder; ``--pinhole-model`` runs pinhole on
+another folder (a ``pinhole quantize`` copy, which transformers cannot read).
 
 Nothing here is committed: benchmarks (tools/bench-vs-transformers.py, tools/bench-gpu.sh)
 generate their models on demand. A 1-layer paligemma-3b-224 is 1.3 GB in bf16 and takes about
