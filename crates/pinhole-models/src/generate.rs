@@ -272,8 +272,8 @@ pub async fn generate_with(
         .run(&g, &lm.weights, &HashMap::new())
         .await
         .map_err(|e| e.during(|| format!("reading the prompt ({s} tokens)")))?;
-    if let Some(i) = out.logits.and_then(|id| g.outputs.iter().position(|o| *o == id)) {
-        gen.logits.push(res[i].clone());
+    if let Some(l) = out.logits_of(&g, &res)? {
+        gen.logits.push(l);
     }
     let mut token = token_of(&res)?;
     let t2 = now_ms();
@@ -299,8 +299,8 @@ pub async fn generate_with(
             .run(&g, &lm.weights, &HashMap::new())
             .await
             .map_err(|e| e.during(|| format!("generating token {}", gen.token_ids.len() + 1)))?;
-        if let Some(i) = out.logits.and_then(|id| g.outputs.iter().position(|o| *o == id)) {
-            gen.logits.push(res[i].clone());
+        if let Some(l) = out.logits_of(&g, &res)? {
+            gen.logits.push(l);
         }
         token = token_of(&res)?;
     }

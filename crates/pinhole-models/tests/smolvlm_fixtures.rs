@@ -112,7 +112,8 @@ fn graphs_equal_transformers_on_the_cpu() {
                 .prefill_graph(&ids, &rows, max_len, true, &TokenChoice::Greedy)
                 .unwrap();
             let res = common::run_cpu(&g, &w, &no_inputs, &mut states);
-            let logits = common::logits_of(&g, &out, &res).as_f32().unwrap();
+            let logits = common::logits_of(&g, &out, &res);
+            let logits = logits.as_f32().unwrap();
             let v = model.cfg.text.vocab_size;
             let want_prefill = fx.read_as("prefill_logits", DType::F32).unwrap();
             let last2 = Tensor::f32(&[2, v], logits[logits.len() - 2 * v..].to_vec()).unwrap();
@@ -129,7 +130,7 @@ fn graphs_equal_transformers_on_the_cpu() {
                     .unwrap();
                 let res = common::run_cpu(&g, &w, &no_inputs, &mut states);
                 close(
-                    common::logits_of(&g, &out, &res),
+                    &common::logits_of(&g, &out, &res),
                     &step(k),
                     &format!("{what} step {k} logits"),
                 );

@@ -43,11 +43,18 @@ impl TokenChoice {
     }
 }
 
+/// Largest block of logits one output tensor holds: half of the 128 MiB per-binding storage
+/// size every WebGPU adapter offers. All of a prompt's logits at a real vocabulary exceed it
+/// (260 rows × 257216 × 4 bytes = 268 MB for PaliGemma-3B), so they come out in row chunks.
+pub const LOGITS_CHUNK_BYTES: usize = 64 << 20;
+
 /// What one forward step computes and reads back.
 #[derive(Clone, Debug, Default)]
 pub struct StepOutputs {
     pub token: Option<TensorId>,
-    pub logits: Option<TensorId>,
+    /// With logits asked for: their row chunks in order (one unless `[rows, V]` f32 passes
+    /// [`LOGITS_CHUNK_BYTES`]); [`StepOutputs::logits_of`] joins them after the run.
+    pub logits: Vec<TensorId>,
 }
 
 impl StepOutputs {
@@ -62,6 +69,19 @@ impl StepOutputs {
         choice: &TokenChoice,
         lm_head: impl Fn(&mut Graph, TensorId) -> Result<TensorId>,
     ) -> Result<Self> {
+        Self::from_hidden_in(g, hidden, rows, all_logits, choice, lm_head, LOGITS_CHUNK_BYTES)
+    }
+
+    /// [`StepOutputs::from_hidden`] with the logits cut into chunks of at most `chunk_bytes`.
+    fn from_hidden_in(
+        g: &mut Graph,
+        hidden: TensorId,
+        rows: usize,
+        all_logits: bool,
+        choice: &TokenChoice,
+        lm_head: impl Fn(&mut Graph, TensorId) -> Result<TensorId>,
+        chunk_bytes: usize,
+    ) -> Result<Self> {
         let last = if rows == 1 {
             hidden
         } else {
@@ -71,19 +91,63 @@ impl StepOutputs {
         let tok = choice.apply(g, last_logits)?;
         g.output(tok);
         let logits = if !all_logits {
-            None
+            Vec::new()
         } else if rows == 1 {
-            Some(last_logits)
+            vec![last_logits]
         } else {
-            Some(lm_head(g, hidden)?)
+            let vocab = g.shape(last_logits)?.last().copied().unwrap_or(1).max(1);
+            let per_chunk = (chunk_bytes / 4 / vocab).max(1);
+            let mut chunks = Vec::with_capacity(rows.div_ceil(per_chunk));
+            for r0 in (0..rows).step_by(per_chunk) {
+                let n = per_chunk.min(rows - r0);
+                let x = if n == rows { hidden } else { g.rows(hidden, r0, n)? };
+                chunks.push(lm_head(g, x)?);
+            }
+            chunks
         };
-        if let Some(l) = logits {
+        for &l in &logits {
             g.output(l);
         }
         Ok(StepOutputs {
             token: Some(tok),
             logits,
         })
+    }
+
+    /// The step's logits `[rows, V]` from the results of running its graph `g` (`None` when
+    /// they were not asked for): the row chunks joined in order.
+    pub fn logits_of(&self, g: &Graph, results: &[Tensor]) -> Result<Option<Tensor>> {
+        let mut parts = Vec::with_capacity(self.logits.len());
+        for id in &self.logits {
+            let i = g
+                .outputs
+                .iter()
+                .position(|o| o == id)
+                .ok_or_else(|| pinhole_core::Error::Graph("the step's logits are not among its outputs".into()))?;
+            let t = results
+                .get(i)
+                .ok_or_else(|| pinhole_core::Error::Graph(format!("the run returned no result #{i} (logits)")))?;
+            parts.push(t);
+        }
+        match parts.as_slice() {
+            [] => Ok(None),
+            [one] => Ok(Some((*one).clone())),
+            _ => {
+                let width = parts[0].shape.last().copied().unwrap_or(1);
+                let mut data = Vec::with_capacity(parts.iter().map(|t| t.numel()).sum());
+                for t in &parts {
+                    if t.shape.last() != Some(&width) {
+                        return Err(pinhole_core::Error::Graph(format!(
+                            "logits chunks of widths {width} and {:?}",
+                            t.shape.last()
+                        )));
+                    }
+                    data.extend_from_slice(t.as_f32()?);
+                }
+                let rows = data.len() / width.max(1);
+                Ok(Some(Tensor::f32(&[rows, width], data)?))
+            }
+        }
     }
 }
 
@@ -119,4 +183,68 @@ pub fn token_embedding(
 ) -> Result<TensorId> {
     let idt = g.constant(Tensor::u32(&[1], vec![token])?);
     embed(g, idt)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pinhole_core::reference::{run_graph, CpuEnv};
+    use pinhole_core::DType;
+    use std::collections::HashMap;
+
+    /// Logits cut into row chunks join back to exactly the unchunked logits, and the token
+    /// still comes from the last row.
+    #[test]
+    fn logits_in_row_chunks_join_to_the_whole() {
+        let (rows, hidden, vocab) = (7, 5, 11);
+        let mut seed = 0x9e37_79b9_u32;
+        let mut rand = |n: usize| -> Vec<f32> {
+            (0..n)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 17;
+                    seed ^= seed << 5;
+                    (seed % 2001) as f32 / 1000.0 - 1.0
+                })
+                .collect()
+        };
+        let x = Tensor::f32(&[rows, hidden], rand(rows * hidden)).unwrap();
+        let w = Tensor::f32(&[vocab, hidden], rand(vocab * hidden)).unwrap();
+        let run = |chunk_bytes: usize| {
+            let mut g = Graph::new();
+            let h = g.input("x", &[rows, hidden], DType::F32);
+            let head = |g: &mut Graph, x| {
+                let w = g.weight("w", &[vocab, hidden], DType::F32);
+                g.matmul(x, w, None)
+            };
+            let out =
+                StepOutputs::from_hidden_in(&mut g, h, rows, true, &TokenChoice::Greedy, head, chunk_bytes).unwrap();
+            let inputs = HashMap::from([("x".to_string(), x.clone())]);
+            let weights = |n: &str| (n == "w").then(|| w.clone());
+            let res = run_graph(
+                &g,
+                CpuEnv {
+                    weights: &weights,
+                    inputs: &inputs,
+                    states: &mut HashMap::new(),
+                },
+            )
+            .unwrap();
+            let logits = out.logits_of(&g, &res).unwrap().unwrap();
+            (out.logits.len(), logits, res[0].as_u32().unwrap()[0])
+        };
+        let (n1, whole, tok1) = run(LOGITS_CHUNK_BYTES);
+        // 3 rows of 11 f32 per chunk (and a bound below one row still gives one row).
+        let (n3, chunked, tok3) = run(3 * vocab * 4 + 7);
+        let (n7, single, _) = run(1);
+        assert_eq!((n1, n3, n7), (1, 3, 7));
+        assert_eq!(whole.shape, vec![rows, vocab]);
+        assert_eq!(chunked.shape, whole.shape);
+        assert_eq!(chunked.as_f32().unwrap(), whole.as_f32().unwrap());
+        assert_eq!(single.as_f32().unwrap(), whole.as_f32().unwrap());
+        assert_eq!(tok1, tok3);
+        let last = &whole.as_f32().unwrap()[(rows - 1) * vocab..];
+        let want = (0..vocab).fold(0, |b, i| if last[i] > last[b] { i } else { b });
+        assert_eq!(tok1 as usize, want);
+    }
 }

@@ -206,7 +206,6 @@ pub fn run_cpu(
 }
 
 /// The logits among a step graph's results ([`run_cpu`]).
-pub fn logits_of<'a>(g: &Graph, out: &StepOutputs, res: &'a [Tensor]) -> &'a Tensor {
-    let li = g.outputs.iter().position(|o| Some(*o) == out.logits).unwrap();
-    &res[li]
+pub fn logits_of(g: &Graph, out: &StepOutputs, res: &[Tensor]) -> Tensor {
+    out.logits_of(g, res).unwrap().expect("the step graph has logits")
 }
