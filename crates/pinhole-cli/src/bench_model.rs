@@ -150,7 +150,7 @@ fn one_run(lm: &LoadedModel, ex: &mut Executor, px: &ImageInput, prompt: &str, n
 pub fn run(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(
         argv,
-        &["json"],
+        &["json", "no-fuse"],
         &["model", "image", "prompt", "max-new-tokens", "runs", "dtype", "copy-mb"],
     )?;
     let dir = PathBuf::from(args.opt("model").ok_or("--model DIR is required")?);
@@ -191,6 +191,9 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     let prompt_text = crate::generate::model_prompt(&lm, question, false)?;
     let prompt = prompt_text.as_str();
     let mut ex = Executor::new(gpu.clone());
+    // --no-fuse: every matmul and the add or activation after it as separate dispatches
+    // (the executor's epilogue fusion off), to measure what fusing saves.
+    ex.fuse = !args.flag("no-fuse");
 
     // Warm-up (pipelines compiled, buffers pooled), then the dispatches of image + prefill
     // alone, so that the rest of a run's dispatches are the decode steps'.
@@ -238,6 +241,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         "weight_dtype": weight_dtype_label(&lm),
         "adapter": crate::info::adapter_json(a),
         "runs": runs,
+        "fused_epilogues": ex.fuse,
         "statistic": "median over the runs after one warm-up (decode step: median over every step of every run)",
         "prompt": prompt,
         "token_ids": tokens,

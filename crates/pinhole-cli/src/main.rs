@@ -63,9 +63,10 @@ USAGE:
   pinhole bench kernels [--json] [--quick] [--runs N] [--filter TEXT]
                                              kernel timings vs a copy kernel on this adapter
   pinhole bench model --model DIR [--image IMG] [--prompt TEXT] [--max-new-tokens 16] [--runs 3]
-                   [--dtype auto|f32|f16] [--json]
+                   [--dtype auto|f32|f16] [--no-fuse] [--json]
                                              load, image encode, prefill, time to first token, decode
                                              tokens/s, dispatches and host CPU per step, roofline
+                                             (--no-fuse: matmul epilogue fusion off, to compare)
 
 ENVIRONMENT:
   PINHOLE_MAX_BINDING_BYTES   lower the per-binding size weights are split at (testing)

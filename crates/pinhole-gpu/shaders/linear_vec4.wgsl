@@ -33,7 +33,7 @@ struct Params {
     nc: u32,
     has_bias: u32,
     gx: u32,
-    _pad: u32,
+    epi: u32, // fused epilogue (common/epilogue.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -132,7 +132,8 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         }
         let b = bias_at(col);
         for (var i = 0u; i < rows; i++) {
-            y[(m0 + i) * p.n + p.n0 + col] = s[i] + b;
+            let o = (m0 + i) * p.n + p.n0 + col;
+            y[o] = epilogue(o, s[i] + b);
         }
     }
 }
@@ -151,7 +152,8 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     if (col < p.nc) {
         let b = bias_at(col);
         for (var i = 0u; i < rows; i++) {
-            y[(m0 + i) * p.n + p.n0 + col] = acc[i] + b;
+            let o = (m0 + i) * p.n + p.n0 + col;
+            y[o] = epilogue(o, acc[i] + b);
         }
     }
 }

@@ -29,7 +29,7 @@ struct Params {
     nc: u32,
     has_bias: u32,
     gx: u32,
-    _pad: u32,
+    epi: u32, // fused epilogue (common/epilogue.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -120,6 +120,7 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         workgroupBarrier();
     }
     if (t == 0u && col < p.nc) {
-        y[m * p.n + p.n0 + col] = red[li] + bias_at(col);
+        let o = m * p.n + p.n0 + col;
+        y[o] = epilogue(o, red[li] + bias_at(col));
     }
 }

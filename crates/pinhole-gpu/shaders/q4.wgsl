@@ -45,7 +45,7 @@ struct Params {
     asym: u32,
     scales_at: u32,
     offsets_at: u32,
-    _pad: u32,
+    epi: u32, // fused epilogue (common/epilogue.wgsl)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -147,7 +147,8 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let b = bias_at(col);
         let sum = red[li];
         for (var m = 0u; m < p.m; m++) {
-            y[m * p.n + p.n0 + col] = sum[m] + b;
+            let o = m * p.n + p.n0 + col;
+            y[o] = epilogue(o, sum[m] + b);
         }
     }
 }
@@ -224,7 +225,8 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         if (col < p.nc) {
             let b = bias_at(col);
             for (var m = 0u; m < p.m; m++) {
-                y[m * p.n + p.n0 + col] = acc[r][m] + b;
+                let o = m * p.n + p.n0 + col;
+                y[o] = epilogue(o, acc[r][m] + b);
             }
         }
     }

@@ -83,6 +83,11 @@ impl Case {
 
     /// The GPU outputs (outputs poisoned with NaN before the run).
     pub async fn gpu(&self, gpu: &Arc<Gpu>) -> Result<Vec<Tensor>, String> {
+        self.gpu_fused(gpu, true).await
+    }
+
+    /// [`Case::gpu`] with the executor's epilogue fusion on or off.
+    pub async fn gpu_fused(&self, gpu: &Arc<Gpu>, fuse: bool) -> Result<Vec<Tensor>, String> {
         let mut store = WeightStore::new();
         let mut names: Vec<&String> = self.weights.keys().collect();
         names.sort();
@@ -93,6 +98,7 @@ impl Case {
         }
         let mut ex = Executor::new(gpu.clone());
         ex.poison = true;
+        ex.fuse = fuse;
         ex.run(&self.graph, &store, &self.inputs)
             .await
             .map_err(|e| format!("gpu run: {e}"))
@@ -259,6 +265,44 @@ fn matmul_cases(v: &mut Vec<Case>) -> R<()> {
                 };
                 let y = c.graph.matmul(x, w, b)?;
                 c.graph.output(y);
+                v.push(c);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A matmul and the op the executor fuses into its epilogue (executor/fuse.rs): residual add
+/// (matmul as either operand), activation, gated MLP with the matmul as up or as gate — each
+/// at a GEMV size (M ≤ 4, 16-byte aligned and not), a GEMM size and one past the register
+/// tile's edges, with bias, f32 and f16 weights. The matmul itself is not an output, so the
+/// pair runs as one dispatch; the activation codes all run.
+fn fused_matmul_cases(v: &mut Vec<Case>) -> R<()> {
+    let mut rng = Rng::new(2);
+    let acts = [Activation::GeluTanh, Activation::GeluErf, Activation::Silu];
+    for (si, &(m, n, k)) in [(1, 257, 64), (3, 33, 7), (37, 259, 48), (70, 65, 33)]
+        .iter()
+        .enumerate()
+    {
+        for f16 in [false, true] {
+            for kind in ["add", "add first", "act", "up", "gate"] {
+                let act = acts[(si + kind.len()) % 3];
+                let name = format!("fused matmul {m}x{n}x{k} f16={f16} {kind} {act:?}");
+                let mut c = Case::new(name, 1e-5);
+                let x = c.input("x", randt(&mut rng, &[m, k], 1.0)?);
+                let other = c.input("other", randt(&mut rng, &[m, n], 1.0)?);
+                let w = c.weight("w", weight(&mut rng, &[n, k], f16)?);
+                let b = c.weight("b", randt(&mut rng, &[n], 1.0)?);
+                let g = &mut c.graph;
+                let y = g.matmul(x, w, Some(b))?;
+                let out = match kind {
+                    "add" => g.add(y, other)?,
+                    "add first" => g.add(other, y)?,
+                    "act" => g.act(y, act)?,
+                    "up" => g.gated(other, y, act)?,
+                    _ => g.gated(y, other, act)?,
+                };
+                g.output(out);
                 v.push(c);
             }
         }
@@ -495,8 +539,9 @@ fn composed_case(v: &mut Vec<Case>) -> R<()> {
 /// Every case, in a fixed order (names are unique).
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let builders: [Builder; 10] = [
+    let builders: [Builder; 11] = [
         matmul_cases,
+        fused_matmul_cases,
         attention_cases,
         patch_embed_cases,
         norm_cases,

@@ -56,13 +56,13 @@ macro_rules! kernel_table {
 }
 
 kernel_table! {
-    Gemm => Matmul::"gemm", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
-    Gemv => Matmul::"gemv", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
+    Gemm => Matmul::"gemm", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y, 6 aux];
+    Gemv => Matmul::"gemv", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y, 6 aux];
     /// f32/f16 weights with 16-byte-aligned rows (linear_vec4.wgsl): vec4 GEMV (GPUs), and
     /// the barrier-free row-per-thread GEMV and register-tiled GEMM (CPU adapters).
-    GemvVec4 => LinearVec4::"gemv", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
-    GemvRows => LinearVec4::"gemv_rows", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
-    GemmReg => LinearVec4::"gemm_reg", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y];
+    GemvVec4 => LinearVec4::"gemv", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y, 6 aux];
+    GemvRows => LinearVec4::"gemv_rows", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y, 6 aux];
+    GemmReg => LinearVec4::"gemm_reg", MatmulParams, w_f16 = true, [1 x, 2 w, 3 bias, 4 y, 6 aux];
     Attention => Attention::"attend", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
     /// Barrier-free attention for CPU adapters: AR query rows per thread (prefill, vision).
     AttentionRows => Attention::"attend_rows", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
@@ -85,10 +85,10 @@ kernel_table! {
     PatchEmbed => PatchEmbed::"patch_embed", PatchEmbedParams, w_f16 = true, [1 px, 2 w, 3 bias, 4 out, 5 pos];
     /// 4-bit weights (q4.wgsl): fused GEMV and tiled GEMM (GPUs), row-per-thread GEMV and
     /// register-tiled GEMM (CPU adapters), embedding gather.
-    Q4Gemv => Q4::"gemv", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
-    Q4Gemm => Q4::"gemm", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
-    Q4GemvRows => Q4::"gemv_rows", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
-    Q4GemmReg => Q4::"gemm_reg", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y];
+    Q4Gemv => Q4::"gemv", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y, 6 aux];
+    Q4Gemm => Q4::"gemm", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y, 6 aux];
+    Q4GemvRows => Q4::"gemv_rows", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y, 6 aux];
+    Q4GemmReg => Q4::"gemm_reg", Q4Params, w_f16 = false, [1 x, 2 w, 3 bias, 4 y, 6 aux];
     Q4Gather => Q4::"gather", Q4Params, w_f16 = false, [2 w, 4 y, 5 ids];
 }
 

@@ -56,11 +56,11 @@ macro_rules! params {
 
 params! {
     /// matmul.wgsl (gemm, gemv): Y = X·Wᵀ (+ bias) for weight rows n0 .. n0+nc of [n, k].
-    MatmulParams { m: u32, n: u32, k: u32, n0: u32, nc: u32, has_bias: u32, gx: u32, _pad: u32 }
+    MatmulParams { m: u32, n: u32, k: u32, n0: u32, nc: u32, has_bias: u32, gx: u32, epi: u32 }
     /// q4.wgsl (gemv, gemm, gather): as [`MatmulParams`] plus the 4-bit chunk layout.
     Q4Params {
         m: u32, n: u32, k: u32, n0: u32, nc: u32, has_bias: u32, gx: u32, group: u32, asym: u32,
-        scales_at: u32, offsets_at: u32, _pad: u32,
+        scales_at: u32, offsets_at: u32, epi: u32,
     }
     /// attention.wgsl (attend).
     AttentionParams {

@@ -37,3 +37,57 @@ fn a_wrong_result_fails() {
     let o = pollster::block_on(pinhole_gpu::kernel_cases::check_with(&case, &want, &gpus[0]));
     assert!(!o.passed, "a perturbed reference passed");
 }
+
+#[test]
+fn fusion_changes_no_bit() {
+    // Every case whose graph has a fusable matmul (the fused cases, the composed decoder
+    // block) gives the same bits with the executor's epilogue fusion on and off, on both
+    // devices (GPU and CPU-adapter kernel families, split weights).
+    let gpus = common::gpus();
+    let cases: Vec<_> = all_cases()
+        .into_iter()
+        .filter(|c| c.name.starts_with("fused") || c.name.starts_with("composed"))
+        .collect();
+    assert!(cases.len() >= 40, "only {} cases", cases.len());
+    for gpu in &gpus {
+        for c in &cases {
+            let on = pollster::block_on(c.gpu_fused(gpu, true)).unwrap();
+            let off = pollster::block_on(c.gpu_fused(gpu, false)).unwrap();
+            for (a, b) in on.iter().zip(&off) {
+                let bits = |t: &pinhole_core::Tensor| match t.as_f32() {
+                    Ok(v) => v.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                    Err(_) => t.as_u32().unwrap().to_vec(),
+                };
+                assert_eq!(
+                    bits(a),
+                    bits(b),
+                    "{} (limit {})",
+                    c.name,
+                    gpu.limits.max_storage_buffer_binding_size
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fusion_saves_a_dispatch_per_fused_pair() {
+    // The composed decoder block has three fusable pairs: o-projection + residual add,
+    // up-projection + gated activation, down-projection + residual add.
+    let gpus = common::gpus();
+    let case = all_cases()
+        .into_iter()
+        .find(|c| c.name == "composed decoder block")
+        .unwrap();
+    let mut store = pinhole_gpu::WeightStore::new();
+    for (n, t) in &case.weights {
+        store.upload(&gpus[0], n, t).unwrap();
+    }
+    let count = |fuse: bool| {
+        let mut ex = pinhole_gpu::Executor::new(gpus[0].clone());
+        ex.fuse = fuse;
+        pollster::block_on(ex.run(&case.graph, &store, &case.inputs)).unwrap();
+        ex.stats.dispatches
+    };
+    assert_eq!(count(false) - count(true), 3);
+}

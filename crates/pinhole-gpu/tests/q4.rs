@@ -74,6 +74,36 @@ fn q4_matmul_gemv_and_gemm_all_edges() {
 }
 
 #[test]
+fn q4_matmul_with_fused_epilogues() {
+    // The 4-bit kernels' stores go through common/epilogue.wgsl too: a residual add and the
+    // gated MLP's up projection fused into the matmul (executor/fuse.rs), on the GEMV, the
+    // GEMM and the register-tiled GEMM sizes.
+    use pinhole_core::graph::Activation;
+    let mut rng = Rng::new(43);
+    for &(m, n, k) in &[(1, 257, 64), (4, 33, 96), (37, 67, 64)] {
+        for f in formats(k) {
+            for kind in ["add", "up", "act"] {
+                let mut c = Case::new();
+                let x = c.input("x", randt(&mut rng, &[m, k], 1.0));
+                let other = c.input("other", randt(&mut rng, &[m, n], 1.0));
+                let w = c.weight("w", q4_weight(&mut rng, n, k, f));
+                let b = c.weight("b", randt(&mut rng, &[n], 1.0));
+                let g = &mut c.graph;
+                let y = g.matmul(x, w, Some(b)).unwrap();
+                let out = match kind {
+                    "add" => g.add(other, y),
+                    "up" => g.gated(other, y, Activation::Silu),
+                    _ => g.act(y, Activation::GeluTanh),
+                }
+                .unwrap();
+                g.output(out);
+                c.check(1e-5, &format!("q4 fused {kind} {m}x{n}x{k} {f:?}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn q4_embedding_gather_and_tied_lm_head() {
     let mut rng = Rng::new(42);
     let (v, e) = (301, 64);

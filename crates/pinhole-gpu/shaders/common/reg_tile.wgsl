@@ -9,10 +9,10 @@
 // does not unroll) becomes per-lane memory traffic (measured in BENCHMARKS.md: that cost
 // more than the loads it saved). Rows and columns past the edges are clamped for loading and
 // skipped for storing, so the inner loops have no branch.
-// Includer provides: the uniform `p` with fields m, n, k, n0, nc, has_bias, and the bindings
+// Includer provides: the uniform `p` with fields m, n, k, n0, nc, has_bias, epi, and the bindings
 // `x: array<vec4<f32>>`, `bias: array<f32>` and `y: array<f32>` (read_write).
 
-// #include "common/bias.wgsl"
+// #include "common/epilogue.wgsl"
 
 const RQ: u32 = 2u;
 const CQ: u32 = 4u;
@@ -60,7 +60,7 @@ fn mm4(acc: mat4x4<f32>, a: mat4x4<f32>, b: mat4x4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(mac4(acc[0], a, b[0]), mac4(acc[1], a, b[1]), mac4(acc[2], a, b[2]), mac4(acc[3], a, b[3]));
 }
 
-// One 4×4 block of Y (+ bias): rows r0 .., columns c0 .. of this dispatch's chunk.
+// One 4×4 block of Y (+ bias, then the fused epilogue): rows r0 .., columns c0 .. of this dispatch's chunk.
 fn reg_store(r0: u32, c0: u32, acc: mat4x4<f32>) {
     for (var j = 0u; j < 4u; j++) {
         let c = c0 + j;
@@ -68,7 +68,8 @@ fn reg_store(r0: u32, c0: u32, acc: mat4x4<f32>) {
             let bv = bias_at(c);
             for (var i = 0u; i < 4u; i++) {
                 if (r0 + i < p.m) {
-                    y[(r0 + i) * p.n + p.n0 + c] = acc[j][i] + bv;
+                    let o = (r0 + i) * p.n + p.n0 + c;
+                    y[o] = epilogue(o, acc[j][i] + bv);
                 }
             }
         }

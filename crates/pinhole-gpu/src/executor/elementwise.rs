@@ -7,8 +7,8 @@ use crate::error::Result;
 use crate::kernels::Kernel;
 use crate::params::ElementwiseParams;
 
-/// The activation codes of elementwise.wgsl's `activate`.
-fn act_code(a: Activation) -> u32 {
+/// The activation codes of common/act.wgsl's `activate`.
+pub(super) fn act_code(a: Activation) -> u32 {
     match a {
         Activation::GeluTanh => 0,
         Activation::GeluErf => 1,

@@ -6,6 +6,7 @@ use pinhole_core::graph::{Op, TensorId};
 use pinhole_core::tensor::rows_of;
 use pinhole_core::{DType, Error as CoreError};
 
+use super::fuse::Fusion;
 use super::{core_err, Dispatch, OpCtx};
 use crate::error::Result;
 use crate::kernels::Kernel;
@@ -54,14 +55,16 @@ pub(crate) fn float_kernel(m: usize, k: usize, dtype: DType, barrier_free: bool)
     }
 }
 
-pub(super) fn plan(cx: &mut OpCtx) -> Result<()> {
+/// Plans the matmul `cx.op` into `cx.out`; with `fused`, also the op after it
+/// ([`super::fuse`]), whose output `cx.out` then is.
+pub(super) fn plan(cx: &mut OpCtx, fused: Option<Fusion>) -> Result<()> {
     let Op::MatMul { x, w, bias } = *cx.op else {
         return Err(cx.not_mine("matmul"));
     };
-    matmul(cx, x, w, bias)
+    matmul(cx, x, w, bias, fused)
 }
 
-fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> Result<()> {
+fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>, fused: Option<Fusion>) -> Result<()> {
     let wt = cx.val(w)?;
     let q4 = matches!(wt.dtype, DType::Q4(_));
     if !q4 && !matches!(wt.dtype, DType::F32 | DType::F16) {
@@ -78,12 +81,23 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
         }
         None => cx.gpu.dummy.clone(),
     };
+    let (epi, aux_buf) = match fused {
+        Some(Fusion { epi, aux: Some(a), .. }) => (epi, cx.buf(a, "fused epilogue input")?),
+        Some(Fusion { epi, aux: None, .. }) => (epi, cx.gpu.dummy.clone()),
+        None => (0, cx.gpu.dummy.clone()),
+    };
     let xb = cx.buf(x, "matmul input")?;
     // GEMV (≤ 4 rows of x) reads every weight once for all rows; GEMM tiles 64×64.
     let gemv = m <= GEMV_MAX_ROWS;
     let max_dim = cx.gpu.limits.max_compute_workgroups_per_dimension as usize;
     for c in &wt.chunks {
-        let bind = [("x", &xb), ("w", &c.buffer), ("bias", &bias_buf), ("y", cx.out)];
+        let bind = [
+            ("x", &xb),
+            ("w", &c.buffer),
+            ("bias", &bias_buf),
+            ("y", cx.out),
+            ("aux", &aux_buf),
+        ];
         let gemm_grid = [c.rows.div_ceil(TILE) as u32, m.div_ceil(TILE) as u32, 1];
         let d = if q4 {
             // The same rule as the float kernels' (float_kernel); K is always a multiple of 32.
@@ -103,7 +117,9 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
             } else {
                 (Kernel::Q4Gemm, gemm_grid)
             };
-            Dispatch::new(kernel, q4_params(wt, c, m, bias.is_some(), groups[0])?, groups, &bind)?
+            let mut params = q4_params(wt, c, m, bias.is_some(), groups[0])?;
+            params.epi = epi;
+            Dispatch::new(kernel, params, groups, &bind)?
         } else {
             // Same parameters for every kernel; only the kernel and its grid differ.
             let mut kernel = float_kernel(m, wt.cols(), wt.dtype, cx.gpu.barrier_free_matmul());
@@ -139,7 +155,7 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>) -> R
                 nc: c.rows as u32,
                 has_bias: bias.is_some() as u32,
                 gx: groups[0],
-                _pad: 0,
+                epi,
             };
             Dispatch::new(kernel, params, groups, &bind)?.f16(wt.dtype == DType::F16)
         };
@@ -171,6 +187,6 @@ pub(super) fn q4_params(wt: &GpuTensor, c: &Chunk, m: usize, has_bias: bool, gx:
         asym: f.asym() as u32,
         scales_at: scales_at as u32,
         offsets_at: offsets_at as u32,
-        _pad: 0,
+        epi: 0,
     })
 }

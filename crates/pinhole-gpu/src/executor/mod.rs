@@ -14,6 +14,8 @@
 //!   whose dispatches bind the same buffers as a recent one (the next decode step of the same
 //!   model and cache bucket: token and position change only the uniform block and uploads)
 //!   replays that run's recorded pipelines and bind groups;
+//! * `fuse`: which matmuls take over the residual add or activation right after them (one
+//!   dispatch, the bias-and-epilogue step of common/epilogue.wgsl);
 //! * `dispatch`: a [`Dispatch`] (kernel, typed params, bindings by WGSL name, checked against
 //!   the kernel table) and [`OpCtx`], all a dispatch module sees of the plan;
 //! * one dispatch module per op family, each turning its ops into dispatches: `matmul` (f32,
@@ -26,6 +28,7 @@ mod copy;
 mod dispatch;
 mod elementwise;
 mod embedding;
+mod fuse;
 mod matmul;
 mod norm;
 mod patch_embed;
@@ -70,6 +73,9 @@ pub struct Executor {
     /// Keep the pipelines and bind groups of recent runs and replay them when a run binds the
     /// same buffers (on by default; tests turn it off to compare).
     pub record: bool,
+    /// Fuse a matmul with the residual add or activation that consumes it (`fuse`; on by
+    /// default; tests and `pinhole bench model --no-fuse` turn it off to compare).
+    pub fuse: bool,
     pub stats: RunStats,
 }
 
@@ -87,6 +93,7 @@ impl Executor {
             recordings: Vec::new(),
             poison: false,
             record: true,
+            fuse: true,
             stats: RunStats::default(),
         }
     }

@@ -7,6 +7,7 @@ use pinhole_core::graph::{Graph, Op, ValueKind};
 use pinhole_core::tensor::{numel, rows_of, Data};
 use pinhole_core::{DType, Error as CoreError, Tensor};
 
+use super::fuse::{self, Fusion};
 use super::{attention, copy, elementwise, embedding, matmul, norm, patch_embed, rope, sampling};
 use super::{core_err, Dispatch, Executor, OpCtx};
 use crate::error::{GpuError, Result};
@@ -64,6 +65,7 @@ impl Executor {
         let n = g.values.len();
         // Last op index reading each value; graph outputs live to the end.
         let mut last_use = vec![0usize; n];
+        let mut readers = vec![0usize; n];
         for (i, v) in g.values.iter().enumerate() {
             if let ValueKind::Op(op) = &v.kind {
                 for inp in op.inputs() {
@@ -75,6 +77,7 @@ impl Executor {
                         ))));
                     }
                     last_use[inp.0] = i;
+                    readers[inp.0] += 1;
                 }
             }
         }
@@ -87,6 +90,17 @@ impl Executor {
             }
             last_use[o.0] = usize::MAX;
         }
+        let fusions = if self.fuse {
+            let mut is_output = vec![false; n];
+            for o in &g.outputs {
+                is_output[o.0] = true;
+            }
+            fuse::find(g, &readers, &is_output)
+        } else {
+            vec![None; n]
+        };
+        // Outputs of consumer ops already planned by the matmul fused into them.
+        let mut fused_out: HashMap<usize, GpuTensor> = HashMap::new();
         let mut plan = Plan {
             dispatches: Vec::new(),
             uploads: Vec::new(),
@@ -154,9 +168,11 @@ impl Executor {
 
         for (i, v) in g.values.iter().enumerate() {
             let out = match &v.kind {
-                ValueKind::Input(_) | ValueKind::Const(_) => host_vals
-                    .remove(&i)
-                    .ok_or_else(|| core_err(CoreError::Graph("input buffer missing".into())))?,
+                ValueKind::Input(_) | ValueKind::Const(_) => Some(
+                    host_vals
+                        .remove(&i)
+                        .ok_or_else(|| core_err(CoreError::Graph("input buffer missing".into())))?,
+                ),
                 ValueKind::Weight(name) => {
                     let w = weights
                         .get(name)
@@ -167,7 +183,7 @@ impl Executor {
                             detail: format!("graph expects {:?}, uploaded {:?}", v.shape, w.shape),
                         }));
                     }
-                    w.clone()
+                    Some(w.clone())
                 }
                 ValueKind::State(name) => {
                     let ok = self.states.get(name).is_some_and(|s| s.shape == v.shape);
@@ -204,20 +220,33 @@ impl Executor {
                             },
                         );
                     }
-                    self.states
-                        .get(name)
-                        .cloned()
-                        .ok_or_else(|| core_err(CoreError::Graph(format!("state '{name}' missing"))))?
+                    Some(
+                        self.states
+                            .get(name)
+                            .cloned()
+                            .ok_or_else(|| core_err(CoreError::Graph(format!("state '{name}' missing"))))?,
+                    )
                 }
                 ValueKind::Op(op) => {
-                    let t = self.plan_op(g, i, op, &v.shape, v.dtype, &mut plan)?;
-                    if !matches!(op, Op::WriteRows { .. }) {
-                        releasable[i] = true;
+                    if let Some(f) = fusions[i] {
+                        // The matmul writes its consumer's output; it has no buffer of its
+                        // own (its one reader is that consumer, planned here with it).
+                        let t = self.plan_op(g, i, op, Some(f), &mut plan)?;
+                        fused_out.insert(f.into, t);
+                        None
+                    } else {
+                        let t = match fused_out.remove(&i) {
+                            Some(t) => t,
+                            None => self.plan_op(g, i, op, None, &mut plan)?,
+                        };
+                        if !matches!(op, Op::WriteRows { .. }) {
+                            releasable[i] = true;
+                        }
+                        Some(t)
                     }
-                    t
                 }
             };
-            plan.values[i] = Some(out);
+            plan.values[i] = out;
             // Return buffers whose last reader was this op.
             if let ValueKind::Op(op) = &v.kind {
                 for inp in op.inputs() {
@@ -237,16 +266,11 @@ impl Executor {
 
     /// Plans op #`i`: takes its output buffer from the pool (for `write_rows`, the output is
     /// the state it writes into), poisons it in tests, and lets the op's dispatch module add
-    /// its dispatches. Adding an op means one arm here and its module.
-    fn plan_op(
-        &mut self,
-        g: &Graph,
-        i: usize,
-        op: &Op,
-        shape: &[usize],
-        dtype: DType,
-        plan: &mut Plan,
-    ) -> Result<GpuTensor> {
+    /// its dispatches. Adding an op means one arm here and its module. A matmul with `fused`
+    /// gets the output of the op it absorbs.
+    fn plan_op(&mut self, g: &Graph, i: usize, op: &Op, fused: Option<Fusion>, plan: &mut Plan) -> Result<GpuTensor> {
+        let dtype = g.values[i].dtype;
+        let shape = &g.values[fused.map_or(i, |f| f.into)].shape;
         let gpu = self.gpu.clone();
         let (out, result) = if let Op::WriteRows { state, .. } = *op {
             let st = plan.values[state.0]
@@ -295,7 +319,7 @@ impl Executor {
             dispatches: &mut plan.dispatches,
         };
         match op {
-            Op::MatMul { .. } => matmul::plan(&mut cx)?,
+            Op::MatMul { .. } => matmul::plan(&mut cx, fused)?,
             Op::Attention { .. } => attention::plan(&mut cx)?,
             Op::PatchEmbed { .. } => patch_embed::plan(&mut cx)?,
             Op::LayerNorm { .. } | Op::RmsNorm { .. } => norm::plan(&mut cx)?,
