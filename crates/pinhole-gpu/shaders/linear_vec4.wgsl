@@ -34,6 +34,10 @@ struct Params {
     has_bias: u32,
     gx: u32,
     epi: u32, // fused epilogue (common/epilogue.wgsl)
+    y_off: u32, // y element the output starts at (common/epilogue.wgsl)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -133,7 +137,7 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let b = bias_at(col);
         for (var i = 0u; i < rows; i++) {
             let o = (m0 + i) * p.n + p.n0 + col;
-            y[o] = epilogue(o, s[i] + b);
+            store(o, s[i] + b);
         }
     }
 }
@@ -153,7 +157,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
         let b = bias_at(col);
         for (var i = 0u; i < rows; i++) {
             let o = (m0 + i) * p.n + p.n0 + col;
-            y[o] = epilogue(o, acc[i] + b);
+            store(o, acc[i] + b);
         }
     }
 }

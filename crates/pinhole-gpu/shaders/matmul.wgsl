@@ -30,6 +30,10 @@ struct Params {
     has_bias: u32,
     gx: u32,
     epi: u32, // fused epilogue (common/epilogue.wgsl)
+    y_off: u32, // y element the output starts at (common/epilogue.wgsl)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -121,6 +125,6 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
     if (t == 0u && col < p.nc) {
         let o = m * p.n + p.n0 + col;
-        y[o] = epilogue(o, red[li] + bias_at(col));
+        store(o, red[li] + bias_at(col));
     }
 }

@@ -46,6 +46,10 @@ struct Params {
     scales_at: u32,
     offsets_at: u32,
     epi: u32, // fused epilogue (common/epilogue.wgsl)
+    y_off: u32, // y element the output starts at (common/epilogue.wgsl)
+    _p0: u32,
+    _p1: u32,
+    _p2: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -148,7 +152,7 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
         let sum = red[li];
         for (var m = 0u; m < p.m; m++) {
             let o = m * p.n + p.n0 + col;
-            y[o] = epilogue(o, sum[m] + b);
+            store(o, sum[m] + b);
         }
     }
 }
@@ -226,7 +230,7 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
             let b = bias_at(col);
             for (var m = 0u; m < p.m; m++) {
                 let o = m * p.n + p.n0 + col;
-                y[o] = epilogue(o, acc[r][m] + b);
+                store(o, acc[r][m] + b);
             }
         }
     }

@@ -1,7 +1,8 @@
 // rope.wgsl — rotary position embedding, rotate-half convention (as transformers' Gemma, Llama
 // and Phi), full or partial.
 //
-// Layouts: x, out [S, H·D] f32; cos_sin [S, R] f32 = cos of the R/2 frequencies, then their
+// Layouts: x [S, H·D] f32, written to out from element out_off (0, or a KV-cache row when the
+// executor fuses the cache write, executor/fuse.rs); cos_sin [S, R] f32 = cos of the R/2 frequencies, then their
 // sin, for each row's own position (computed on the host exactly as transformers does, so any
 // position ids work). For each head, dims t < R/2 and t + R/2 rotate as a pair:
 //   out[t]       = x[t]·cos − x[t+R/2]·sin
@@ -15,7 +16,7 @@ struct Params {
     head_dim: u32,
     rot: u32,
     gx: u32,
-    _p0: u32,
+    out_off: u32, // out element row 0 starts at (a KV-cache row when fused, else 0)
     _p1: u32,
     _p2: u32,
 }
@@ -39,7 +40,7 @@ fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let head_base = i - t;
     let half = p.rot / 2u;
     if (t >= p.rot) {
-        out[i] = x[i];
+        out[p.out_off + i] = x[i];
         return;
     }
     let f = t % half;
@@ -48,8 +49,8 @@ fn rope(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     let a = x[head_base + f];
     let b = x[head_base + half + f];
     if (t < half) {
-        out[i] = a * c - b * s;
+        out[p.out_off + i] = a * c - b * s;
     } else {
-        out[i] = b * c + a * s;
+        out[p.out_off + i] = b * c + a * s;
     }
 }

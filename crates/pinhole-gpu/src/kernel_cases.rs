@@ -310,6 +310,53 @@ fn fused_matmul_cases(v: &mut Vec<Case>) -> R<()> {
     Ok(())
 }
 
+/// A decode-style step writing K (after RoPE) and V straight into KV-cache states at row 3
+/// (the executor fuses the projection or RoPE with the `write_rows`), then attending over
+/// the cache; and a graph that reads a state's rows *before* writing them, which must not be
+/// fused (the read would see the new rows). f32 and f16 weights, 1 and 5 new rows.
+fn cache_write_cases(v: &mut Vec<Case>) -> R<()> {
+    let mut rng = Rng::new(3);
+    let (d, h, kvh, hd, max_len, row0) = (40, 4, 2, 8, 11, 3);
+    for s in [1, 5] {
+        for f16 in [false, true] {
+            let mut c = Case::new(format!("fused cache write s={s} f16={f16}"), 1e-5);
+            let x = c.input("x", randt(&mut rng, &[s, d], 1.0)?);
+            let wq = c.weight("wq", weight(&mut rng, &[h * hd, d], f16)?);
+            let wk = c.weight("wk", weight(&mut rng, &[kvh * hd, d], f16)?);
+            let wv = c.weight("wv", weight(&mut rng, &[kvh * hd, d], f16)?);
+            let g = &mut c.graph;
+            let q = g.matmul(x, wq, None)?;
+            let k = g.matmul(x, wk, None)?;
+            let vv = g.matmul(x, wv, None)?;
+            let pos: Vec<u32> = (row0 as u32..(row0 + s) as u32).collect();
+            let cs = g.rope_table(&pos, hd, 10000.0)?;
+            let q = g.rope(q, cs, h, hd, hd)?;
+            let k = g.rope(k, cs, kvh, hd, hd)?;
+            let kc = g.state("k_cache", &[max_len, kvh * hd]);
+            let vc = g.state("v_cache", &[max_len, kvh * hd]);
+            let kc = g.write_rows(kc, k, row0)?;
+            let vc = g.write_rows(vc, vv, row0)?;
+            let a = g.attention(q, kc, vc, params(h, kvh, hd, row0 + s, row0, mask(true, 0, 0)))?;
+            g.output(a);
+            g.output(kc);
+            g.output(vc);
+            v.push(c);
+        }
+    }
+    let mut c = Case::new("cache read before its write (not fused)", 1e-5);
+    let x = c.input("x", randt(&mut rng, &[2, d], 1.0)?);
+    let wv = c.weight("wv", weight(&mut rng, &[kvh * hd, d], false)?);
+    let g = &mut c.graph;
+    let y = g.matmul(x, wv, None)?;
+    let vc = g.state("v_cache", &[max_len, kvh * hd]);
+    let before = g.rows(vc, row0, 2)?;
+    let vc = g.write_rows(vc, y, row0)?;
+    g.output(before);
+    g.output(vc);
+    v.push(c);
+    Ok(())
+}
+
 fn attn_case(v: &mut Vec<Case>, seed: u64, s: usize, t: usize, p: AttnParams) -> R<()> {
     let mut rng = Rng::new(seed);
     let mut c = Case::new(format!("attention s={s} t={t} {p:?}"), 1e-5);
@@ -539,9 +586,10 @@ fn composed_case(v: &mut Vec<Case>) -> R<()> {
 /// Every case, in a fixed order (names are unique).
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let builders: [Builder; 11] = [
+    let builders: [Builder; 12] = [
         matmul_cases,
         fused_matmul_cases,
+        cache_write_cases,
         attention_cases,
         patch_embed_cases,
         norm_cases,

@@ -56,11 +56,14 @@ macro_rules! params {
 
 params! {
     /// matmul.wgsl (gemm, gemv): Y = X·Wᵀ (+ bias) for weight rows n0 .. n0+nc of [n, k].
-    MatmulParams { m: u32, n: u32, k: u32, n0: u32, nc: u32, has_bias: u32, gx: u32, epi: u32 }
+    MatmulParams {
+        m: u32, n: u32, k: u32, n0: u32, nc: u32, has_bias: u32, gx: u32, epi: u32, y_off: u32, _p0: u32,
+        _p1: u32, _p2: u32,
+    }
     /// q4.wgsl (gemv, gemm, gather): as [`MatmulParams`] plus the 4-bit chunk layout.
     Q4Params {
         m: u32, n: u32, k: u32, n0: u32, nc: u32, has_bias: u32, gx: u32, group: u32, asym: u32,
-        scales_at: u32, offsets_at: u32, epi: u32,
+        scales_at: u32, offsets_at: u32, epi: u32, y_off: u32, _p0: u32, _p1: u32, _p2: u32,
     }
     /// attention.wgsl (attend).
     AttentionParams {
@@ -74,7 +77,7 @@ params! {
     /// copy.wgsl (copy_range, fill, copy_vec4).
     CopyParams { n: u32, src_off: u32, dst_off: u32, value: u32, gx: u32, _p0: u32, _p1: u32, _p2: u32 }
     /// rope.wgsl.
-    RopeParams { s: u32, n_heads: u32, head_dim: u32, rot: u32, gx: u32, _p0: u32, _p1: u32, _p2: u32 }
+    RopeParams { s: u32, n_heads: u32, head_dim: u32, rot: u32, gx: u32, out_off: u32, _p1: u32, _p2: u32 }
     /// embedding.wgsl (gather, scatter).
     EmbeddingParams { s: u32, e: u32, row0: u32, rows: u32, gx: u32, _p0: u32, _p1: u32, _p2: u32 }
     /// argmax.wgsl.

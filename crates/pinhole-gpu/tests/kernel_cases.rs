@@ -41,12 +41,12 @@ fn a_wrong_result_fails() {
 #[test]
 fn fusion_changes_no_bit() {
     // Every case whose graph has a fusable matmul (the fused cases, the composed decoder
-    // block) gives the same bits with the executor's epilogue fusion on and off, on both
+    // block, the KV-cache writes) gives the same bits with the executor's epilogue fusion on and off, on both
     // devices (GPU and CPU-adapter kernel families, split weights).
     let gpus = common::gpus();
     let cases: Vec<_> = all_cases()
         .into_iter()
-        .filter(|c| c.name.starts_with("fused") || c.name.starts_with("composed"))
+        .filter(|c| c.name.starts_with("fused") || c.name.starts_with("composed") || c.name.starts_with("cache"))
         .collect();
     assert!(cases.len() >= 40, "only {} cases", cases.len());
     for gpu in &gpus {
@@ -73,21 +73,26 @@ fn fusion_changes_no_bit() {
 #[test]
 fn fusion_saves_a_dispatch_per_fused_pair() {
     // The composed decoder block has three fusable pairs: o-projection + residual add,
-    // up-projection + gated activation, down-projection + residual add.
+    // up-projection + gated activation, down-projection + residual add. The cache-write case
+    // two: RoPE of K + its cache write, V projection + its cache write. Reading a state's rows
+    // before writing them forbids the fusion.
     let gpus = common::gpus();
-    let case = all_cases()
-        .into_iter()
-        .find(|c| c.name == "composed decoder block")
-        .unwrap();
-    let mut store = pinhole_gpu::WeightStore::new();
-    for (n, t) in &case.weights {
-        store.upload(&gpus[0], n, t).unwrap();
+    for (name, saved) in [
+        ("composed decoder block", 3),
+        ("fused cache write s=5 f16=true", 2),
+        ("cache read before its write (not fused)", 0),
+    ] {
+        let case = all_cases().into_iter().find(|c| c.name == name).unwrap();
+        let mut store = pinhole_gpu::WeightStore::new();
+        for (n, t) in &case.weights {
+            store.upload(&gpus[0], n, t).unwrap();
+        }
+        let count = |fuse: bool| {
+            let mut ex = pinhole_gpu::Executor::new(gpus[0].clone());
+            ex.fuse = fuse;
+            pollster::block_on(ex.run(&case.graph, &store, &case.inputs)).unwrap();
+            ex.stats.dispatches
+        };
+        assert_eq!(count(false) - count(true), saved, "{name}");
     }
-    let count = |fuse: bool| {
-        let mut ex = pinhole_gpu::Executor::new(gpus[0].clone());
-        ex.fuse = fuse;
-        pollster::block_on(ex.run(&case.graph, &store, &case.inputs)).unwrap();
-        ex.stats.dispatches
-    };
-    assert_eq!(count(false) - count(true), 3);
 }

@@ -10,8 +10,10 @@
 //   4 gate:     y = act(v) · aux[i]       gated MLP, the matmul is the gate projection
 // with v = x·w (+ bias) and i the element's index in y. Each is the same f32 arithmetic, in
 // the same order, as the unfused elementwise.wgsl kernel, so fusing changes no bit.
-// Includer provides: the uniform `p` with fields n0, has_bias and epi, and the binding
-// `bias: array<f32>`. Declares binding 6, `aux` (the executor binds a dummy when unused).
+// `store` writes the result at y[y_off + i]: y_off is 0, or a KV-cache row when the executor
+// fuses the cache write into the matmul.
+// Includer provides: the uniform `p` with fields n0, has_bias, epi and y_off, and the bindings
+// `bias: array<f32>` and `y: array<f32>` (read_write). Declares binding 6, `aux` (the executor binds a dummy when unused).
 
 // #include "common/act.wgsl"
 
@@ -44,4 +46,8 @@ fn epilogue(i: u32, v: f32) -> f32 {
             return v;
         }
     }
+}
+
+fn store(i: u32, v: f32) {
+    y[p.y_off + i] = epilogue(i, v);
 }

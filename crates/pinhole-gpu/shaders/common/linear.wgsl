@@ -43,7 +43,7 @@ fn tile_store(row0: u32, col0: u32, lid: vec3<u32>, acc: array<f32, 16>) {
             let c = col0 + lid.x * 4u + j;
             if (r < p.m && c < p.nc) {
                 let o = r * p.n + p.n0 + c;
-                y[o] = epilogue(o, acc[i * 4u + j] + bias_at(c));
+                store(o, acc[i * 4u + j] + bias_at(c));
             }
         }
     }

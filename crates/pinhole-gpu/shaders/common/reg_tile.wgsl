@@ -69,7 +69,7 @@ fn reg_store(r0: u32, c0: u32, acc: mat4x4<f32>) {
             for (var i = 0u; i < 4u; i++) {
                 if (r0 + i < p.m) {
                     let o = (r0 + i) * p.n + p.n0 + c;
-                    y[o] = epilogue(o, acc[j][i] + bv);
+                    store(o, acc[j][i] + bv);
                 }
             }
         }

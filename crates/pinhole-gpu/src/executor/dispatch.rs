@@ -85,6 +85,9 @@ pub(crate) struct OpCtx<'a> {
     /// The op's output shape and buffer (for `write_rows`, the state it writes into).
     pub shape: &'a [usize],
     pub out: &'a wgpu::Buffer,
+    /// The element of `out` the op's output starts at: 0, or the first row a fused
+    /// `write_rows` would have written (executor/fuse.rs; matmul and RoPE honour it).
+    pub out_off: usize,
     pub(super) values: &'a [Option<GpuTensor>],
     pub(super) dispatches: &'a mut Vec<Dispatch>,
 }

@@ -5,6 +5,10 @@
 //! on CPU adapters every dispatch costs a wake-up of all worker threads (~60 µs on llvmpipe,
 //! the whole step of a small model), on GPUs a pass over the output in memory.
 //!
+//! Likewise a matmul or RoPE whose only reader is a `write_rows` into a state (this step's K
+//! or V rows into the KV cache) writes straight into the state's rows (`y_off`/`out_off`),
+//! with no copy after it.
+//!
 //! The fused arithmetic is the unfused kernels' in the same order, so results do not change
 //! by a bit; `Executor::fuse = false` plans every op on its own (tests compare the two).
 
@@ -29,18 +33,53 @@ pub(crate) struct Fusion {
     pub aux: Option<TensorId>,
 }
 
+/// A `write_rows` consumer: whether the op reading value `i` only is a `write_rows` of it into
+/// a state no op between them reads (which would otherwise see the rows early).
+fn cache_write(g: &Graph, i: usize) -> Option<Fusion> {
+    let me = TensorId(i);
+    let (j, state) = g
+        .values
+        .iter()
+        .enumerate()
+        .skip(i + 1)
+        .find_map(|(j, v)| match v.kind {
+            ValueKind::Op(Op::WriteRows { state, src, .. }) if src == me => Some((j, state)),
+            _ => None,
+        })?;
+    let between_reads_state = g.values[i + 1..j].iter().any(|v| match &v.kind {
+        ValueKind::Op(op) => op.inputs().contains(&state),
+        _ => false,
+    });
+    // The state must exist when the producer is planned: defined before it, or a plain state
+    // (models declare the caches after computing K and V).
+    let ready = state.0 < i || matches!(g.values[state.0].kind, ValueKind::State(_));
+    (ready && !between_reads_state).then_some(Fusion {
+        into: j,
+        epi: 0,
+        aux: None,
+    })
+}
+
 /// For each value of `g`, the fusion of the matmul that defines it, if any. `readers[i]`
 /// counts the ops reading value i (twice if one op reads it twice); `outputs` marks the
 /// graph's outputs, which must stay materialised.
 pub(crate) fn find(g: &Graph, readers: &[usize], outputs: &[bool]) -> Vec<Option<Fusion>> {
     let mut out = vec![None; g.values.len()];
     for (i, v) in g.values.iter().enumerate() {
-        let ValueKind::Op(Op::MatMul { .. }) = v.kind else {
-            continue;
-        };
+        match v.kind {
+            ValueKind::Op(Op::MatMul { .. } | Op::Rope { .. }) => {}
+            _ => continue,
+        }
         if readers[i] != 1 || outputs[i] {
             continue;
         }
+        if let Some(f) = cache_write(g, i) {
+            out[i] = Some(f);
+            continue;
+        }
+        let ValueKind::Op(Op::MatMul { .. }) = v.kind else {
+            continue;
+        };
         let Some(ValueKind::Op(next)) = g.values.get(i + 1).map(|n| &n.kind) else {
             continue;
         };

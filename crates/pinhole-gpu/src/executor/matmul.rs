@@ -73,7 +73,8 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>, fuse
             detail: format!("{} is not supported", wt.dtype.name()),
         }));
     }
-    let m = rows_of(cx.shape);
+    // The rows of x (cx.shape is a fused consumer's: a whole KV cache for `write_rows`).
+    let m = rows_of(cx.g.shape(x).map_err(core_err)?);
     let bias_buf = match bias {
         Some(b) => {
             cx.f32_store(b, "bias")?;
@@ -119,6 +120,7 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>, fuse
             };
             let mut params = q4_params(wt, c, m, bias.is_some(), groups[0])?;
             params.epi = epi;
+            params.y_off = cx.out_off as u32;
             Dispatch::new(kernel, params, groups, &bind)?
         } else {
             // Same parameters for every kernel; only the kernel and its grid differ.
@@ -156,6 +158,8 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>, fuse
                 has_bias: bias.is_some() as u32,
                 gx: groups[0],
                 epi,
+                y_off: cx.out_off as u32,
+                ..Default::default()
             };
             Dispatch::new(kernel, params, groups, &bind)?.f16(wt.dtype == DType::F16)
         };
@@ -187,6 +191,6 @@ pub(super) fn q4_params(wt: &GpuTensor, c: &Chunk, m: usize, has_bias: bool, gx:
         asym: f.asym() as u32,
         scales_at: scales_at as u32,
         offsets_at: offsets_at as u32,
-        epi: 0,
+        ..Default::default()
     })
 }

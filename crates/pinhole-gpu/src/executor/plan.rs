@@ -109,7 +109,6 @@ impl Executor {
         };
         // Values whose buffer may go back to the pool after their last use.
         let mut releasable = vec![false; n];
-        let gpu = self.gpu.clone();
 
         // Host data (inputs, constants) is written with queue.write_buffer, which lands before
         // the command buffer runs. So its buffers are taken first, while the pool holds only
@@ -185,48 +184,7 @@ impl Executor {
                     }
                     Some(w.clone())
                 }
-                ValueKind::State(name) => {
-                    let ok = self.states.get(name).is_some_and(|s| s.shape == v.shape);
-                    if !ok {
-                        let bytes = (numel(&v.shape) * 4) as u64;
-                        let limit = gpu.activation_binding_limit();
-                        if bytes > limit {
-                            return Err(GpuError::TooLarge {
-                                what: format!("state '{name}' {:?}", v.shape),
-                                bytes,
-                                limit,
-                                limit_name: "max_storage_buffer_binding_size",
-                            });
-                        }
-                        // New buffers are zero-initialised by WebGPU.
-                        let buffer = gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                            label: Some(name),
-                            size: bytes.max(16).div_ceil(16) * 16,
-                            usage: wgpu::BufferUsages::STORAGE
-                                | wgpu::BufferUsages::COPY_SRC
-                                | wgpu::BufferUsages::COPY_DST,
-                            mapped_at_creation: false,
-                        });
-                        self.states.insert(
-                            name.clone(),
-                            GpuTensor {
-                                shape: v.shape.clone(),
-                                dtype: DType::F32,
-                                chunks: vec![Chunk {
-                                    buffer,
-                                    row0: 0,
-                                    rows: rows_of(&v.shape),
-                                }],
-                            },
-                        );
-                    }
-                    Some(
-                        self.states
-                            .get(name)
-                            .cloned()
-                            .ok_or_else(|| core_err(CoreError::Graph(format!("state '{name}' missing"))))?,
-                    )
-                }
+                ValueKind::State(name) => Some(self.state_tensor(name, &v.shape)?),
                 ValueKind::Op(op) => {
                     if let Some(f) = fusions[i] {
                         // The matmul writes its consumer's output; it has no buffer of its
@@ -264,18 +222,73 @@ impl Executor {
         Ok(plan)
     }
 
+    /// The persistent state `name` (a KV cache), created zero-filled on first use or when its
+    /// shape changed.
+    fn state_tensor(&mut self, name: &str, shape: &[usize]) -> Result<GpuTensor> {
+        if let Some(t) = self.states.get(name).filter(|s| s.shape == shape) {
+            return Ok(t.clone());
+        }
+        let bytes = (numel(shape) * 4) as u64;
+        let limit = self.gpu.activation_binding_limit();
+        if bytes > limit {
+            return Err(GpuError::TooLarge {
+                what: format!("state '{name}' {shape:?}"),
+                bytes,
+                limit,
+                limit_name: "max_storage_buffer_binding_size",
+            });
+        }
+        // New buffers are zero-initialised by WebGPU.
+        let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some(name),
+            size: bytes.max(16).div_ceil(16) * 16,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let t = GpuTensor {
+            shape: shape.to_vec(),
+            dtype: DType::F32,
+            chunks: vec![Chunk {
+                buffer,
+                row0: 0,
+                rows: rows_of(shape),
+            }],
+        };
+        self.states.insert(name.to_string(), t.clone());
+        Ok(t)
+    }
+
     /// Plans op #`i`: takes its output buffer from the pool (for `write_rows`, the output is
     /// the state it writes into), poisons it in tests, and lets the op's dispatch module add
     /// its dispatches. Adding an op means one arm here and its module. A matmul with `fused`
     /// gets the output of the op it absorbs.
     fn plan_op(&mut self, g: &Graph, i: usize, op: &Op, fused: Option<Fusion>, plan: &mut Plan) -> Result<GpuTensor> {
         let dtype = g.values[i].dtype;
-        let shape = &g.values[fused.map_or(i, |f| f.into)].shape;
+        // The op whose output this is: `op`, or the consumer fused into it.
+        let out_at = fused.map_or(i, |f| f.into);
+        let shape = &g.values[out_at].shape;
+        let out_op = match &g.values[out_at].kind {
+            ValueKind::Op(o) => o,
+            _ => return Err(core_err(CoreError::Graph(format!("fused into #{out_at}, not an op")))),
+        };
         let gpu = self.gpu.clone();
-        let (out, result) = if let Op::WriteRows { state, .. } = *op {
-            let st = plan.values[state.0]
-                .clone()
-                .ok_or_else(|| core_err(CoreError::Graph(format!("tensor #{} used before defined", state.0))))?;
+        let mut out_off = 0;
+        let (out, result) = if let Op::WriteRows { state, row, .. } = *out_op {
+            // A fused producer may come before the state value in the graph (fuse.rs only
+            // allows that for a plain state, which depends on nothing).
+            let st = match (&plan.values[state.0], &g.values[state.0].kind) {
+                (Some(t), _) => t.clone(),
+                (None, ValueKind::State(name)) => self.state_tensor(name, &g.values[state.0].shape)?,
+                _ => {
+                    return Err(core_err(CoreError::Graph(format!(
+                        "tensor #{} used before defined",
+                        state.0
+                    ))))
+                }
+            };
+            if fused.is_some() {
+                out_off = row * st.cols();
+            }
             (st.single("state", &gpu)?.clone(), st)
         } else {
             let out_elems = numel(shape);
@@ -315,6 +328,7 @@ impl Executor {
             op,
             shape,
             out: &out,
+            out_off,
             values: &plan.values,
             dispatches: &mut plan.dispatches,
         };
