@@ -14,6 +14,7 @@
 //     wg.x + wg.y·gx = r·H + h. Keys are walked in blocks of 64 (one score per thread); each
 //     thread owns output dims t, t+64, … (head_dim ≤ 512). Decode, GPUs, any head_dim.
 //   attend_rows: CPU adapters in prefill and the vision tower (below).
+//   attend_tiled: GPUs in prefill and the vision tower, head_dim ≤ 256 (below).
 
 struct Params {
     s: u32,
@@ -287,6 +288,145 @@ fn attend_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
         for (var i = 0u; i < AR; i++) {
             if (live[i]) {
                 out[rb[i] + t] = out[rb[i] + t] * inv[i];
+            }
+        }
+    }
+}
+
+// attend_tiled: GPUs in prefill and the vision tower (S ≥ 16 rows, head_dim ≤ 256; see
+// executor/attention.rs). One 64-thread workgroup takes TR = 8 consecutive query rows of one
+// head, TD = 8 threads per row; thread (row, e) owns dims e, e + 8, … (≤ 32 of them) of its
+// row's q (in registers) and output accumulator. Keys are walked in tiles of KT = 8: the tile
+// of K is staged in workgroup memory once and read by all 8 rows (`attend` reads K once per
+// row), each thread leaves its partial dot products with the 8 keys, thread (row, e) then sums
+// key e's 8 partials into a score (scale, soft-cap, mask as `attend`), the row's 8 threads
+// update the same online softmax from the 8 scores, and the tile of V, staged in the same
+// workgroup memory, is accumulated into the owned dims. 10.3 KiB of workgroup memory, four
+// barriers per tile, all in uniform control flow (the key range is the workgroup's).
+// Dispatch: (gx, gy, 1) with gx·gy ≥ H·ceil(S / TR); workgroup wg.x + wg.y·gx = b·H + h is
+// head h, rows TR·b .. TR·b + TR - 1.
+const TR: u32 = 8u;
+const TD: u32 = 8u;
+const KT: u32 = 8u;
+const TDIM: u32 = 256u; // largest head_dim
+const TOWN: u32 = TDIM / TD; // dims owned per thread
+
+var<workgroup> kv_tile: array<f32, KT * TDIM>; // [KT][head_dim] of K, then of V
+var<workgroup> partial: array<f32, TR * KT * TD>; // [row][key][e]
+var<workgroup> scores: array<f32, TR * KT>; // [row][key], after the softmax: probabilities
+
+@compute @workgroup_size(64)
+fn attend_tiled(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
+    let g = group_index(wg);
+    let h = g % p.n_heads;
+    let b = g / p.n_heads;
+    let first = b * TR;
+    if (first >= p.s) {
+        return; // the whole workgroup
+    }
+    let kh = h / (p.n_heads / p.n_kv);
+    let d = p.head_dim;
+    let qw = p.n_heads * d;
+    let kw = p.n_kv * d;
+    let tr = li / TD; // row of the tile
+    let e = li % TD;  // lane of the row
+    let r = min(first + tr, p.s - 1u); // rows past S compute row S-1 and store nothing
+    let i = p.q_pos0 + r;
+    // Keys the workgroup's rows may see: up to its last row's position (or the prefix).
+    let last = p.q_pos0 + min(first + TR, p.s) - 1u;
+    var j_end = p.kv_len;
+    if (p.causal != 0u) {
+        var lim = last + 1u;
+        if (p.q_pos0 + first < p.prefix_len) {
+            lim = max(lim, p.prefix_len);
+        }
+        j_end = min(j_end, lim);
+    }
+    var qr: array<f32, TOWN>;
+    var acc: array<f32, TOWN>;
+    for (var c = 0u; c < TOWN; c++) {
+        let t = e + c * TD;
+        qr[c] = select(0.0, q[r * qw + h * d + min(t, d - 1u)], t < d);
+        acc[c] = 0.0;
+    }
+    var m_run = NEG;
+    var l_run = 0.0;
+    for (var j0 = 0u; j0 < j_end; j0 += KT) {
+        let n_tile = min(KT, j_end - j0);
+        // Stage K[j0 .. j0 + KT] (rows past j_end as zeros).
+        for (var x = li; x < KT * d; x += 64u) {
+            let jj = x / d;
+            let kj = min(j0 + jj, j_end - 1u);
+            kv_tile[jj * d + x % d] = select(0.0, k[kj * kw + kh * d + x % d], jj < n_tile);
+        }
+        workgroupBarrier();
+        for (var jj = 0u; jj < KT; jj++) {
+            var dot = 0.0;
+            for (var c = 0u; c < TOWN; c++) {
+                let t = e + c * TD;
+                if (t < d) {
+                    dot = fma(qr[c], kv_tile[jj * d + t], dot);
+                }
+            }
+            partial[(tr * KT + jj) * TD + e] = dot;
+        }
+        workgroupBarrier();
+        // Thread (row, e) scores key j0 + e for its row.
+        {
+            let j = j0 + e;
+            var sc = NEG;
+            if (e < n_tile && allowed(i, j)) {
+                var dot = 0.0;
+                for (var x = 0u; x < TD; x++) {
+                    dot += partial[(tr * KT + e) * TD + x];
+                }
+                sc = dot * p.scale;
+                if (p.softcap > 0.0) {
+                    sc = p.softcap * tanh_acc(sc / p.softcap);
+                }
+            }
+            scores[tr * KT + e] = sc;
+        }
+        // Stage V over K (every read of the K tile is before the last barrier).
+        for (var x = li; x < KT * d; x += 64u) {
+            let jj = x / d;
+            let vj = min(j0 + jj, j_end - 1u);
+            kv_tile[jj * d + x % d] = select(0.0, v[vj * kw + kh * d + x % d], jj < n_tile);
+        }
+        workgroupBarrier();
+        // The row's online softmax, the same in each of its 8 threads.
+        var m_new = m_run;
+        for (var jj = 0u; jj < KT; jj++) {
+            m_new = max(m_new, scores[tr * KT + jj]);
+        }
+        let alpha = exp(m_run - m_new);
+        var l_blk = 0.0;
+        var pr: array<f32, KT>;
+        for (var jj = 0u; jj < KT; jj++) {
+            let s = scores[tr * KT + jj];
+            pr[jj] = select(0.0, exp(s - m_new), s > NEG);
+            l_blk += pr[jj];
+        }
+        l_run = l_run * alpha + l_blk;
+        m_run = m_new;
+        for (var c = 0u; c < TOWN; c++) {
+            let t = e + c * TD;
+            if (t < d) {
+                var a = acc[c] * alpha;
+                for (var jj = 0u; jj < KT; jj++) {
+                    a = fma(pr[jj], kv_tile[jj * d + t], a);
+                }
+                acc[c] = a;
+            }
+        }
+        workgroupBarrier();
+    }
+    if (first + tr < p.s) {
+        let inv = select(0.0, 1.0 / l_run, l_run > 0.0);
+        for (var c = 0u; c < TOWN; c++) {
+            let t = e + c * TD;
+            if (t < d) {
+                out[r * qw + h * d + t] = acc[c] * inv;
             }
         }
     }

@@ -118,12 +118,21 @@ pub fn copy_bandwidth(gpu: &Arc<Gpu>, bytes: u64, runs: usize) -> Result<f64> {
 
 struct Case {
     name: String,
+    /// The attention kernel forced for this case (`None`: the adapter's rule).
+    attention: Option<Kernel>,
     shape: String,
     graph: Graph,
     weights: Vec<(String, Tensor)>,
     inputs: HashMap<String, Tensor>,
     flops: f64,
     bytes: f64,
+}
+
+/// `c` with `kernel` forced for its attention, named after the kernel's WGSL entry point.
+fn forced(mut c: Case, kernel: Kernel) -> Case {
+    c.name = format!("{} [{}]", c.name, kernel.entry());
+    c.attention = Some(kernel);
+    c
 }
 
 fn rand(rng: &mut Rng, shape: &[usize], dtype: DType) -> Tensor {
@@ -144,6 +153,7 @@ fn matmul_case(rng: &mut Rng, m: usize, n: usize, k: usize, dt: DType) -> Result
     let mut inputs = HashMap::new();
     inputs.insert("x".to_string(), rand(rng, &[m, k], DType::F32));
     Ok(Case {
+        attention: None,
         name: format!("{} {}", if m <= 4 { "gemv" } else { "gemm" }, dt.name()),
         shape: format!("{m}x{n}x{k}"),
         graph: g,
@@ -177,6 +187,7 @@ fn q4_case(rng: &mut Rng, m: usize, n: usize, k: usize, scheme: Q4Scheme) -> Res
     let mut inputs = HashMap::new();
     inputs.insert("x".to_string(), rand(rng, &[m, k], DType::F32));
     Ok(Case {
+        attention: None,
         name: format!("{} {}", if m <= 4 { "gemv" } else { "gemm" }, scheme.meta()),
         shape: format!("{m}x{n}x{k}"),
         graph: g,
@@ -218,6 +229,7 @@ fn attention_case(
     inputs.insert("k".to_string(), rand(rng, &[t, kv * d], DType::F32));
     inputs.insert("v".to_string(), rand(rng, &[t, kv * d], DType::F32));
     Ok(Case {
+        attention: None,
         name: format!("attention {label}"),
         shape: format!("S{s} T{t} H{h}/{kv} D{d}"),
         graph: g,
@@ -241,6 +253,7 @@ fn patch_embed_case(rng: &mut Rng) -> Result<Case> {
     let mut inputs = HashMap::new();
     inputs.insert("px".to_string(), rand(rng, &[c, hw, hw], DType::F32));
     Ok(Case {
+        attention: None,
         name: "patch_embed".into(),
         shape: format!("{hw}px p{ps} E{e}"),
         graph: g,
@@ -282,6 +295,7 @@ fn unary_case(rng: &mut Rng, name: &str, rows: usize, d: usize) -> Result<Case> 
     let mut inputs = HashMap::new();
     inputs.insert("x".to_string(), rand(rng, &[rows, d], DType::F32));
     Ok(Case {
+        attention: None,
         name: name.to_string(),
         shape: format!("{rows}x{d}"),
         graph: g,
@@ -343,6 +357,32 @@ pub fn bench_kernels_filtered(
             // PaliGemma-3B's prefill: 256 image rows + a short prompt.
             attention_case(&mut rng, "prefill causal", 260, 260, 8, 1, 256, causal)?,
             attention_case(&mut rng, "decode", 1, 1024, 8, 1, 256, causal)?,
+            // Each attention kernel on the vision and the 260-row prefill shapes, whatever
+            // the adapter's rule picks (executor/attention.rs): the rule's evidence.
+            forced(
+                attention_case(&mut rng, "vision full", 256, 256, 16, 16, 72, AttnMask::FULL)?,
+                Kernel::Attention,
+            ),
+            forced(
+                attention_case(&mut rng, "vision full", 256, 256, 16, 16, 72, AttnMask::FULL)?,
+                Kernel::AttentionRows,
+            ),
+            forced(
+                attention_case(&mut rng, "vision full", 256, 256, 16, 16, 72, AttnMask::FULL)?,
+                Kernel::AttentionTiled,
+            ),
+            forced(
+                attention_case(&mut rng, "prefill causal", 260, 260, 8, 1, 256, causal)?,
+                Kernel::Attention,
+            ),
+            forced(
+                attention_case(&mut rng, "prefill causal", 260, 260, 8, 1, 256, causal)?,
+                Kernel::AttentionRows,
+            ),
+            forced(
+                attention_case(&mut rng, "prefill causal", 260, 260, 8, 1, 256, causal)?,
+                Kernel::AttentionTiled,
+            ),
             patch_embed_case(&mut rng)?,
             unary_case(&mut rng, "layer_norm", 256, 1152)?,
             unary_case(&mut rng, "rms_norm", 1, 2048)?,
@@ -361,12 +401,18 @@ pub fn bench_kernels_filtered(
             store.upload(gpu, n, t)?;
         }
         let mut ex = Executor::new(gpu.clone());
-        // Warm-up: compiles the pipeline and touches every buffer.
-        ex.time_graph(&c.graph, &store, &c.inputs, 1)?;
-        let mut times = Vec::new();
-        for _ in 0..runs {
-            times.push(ex.time_graph(&c.graph, &store, &c.inputs, 3)?);
-        }
+        gpu.set_attention_kernel(c.attention);
+        let timed = (|| {
+            // Warm-up: compiles the pipeline and touches every buffer.
+            ex.time_graph(&c.graph, &store, &c.inputs, 1)?;
+            let mut times = Vec::new();
+            for _ in 0..runs {
+                times.push(ex.time_graph(&c.graph, &store, &c.inputs, 3)?);
+            }
+            Ok::<_, crate::GpuError>(times)
+        })();
+        gpu.set_attention_kernel(None);
+        let times = timed?;
         let t = median(times);
         let gbps = c.bytes / t / 1e9;
         results.push(BenchResult {

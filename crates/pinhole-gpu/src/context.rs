@@ -72,6 +72,9 @@ pub struct Gpu {
     /// Matmuls use the barrier-free kernels (row-per-thread GEMV, register-tiled GEMM: no
     /// workgroup memory, no barriers) instead of the GPU ones; on by default on CPU adapters.
     barrier_free_matmul: AtomicBool,
+    /// An attention kernel forced for attentions planned from now on (benchmarks, tests);
+    /// `None`: the rule of executor/attention.rs.
+    attention_kernel: Mutex<Option<Kernel>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -176,6 +179,7 @@ impl Gpu {
             lost,
             dummy,
             barrier_free_matmul: AtomicBool::new(is_software),
+            attention_kernel: Mutex::new(None),
         }))
     }
 
@@ -192,6 +196,18 @@ impl Gpu {
     /// summation order).
     pub fn set_barrier_free_matmul(&self, on: bool) {
         self.barrier_free_matmul.store(on, Ordering::Relaxed);
+    }
+
+    /// Forces `kernel` (one of `Kernel::Attention`, `AttentionRows`, `AttentionTiled`) for
+    /// the attentions planned from now on wherever it supports the shape (the rule's choice
+    /// elsewhere); `None` restores the rule. `pinhole bench kernels` uses it to time the
+    /// variants side by side.
+    pub fn set_attention_kernel(&self, kernel: Option<Kernel>) {
+        *lock(&self.attention_kernel) = kernel;
+    }
+
+    pub(crate) fn attention_kernel(&self) -> Option<Kernel> {
+        *lock(&self.attention_kernel)
     }
 
     /// Bytes per binding that weights are split at.

@@ -382,6 +382,13 @@ fn attention_cases(v: &mut Vec<Case>) -> R<()> {
     attn_case(v, 23, 261, 261, params(3, 1, 20, 261, 0, AttnMask::CAUSAL))?;
     attn_case(v, 24, 17, 60, params(4, 2, 36, 43, 26, AttnMask::CAUSAL))?;
     attn_case(v, 25, 16, 21, params(2, 2, 72, 21, 0, AttnMask::FULL))?;
+    // attend_tiled (GPUs, S ≥ 16, head_dim ≤ 256; on the second test device, which runs the
+    // GPU kernel family): Gemma's 8 query heads over 1 KV head of 256 with rows not a multiple
+    // of its 8 per workgroup, SigLIP's 16 heads of 72 over 257 rows, and head_dim 264, past
+    // its limit (falls back to `attend`).
+    attn_case(v, 26, 35, 35, params(8, 1, 256, 35, 0, AttnMask::CAUSAL))?;
+    attn_case(v, 27, 257, 257, params(16, 16, 72, 257, 0, AttnMask::FULL))?;
+    attn_case(v, 28, 20, 20, params(2, 1, 264, 20, 0, AttnMask::CAUSAL))?;
     attn_case(v, 30, 29, 29, params(2, 1, 16, 29, 0, mask(true, 20, 0)))?;
     // Window smaller than the prefix: the prefix block stays bidirectional, later rows slide.
     attn_case(v, 31, 29, 29, params(4, 2, 12, 29, 0, mask(true, 20, 6)))?;

@@ -66,6 +66,8 @@ kernel_table! {
     Attention => Attention::"attend", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
     /// Barrier-free attention for CPU adapters: AR query rows per thread (prefill, vision).
     AttentionRows => Attention::"attend_rows", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
+    /// GPU attention for prefill and vision: 8 query rows per workgroup sharing K/V tiles.
+    AttentionTiled => Attention::"attend_tiled", AttentionParams, w_f16 = false, [1 q, 2 k, 3 v, 4 out];
     LayerNorm => Norm::"layer_norm", NormParams, w_f16 = false, [1 x, 2 w, 3 b, 4 y];
     RmsNorm => Norm::"rms_norm", NormParams, w_f16 = false, [1 x, 2 w, 4 y];
     Act => Elementwise::"act", ElementwiseParams, w_f16 = false, [1 a, 3 out];
