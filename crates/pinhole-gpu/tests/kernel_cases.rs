@@ -96,3 +96,23 @@ fn fusion_saves_a_dispatch_per_fused_pair() {
         assert_eq!(count(false) - count(true), saved, "{name}");
     }
 }
+
+#[test]
+fn attention_cases_pass_with_each_kernel_forced() {
+    // The rule sends each shape to one kernel per adapter kind; forced, every kernel runs
+    // every attention case it supports (`attend` at S ≥ 16 would otherwise only run for
+    // head_dim > 256 on GPUs), checked against the CPU reference.
+    use pinhole_gpu::kernels::Kernel;
+    for k in [Kernel::Attention, Kernel::AttentionRows, Kernel::AttentionTiled] {
+        let gpu = common::fresh_gpu();
+        gpu.set_attention_kernel(Some(k));
+        let out = pollster::block_on(run_all(&[gpu], Some("attention s=")));
+        assert!(out.len() >= 20, "{k:?}: only {} cases", out.len());
+        let failed: Vec<String> = out
+            .iter()
+            .filter(|o| !o.passed)
+            .map(|o| format!("{}: {}", o.name, o.message))
+            .collect();
+        assert!(failed.is_empty(), "{k:?} failed:\n{}", failed.join("\n"));
+    }
+}

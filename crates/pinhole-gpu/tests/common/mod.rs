@@ -25,6 +25,12 @@ fn open(limit: Option<u64>) -> Arc<Gpu> {
     }
 }
 
+/// A device of its own (at the adapter's binding limit), for a test that changes a device-wide
+/// setting such as a forced kernel, which would leak into tests sharing [`gpus`].
+pub fn fresh_gpu() -> Arc<Gpu> {
+    open(None)
+}
+
 /// The adapter's device, and a second one with the binding limit lowered that also runs the
 /// other matmul kernel family (barrier-free CPU kernels vs GPU kernels, see
 /// `Gpu::barrier_free_matmul`), so both are checked on whatever adapter runs the tests.
