@@ -12,7 +12,7 @@
 //             workgroup, TPR threads per row walk K in 16-byte steps (interleaved, so a
 //             warp/SIMD group reads consecutive words), each weight word is decoded once and
 //             used for the slice's rows of x; the TPR partial sums of a row meet in
-//             workgroup memory after one barrier. Dispatch (gx, gy, ceil(M/4)),
+//             row_sum (common/row_sum_wg.wgsl, or its subgroup variant). Dispatch (gx, gy, ceil(M/4)),
 //             gx·gy ≥ ceil(Nc/RPW), block = wg.x + wg.y·gx, slice z = rows 4z .. 4z+3.
 //   gemv_rows: as gemv, for CPU adapters: one weight row per thread over all of K, 64 rows
 //             per workgroup, no workgroup memory, no barrier. Dispatch (gx, gy, ceil(M/4)),
@@ -48,6 +48,7 @@ struct Params {
 
 // #include "common/grid.wgsl"
 // #include "common/reg_tile.wgsl"
+// #include "common/row_sum_wg.wgsl"
 
 override W_F16: bool = false;
 
@@ -111,8 +112,6 @@ fn row_dot(c: u32, start: u32, step: u32, m0: u32) -> vec4<f32> {
 const TPR: u32 = 32u; // threads per weight row (gemv)
 const RPW: u32 = 8u;  // weight rows per workgroup (gemv)
 
-var<workgroup> part: array<vec4<f32>, 256>;
-
 @compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let blk = group_index(wg);
@@ -125,15 +124,8 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (col < p.nc) {
         acc = row_dot(col, t, TPR, m0);
     }
-    part[li] = acc;
-    workgroupBarrier();
-    // One barrier, then the first thread of each row adds its row's TPR partial sums (a
-    // halving tree would cost log2(TPR) barriers, each a full coroutine round on a CPU).
+    let s = row_sum(li, acc);
     if (t == 0u && col < p.nc) {
-        var s = vec4<f32>(0.0);
-        for (var j = 0u; j < TPR; j++) {
-            s += part[li + j];
-        }
         let b = bias_at(col);
         for (var i = 0u; i < rows; i++) {
             let o = (m0 + i) * p.n + p.n0 + col;

@@ -45,6 +45,7 @@ struct Params {
 // #include "common/weight.wgsl"
 // #include "common/linear.wgsl"
 // #include "common/grid.wgsl"
+// #include "common/row_sum_wg.wgsl"
 
 const TK: u32 = 16u;
 
@@ -81,14 +82,14 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
     tile_store(row0, col0, lid, acc);
 }
 
-var<workgroup> red: array<f32, 256>;
+const TPR: u32 = 64u; // threads per weight row (gemv)
 
 @compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let blk = group_index(wg);
     let m = wg.z;
-    let r = li / 64u;
-    let t = li % 64u;
+    let r = li / TPR;
+    let t = li % TPR;
     let col = blk * 4u + r;
     var acc = 0.0;
     if (col < p.nc) {
@@ -99,7 +100,7 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             // word is fetched once per row. With an odd K a row starts or ends mid-word; the
             // half outside [wb, wb + K) belongs to the neighbouring row and is skipped.
             let e1 = wb + p.k;
-            for (var wi = wb / 2u + t; wi <= (e1 - 1u) / 2u; wi += 64u) {
+            for (var wi = wb / 2u + t; wi <= (e1 - 1u) / 2u; wi += TPR) {
                 let pair = unpack2x16float(w[wi]);
                 let i0 = wi * 2u;
                 if (i0 >= wb) {
@@ -110,21 +111,14 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
                 }
             }
         } else {
-            for (var kk = t; kk < p.k; kk += 64u) {
+            for (var kk = t; kk < p.k; kk += TPR) {
                 acc = fma(x[xb + kk], load_w(wb + kk), acc);
             }
         }
     }
-    red[li] = acc;
-    workgroupBarrier();
-    for (var s = 32u; s > 0u; s >>= 1u) {
-        if (t < s) {
-            red[li] += red[li + s];
-        }
-        workgroupBarrier();
-    }
+    let sum = row_sum(li, vec4<f32>(acc, 0.0, 0.0, 0.0)).x;
     if (t == 0u && col < p.nc) {
         let o = m * p.n + p.n0 + col;
-        store(o, red[li] + bias_at(col));
+        store(o, sum + bias_at(col));
     }
 }

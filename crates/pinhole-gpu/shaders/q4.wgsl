@@ -63,6 +63,7 @@ struct Params {
 // #include "common/linear.wgsl"
 // #include "common/grid.wgsl"
 // #include "common/reg_tile.wgsl"
+// #include "common/row_sum_wg.wgsl"
 
 fn word(i: u32) -> u32 {
     return w[i >> 2u][i & 3u];
@@ -107,7 +108,6 @@ const TPR: u32 = 32u; // threads per weight row (gemv)
 const RPW: u32 = 8u;  // weight rows per workgroup (gemv)
 const RPL: u32 = 8u;  // weight rows per thread (gemv_rows)
 
-var<workgroup> red: array<vec4<f32>, 256>;
 
 @compute @workgroup_size(256)
 fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
@@ -139,17 +139,9 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
             }
         }
     }
-    red[li] = acc;
-    workgroupBarrier();
-    for (var s = TPR / 2u; s > 0u; s >>= 1u) {
-        if (t < s) {
-            red[li] += red[li + s];
-        }
-        workgroupBarrier();
-    }
+    let sum = row_sum(li, acc);
     if (t == 0u && col < p.nc) {
         let b = bias_at(col);
-        let sum = red[li];
         for (var m = 0u; m < p.m; m++) {
             let o = m * p.n + p.n0 + col;
             store(o, sum[m] + b);

@@ -46,6 +46,11 @@ pub struct AdapterSummary {
     pub is_software: bool,
     pub shader_f16: bool,
     pub subgroups: bool,
+    /// Subgroup sizes the adapter may use (wgpu's adapter info; meaningful with `subgroups`).
+    pub subgroup_min_size: u32,
+    pub subgroup_max_size: u32,
+    /// Whether the GEMV row reductions start out on subgroups (`Gpu::subgroup_reduce`).
+    pub subgroup_reduce: bool,
     pub features: Vec<String>,
     pub max_storage_buffer_binding_size: u64,
     pub max_buffer_size: u64,
@@ -63,8 +68,11 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     weight_binding_limit: u64,
-    modules: Mutex<HashMap<Family, wgpu::ShaderModule>>,
-    pipelines: Mutex<HashMap<(Kernel, bool), wgpu::ComputePipeline>>,
+    /// Modules by family and whether they were built with the subgroup snippets.
+    modules: Mutex<HashMap<(Family, bool), wgpu::ShaderModule>>,
+    /// Pipelines by kernel, weight dtype (f16) and subgroup variant.
+    pipelines: Mutex<HashMap<(Kernel, bool, bool), wgpu::ComputePipeline>>,
+    subgroup_reduce: AtomicBool,
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
     /// Bound where a kernel declares an optional input that this dispatch does not use.
@@ -152,6 +160,9 @@ impl Gpu {
             is_software,
             shader_f16: features.contains(wgpu::Features::SHADER_F16),
             subgroups: features.contains(wgpu::Features::SUBGROUP),
+            subgroup_min_size: info.subgroup_min_size,
+            subgroup_max_size: info.subgroup_max_size,
+            subgroup_reduce: device.features().contains(wgpu::Features::SUBGROUP),
             features: features.iter_names().map(|(n, _)| n.to_string()).collect(),
             max_storage_buffer_binding_size: adapter_limit,
             max_buffer_size: limits.max_buffer_size,
@@ -167,6 +178,8 @@ impl Gpu {
             usage: wgpu::BufferUsages::STORAGE,
             mapped_at_creation: false,
         });
+        // The subgroup row reductions need the feature on the device, not just the adapter.
+        let subgroups = device.features().contains(wgpu::Features::SUBGROUP);
         Ok(Arc::new(Gpu {
             device,
             queue,
@@ -180,6 +193,7 @@ impl Gpu {
             dummy,
             barrier_free_matmul: AtomicBool::new(is_software),
             attention_kernel: Mutex::new(None),
+            subgroup_reduce: AtomicBool::new(subgroups),
         }))
     }
 
@@ -208,6 +222,21 @@ impl Gpu {
 
     pub(crate) fn attention_kernel(&self) -> Option<Kernel> {
         *lock(&self.attention_kernel)
+    }
+
+    /// Whether the GEMV row reductions use subgroup operations (`common/row_sum_sg.wgsl`)
+    /// rather than workgroup memory (`common/row_sum_wg.wgsl`). On when the adapter has
+    /// `SUBGROUP` and the device was created with it (native only: wgpu's WebGPU backend never
+    /// enables the feature, so the browser always runs the fallback).
+    pub fn subgroup_reduce(&self) -> bool {
+        self.subgroup_reduce.load(Ordering::Relaxed)
+    }
+
+    /// Overrides [`Gpu::subgroup_reduce`] for pipelines fetched from now on; `true` is ignored
+    /// on a device without subgroups. Tests use it to run both variants on one adapter.
+    pub fn set_subgroup_reduce(&self, on: bool) {
+        let on = on && self.device.features().contains(wgpu::Features::SUBGROUP);
+        self.subgroup_reduce.store(on, Ordering::Relaxed);
     }
 
     /// Bytes per binding that weights are split at.
@@ -256,15 +285,16 @@ impl Gpu {
     /// kernel and weight dtype for the life of the device).
     pub async fn pipeline(&self, kernel: Kernel, w_f16: bool) -> Result<wgpu::ComputePipeline> {
         let w_f16 = w_f16 && kernel.has_weight_dtype();
-        if let Some(p) = lock(&self.pipelines).get(&(kernel, w_f16)) {
+        let sg = self.subgroup_reduce();
+        if let Some(p) = lock(&self.pipelines).get(&(kernel, w_f16, sg)) {
             return Ok(p.clone());
         }
         let family = kernel.family();
-        let cached = lock(&self.modules).get(&family).cloned();
+        let cached = lock(&self.modules).get(&(family, sg)).cloned();
         // Join the includes before the error scope opens, so that a bad include returns with
         // the scope stack balanced.
         let source = if cached.is_none() {
-            family.source()?
+            crate::wgsl::source_with(family.file(), sg)?
         } else {
             String::new()
         };
@@ -276,7 +306,7 @@ impl Gpu {
                     label: Some(family.file()),
                     source: wgpu::ShaderSource::Wgsl(source.into()),
                 });
-                lock(&self.modules).insert(family, m.clone());
+                lock(&self.modules).insert((family, sg), m.clone());
                 m
             }
         };
@@ -299,7 +329,7 @@ impl Gpu {
         });
         if let Some(err) = scope.pop().await {
             // Do not cache a broken module either.
-            lock(&self.modules).remove(&family);
+            lock(&self.modules).remove(&(family, sg));
             // On a lost device every compile fails: that is the error to report.
             self.check_alive()?;
             return Err(GpuError::Shader {
@@ -307,7 +337,7 @@ impl Gpu {
                 message: err.to_string(),
             });
         }
-        lock(&self.pipelines).insert((kernel, w_f16), pipeline.clone());
+        lock(&self.pipelines).insert((kernel, w_f16, sg), pipeline.clone());
         Ok(pipeline)
     }
 

@@ -39,36 +39,64 @@ pub const FILES: &[(&str, &str)] = &[
     ("common/linear.wgsl", include_str!("../shaders/common/linear.wgsl")),
     ("common/reduce.wgsl", include_str!("../shaders/common/reduce.wgsl")),
     ("common/reg_tile.wgsl", include_str!("../shaders/common/reg_tile.wgsl")),
+    (
+        "common/row_sum_sg.wgsl",
+        include_str!("../shaders/common/row_sum_sg.wgsl"),
+    ),
+    (
+        "common/row_sum_wg.wgsl",
+        include_str!("../shaders/common/row_sum_wg.wgsl"),
+    ),
     ("common/tanh.wgsl", include_str!("../shaders/common/tanh.wgsl")),
     ("common/weight.wgsl", include_str!("../shaders/common/weight.wgsl")),
 ];
 
 const DIRECTIVE: &str = "// #include";
 
+/// Snippets swapped when a module is built for subgroups: `(fallback, subgroup variant)`.
+/// Both files of a pair define the same functions with the same contract, so the kernels
+/// include only the fallback and the subgroup module differs from it by that one snippet.
+pub const SUBGROUP_SWAPS: &[(&str, &str)] = &[("common/row_sum_wg.wgsl", "common/row_sum_sg.wgsl")];
+
 /// The module source of `file` (a path under `shaders/`) with its includes resolved.
 pub fn source(file: &str) -> Result<String> {
-    expand(FILES, file).map_err(|message| GpuError::Shader {
+    source_with(file, false)
+}
+
+/// The module source of `file`, with the snippets of [`SUBGROUP_SWAPS`] replaced by their
+/// subgroup variants when `subgroups` is set. No `enable subgroups;` directive is added: naga
+/// (native) rejects it and takes the capability from the device's features instead.
+pub fn source_with(file: &str, subgroups: bool) -> Result<String> {
+    let swaps: &[(&str, &str)] = if subgroups { SUBGROUP_SWAPS } else { &[] };
+    expand_with(FILES, file, swaps).map_err(|message| GpuError::Shader {
         kernel: file.to_string(),
         message,
     })
 }
 
 /// Resolves the includes of `root` against `files`; the error names the include chain.
+#[cfg(test)]
 pub(crate) fn expand(files: &[(&str, &str)], root: &str) -> std::result::Result<String, String> {
+    expand_with(files, root, &[])
+}
+
+fn expand_with(files: &[(&str, &str)], root: &str, swaps: &[(&str, &str)]) -> std::result::Result<String, String> {
     let mut out = String::new();
     let mut pasted: Vec<&str> = Vec::new();
-    paste(files, root, &mut Vec::new(), &mut pasted, &mut out)?;
+    paste(files, root, swaps, &mut Vec::new(), &mut pasted, &mut out)?;
     Ok(out)
 }
 
 fn paste<'a>(
     files: &[(&'a str, &str)],
     name: &str,
+    swaps: &[(&str, &str)],
     stack: &mut Vec<&'a str>,
     pasted: &mut Vec<&'a str>,
     out: &mut String,
 ) -> std::result::Result<(), String> {
     let chain = |stack: &[&str]| stack.iter().map(|s| format!("{s} → ")).collect::<String>();
+    let name = swaps.iter().find(|(from, _)| *from == name).map_or(name, |(_, to)| *to);
     let Some(&(key, text)) = files.iter().find(|(n, _)| *n == name) else {
         return Err(format!(
             "{}{name}: no such WGSL file in pinhole-gpu/shaders",
@@ -95,7 +123,7 @@ fn paste<'a>(
             .and_then(|r| r.strip_suffix('"'))
             .filter(|t| !t.is_empty() && !t.contains('"'))
             .ok_or_else(|| format!("{key}:{}: expected `{DIRECTIVE} \"common/file.wgsl\"`", i + 1))?;
-        paste(files, target, stack, pasted, out)?;
+        paste(files, target, swaps, stack, pasted, out)?;
     }
     stack.pop();
     Ok(())
@@ -142,6 +170,39 @@ mod tests {
         let q4 = source("q4.wgsl").unwrap();
         assert_eq!(q4.matches("fn tile_fma(").count(), 1);
         assert_eq!(q4.matches("fn f16_half(").count(), 1);
+    }
+
+    #[test]
+    fn subgroup_swaps_give_exactly_one_row_sum() {
+        for (name, _) in FILES.iter().filter(|(n, _)| !n.starts_with("common/")) {
+            let wg = source_with(name, false).unwrap();
+            if !wg.contains("fn row_sum(") {
+                continue;
+            }
+            let sg = source_with(name, true).unwrap();
+            for s in [&wg, &sg] {
+                assert_eq!(s.matches("fn row_sum(").count(), 1, "{name}");
+                assert!(!s.contains(DIRECTIVE), "{name}");
+            }
+            assert!(!wg.contains("subgroupAdd") && sg.contains("subgroupAdd"), "{name}");
+        }
+        for name in ["linear_vec4.wgsl", "q4.wgsl", "matmul.wgsl"] {
+            assert!(source(name).unwrap().contains("fn row_sum("), "{name}");
+        }
+    }
+
+    #[test]
+    fn subgroup_modules_validate_without_an_enable_directive() {
+        use naga::valid::{Capabilities, ValidationFlags, Validator};
+        for name in ["linear_vec4.wgsl", "q4.wgsl", "matmul.wgsl"] {
+            let src = source_with(name, true).unwrap();
+            let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
+                panic!("{name}: {}", e.emit_to_string(&src));
+            });
+            Validator::new(ValidationFlags::all(), Capabilities::all())
+                .validate(&module)
+                .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
     }
 
     #[test]

@@ -133,7 +133,7 @@ fn composed_block_reuses_buffers_one_submit() {
 #[test]
 fn lowered_limit_really_splits_weights() {
     use pinhole_gpu::WeightStore;
-    let [normal, low] = gpus();
+    let [normal, low, _] = gpus();
     assert_eq!(low.weight_binding_limit(), common::LOW_LIMIT);
     let mut rng = Rng::new(140);
     for f16 in [false, true] {

@@ -170,7 +170,7 @@ fn q4_close_to_the_f32_original() {
 
 #[test]
 fn q4_lowered_limit_really_splits_and_stays_exact() {
-    let [normal, low] = gpus();
+    let [normal, low, _] = gpus();
     let mut rng = Rng::new(45);
     // A vocabulary-sized table in miniature: 1000 rows × 256 at 144 (sym) / 160 (asym) bytes
     // per row is ~40 chunks under the 4 KiB limit.

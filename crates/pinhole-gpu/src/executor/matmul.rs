@@ -44,6 +44,13 @@ const REG_TILE_COLS: usize = 256;
 /// GEMM (8×16 outputs per thread) above; on GPUs the K-split GEMV (coalesced reads, one
 /// barrier) and matmul.wgsl's shared-memory tiled GEMM. Any other K takes matmul.wgsl's
 /// scalar GEMV or its tiled GEMM.
+///
+/// The K-split GEMVs (`gemv` of linear_vec4.wgsl, matmul.wgsl and q4.wgsl) add a row's
+/// partial sums with `row_sum`: `common/row_sum_sg.wgsl` (subgroupAdd/shuffles, any subgroup
+/// size 4–128) where the device has `SUBGROUP` (natively, requested whenever the adapter
+/// offers it), `common/row_sum_wg.wgsl` (workgroup memory, one barrier) everywhere else,
+/// including every browser (wgpu's WebGPU backend does not enable subgroups). The variant is
+/// picked per pipeline from `Gpu::subgroup_reduce`, not here; wgsl.rs swaps the snippet.
 pub(crate) fn float_kernel(m: usize, k: usize, dtype: DType, barrier_free: bool) -> Kernel {
     let aligned = k.is_multiple_of(if dtype == DType::F16 { 8 } else { 4 });
     match (m <= GEMV_MAX_ROWS, aligned, barrier_free) {

@@ -31,12 +31,16 @@ pub fn fresh_gpu() -> Arc<Gpu> {
     open(None)
 }
 
-/// The adapter's device, and a second one with the binding limit lowered that also runs the
+/// The adapter's device; a second one with the binding limit lowered that also runs the
 /// other matmul kernel family (barrier-free CPU kernels vs GPU kernels, see
-/// `Gpu::barrier_free_matmul`), so both are checked on whatever adapter runs the tests.
-pub fn gpus() -> [Arc<Gpu>; 2] {
+/// `Gpu::barrier_free_matmul`); and a third, limit lowered too, that runs the GPU kernels with
+/// the other GEMV row reduction (subgroup vs workgroup memory, see `Gpu::subgroup_reduce`;
+/// the same as the default where the adapter has no subgroups). So both kernel families and
+/// both reductions are checked on whatever adapter runs the tests.
+pub fn gpus() -> [Arc<Gpu>; 3] {
     static NORMAL: OnceLock<Arc<Gpu>> = OnceLock::new();
     static LOW: OnceLock<Arc<Gpu>> = OnceLock::new();
+    static FALLBACK: OnceLock<Arc<Gpu>> = OnceLock::new();
     let normal = NORMAL.get_or_init(|| open(None)).clone();
     let low = LOW
         .get_or_init(|| {
@@ -45,7 +49,15 @@ pub fn gpus() -> [Arc<Gpu>; 2] {
             g
         })
         .clone();
-    [normal, low]
+    let other = FALLBACK
+        .get_or_init(|| {
+            let g = open(Some(LOW_LIMIT));
+            g.set_barrier_free_matmul(false);
+            g.set_subgroup_reduce(!normal.subgroup_reduce());
+            g
+        })
+        .clone();
+    [normal, low, other]
 }
 
 pub struct Case {
