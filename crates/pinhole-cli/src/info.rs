@@ -13,6 +13,9 @@ pub fn adapter_json(a: &AdapterSummary) -> serde_json::Value {
         "software": a.is_software,
         "shader_f16": a.shader_f16,
         "subgroups": a.subgroups,
+        "subgroup_min_size": a.subgroup_min_size,
+        "subgroup_max_size": a.subgroup_max_size,
+        "subgroup_reduce": a.subgroup_reduce,
     })
 }
 
@@ -56,7 +59,16 @@ pub fn run(argv: &[String]) -> Result<(), String> {
     );
     outln!("driver         {} {}", a.driver, a.driver_info);
     outln!("shader-f16     {}", if a.shader_f16 { "yes" } else { "no" });
-    outln!("subgroups      {}", if a.subgroups { "yes" } else { "no" });
+    if a.subgroups {
+        outln!(
+            "subgroups      yes, sizes {}..={}; GEMV row sums on subgroups: {}",
+            a.subgroup_min_size,
+            a.subgroup_max_size,
+            if a.subgroup_reduce { "yes" } else { "no" }
+        );
+    } else {
+        outln!("subgroups      no (GEMV row sums in workgroup memory)");
+    }
     outln!("features       {}", a.features.join(", "));
     outln!("limits");
     outln!(
