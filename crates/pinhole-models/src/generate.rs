@@ -10,7 +10,7 @@ use pinhole_core::{SampleParams, Tensor};
 use pinhole_gpu::Executor;
 
 use crate::error::{Error, Result};
-use crate::layers::TokenChoice;
+use crate::layers::{join_rows, TokenChoice};
 use crate::loader::LoadedModel;
 use crate::processor::{self, ImageInput};
 
@@ -134,22 +134,6 @@ pub struct Generation {
     pub projector_out: Option<Tensor>,
 }
 
-/// `a` with the rows of `b` after its own (same row width).
-fn append_rows(a: &Tensor, b: &Tensor) -> Result<Tensor> {
-    let (x, y) = (a.as_f32()?, b.as_f32()?);
-    let width = *a.shape.last().unwrap_or(&1);
-    if width == 0 || a.shape.last() != b.shape.last() {
-        return Err(Error::Request(format!(
-            "cannot append {:?} rows to {:?}",
-            b.shape, a.shape
-        )));
-    }
-    let mut data = x.to_vec();
-    data.extend_from_slice(y);
-    let rows = data.len() / width;
-    Ok(Tensor::f32(&[rows, width], data)?)
-}
-
 /// Milliseconds from a monotonic-enough clock on every target.
 pub fn now_ms() -> f64 {
     #[cfg(target_arch = "wasm32")]
@@ -238,7 +222,7 @@ pub async fn generate_with(
     let debug = opts.record_logits;
     // One image-encode submit per tile (SmolVLM; one tile otherwise); with `debug` each
     // intermediate result is the tiles' rows one after another.
-    let mut debug_outs: Vec<Option<Tensor>> = vec![None; m.debug_output_names().len()];
+    let mut debug_outs: Vec<Vec<Tensor>> = vec![Vec::new(); m.debug_output_names().len()];
     for k in 0..image.tiles() {
         let mut inputs = HashMap::new();
         inputs.insert("pixels".to_string(), image.tile(k)?);
@@ -247,15 +231,16 @@ pub async fn generate_with(
             .await
             .map_err(|e| e.during(|| "encoding the image".into()))?;
         if debug {
-            for (slot, t) in debug_outs.iter_mut().zip(outs) {
-                *slot = Some(match slot.take() {
-                    None => t,
-                    Some(prev) => append_rows(&prev, &t)?,
-                });
+            for (tiles, t) in debug_outs.iter_mut().zip(outs) {
+                tiles.push(t);
             }
         }
     }
-    for (name, t) in m.debug_output_names().iter().zip(debug_outs) {
+    for (name, mut tiles) in m.debug_output_names().iter().zip(debug_outs) {
+        let t = match tiles.len() {
+            0 | 1 => tiles.pop(),
+            _ => Some(join_rows(&tiles.iter().collect::<Vec<_>>())?),
+        };
         match *name {
             "vision_out" => gen.vision_out = t,
             "qformer_out" => gen.qformer_out = t,

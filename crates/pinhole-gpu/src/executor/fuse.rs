@@ -33,59 +33,56 @@ pub(crate) struct Fusion {
     pub aux: Option<TensorId>,
 }
 
-/// A `write_rows` consumer: whether the op reading value `i` only is a `write_rows` of it into
-/// a state no op between them reads (which would otherwise see the rows early).
-fn cache_write(g: &Graph, i: usize) -> Option<Fusion> {
-    let me = TensorId(i);
-    let (j, state) = g
-        .values
-        .iter()
-        .enumerate()
-        .skip(i + 1)
-        .find_map(|(j, v)| match v.kind {
-            ValueKind::Op(Op::WriteRows { state, src, .. }) if src == me => Some((j, state)),
-            _ => None,
-        })?;
+/// Whether the op at `j`, the one reader of value `i`, is a `write_rows` of it into a state
+/// that no op between them reads (it would see the rows early) and that exists when `i` is
+/// planned: defined before it, or a plain state (models declare the caches after computing
+/// K and V).
+fn cache_write(g: &Graph, i: usize, j: usize) -> Option<Fusion> {
+    let ValueKind::Op(Op::WriteRows { state, src, .. }) = g.values[j].kind else {
+        return None;
+    };
     let between_reads_state = g.values[i + 1..j].iter().any(|v| match &v.kind {
         ValueKind::Op(op) => op.inputs().contains(&state),
         _ => false,
     });
-    // The state must exist when the producer is planned: defined before it, or a plain state
-    // (models declare the caches after computing K and V).
     let ready = state.0 < i || matches!(g.values[state.0].kind, ValueKind::State(_));
-    (ready && !between_reads_state).then_some(Fusion {
+    (src == TensorId(i) && ready && !between_reads_state).then_some(Fusion {
         into: j,
         epi: 0,
         aux: None,
     })
 }
 
-/// For each value of `g`, the fusion of the matmul that defines it, if any. `readers[i]`
-/// counts the ops reading value i (twice if one op reads it twice); `outputs` marks the
-/// graph's outputs, which must stay materialised.
-pub(crate) fn find(g: &Graph, readers: &[usize], outputs: &[bool]) -> Vec<Option<Fusion>> {
+/// For each value of `g`, the fusion of the matmul or RoPE that defines it, if any.
+/// `readers[i]` counts the ops reading value i (twice if one op reads it twice), `last_use[i]`
+/// is the index of the last of them, `usize::MAX` for the graph's outputs (which must stay
+/// materialised).
+pub(crate) fn find(g: &Graph, readers: &[usize], last_use: &[usize]) -> Vec<Option<Fusion>> {
     let mut out = vec![None; g.values.len()];
     for (i, v) in g.values.iter().enumerate() {
-        match v.kind {
-            ValueKind::Op(Op::MatMul { .. } | Op::Rope { .. }) => {}
+        let is_matmul = match v.kind {
+            ValueKind::Op(Op::MatMul { .. }) => true,
+            ValueKind::Op(Op::Rope { .. }) => false,
             _ => continue,
-        }
-        if readers[i] != 1 || outputs[i] {
+        };
+        if readers[i] != 1 || last_use[i] == usize::MAX {
             continue;
         }
-        if let Some(f) = cache_write(g, i) {
+        // The one reader.
+        let j = last_use[i];
+        if let Some(f) = cache_write(g, i, j) {
             out[i] = Some(f);
             continue;
         }
-        let ValueKind::Op(Op::MatMul { .. }) = v.kind else {
+        // An epilogue only for the op right after the matmul: its other input is then defined
+        // before the matmul (it is not the matmul), so it is ready when the fused dispatch runs.
+        if !is_matmul || j != i + 1 {
             continue;
-        };
-        let Some(ValueKind::Op(next)) = g.values.get(i + 1).map(|n| &n.kind) else {
+        }
+        let ValueKind::Op(next) = &g.values[j].kind else {
             continue;
         };
         let me = TensorId(i);
-        // The other input is defined before the matmul (it is not the matmul and the
-        // consumer comes right after it), so it is ready when the fused dispatch runs.
         let (epi, aux) = match *next {
             Op::Add { a, b } if a == me && b != me => (EPI_ADD, Some(b)),
             Op::Add { a, b } if b == me && a != me => (EPI_ADD, Some(a)),
@@ -94,10 +91,10 @@ pub(crate) fn find(g: &Graph, readers: &[usize], outputs: &[bool]) -> Vec<Option
             Op::Gated { gate, up, act } if gate == me && up != me => (EPI_GATE | act_code(act) << 8, Some(up)),
             _ => continue,
         };
-        if g.values[i + 1].shape != v.shape {
+        if g.values[j].shape != v.shape {
             continue;
         }
-        out[i] = Some(Fusion { into: i + 1, epi, aux });
+        out[i] = Some(Fusion { into: j, epi, aux });
     }
     out
 }

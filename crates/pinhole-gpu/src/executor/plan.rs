@@ -91,11 +91,7 @@ impl Executor {
             last_use[o.0] = usize::MAX;
         }
         let fusions = if self.fuse {
-            let mut is_output = vec![false; n];
-            for o in &g.outputs {
-                is_output[o.0] = true;
-            }
-            fuse::find(g, &readers, &is_output)
+            fuse::find(g, &readers, &last_use)
         } else {
             vec![None; n]
         };

@@ -27,7 +27,7 @@ pub use decoder::{gated_mlp, RmsDecoder};
 pub use nn::{act, embedding, layer_norm, rms_norm, Linear};
 pub use phi::PhiDecoder;
 pub use scope::Scope;
-pub use step::{prompt_embeddings, token_embedding, StepOutputs, TokenChoice, IMAGE_FEATURES};
+pub use step::{join_rows, prompt_embeddings, token_embedding, StepOutputs, TokenChoice, IMAGE_FEATURES};
 pub use vit::{siglip_tower, VitLayer, VitNames, BLIP2_NAMES, SIGLIP_NAMES};
 pub mod weights;
 pub use weights::{weights_of, ExpectedWeight};

@@ -132,23 +132,27 @@ impl StepOutputs {
         match parts.as_slice() {
             [] => Ok(None),
             [one] => Ok(Some((*one).clone())),
-            _ => {
-                let width = parts[0].shape.last().copied().unwrap_or(1);
-                let mut data = Vec::with_capacity(parts.iter().map(|t| t.numel()).sum());
-                for t in &parts {
-                    if t.shape.last() != Some(&width) {
-                        return Err(pinhole_core::Error::Graph(format!(
-                            "logits chunks of widths {width} and {:?}",
-                            t.shape.last()
-                        )));
-                    }
-                    data.extend_from_slice(t.as_f32()?);
-                }
-                let rows = data.len() / width.max(1);
-                Ok(Some(Tensor::f32(&[rows, width], data)?))
-            }
+            _ => join_rows(&parts).map(Some),
         }
     }
+}
+
+/// The rows of `parts` one after another as one f32 `[rows, width]` tensor (all parts of the
+/// same row width): logits chunks, the per-tile outputs of an image encode.
+pub fn join_rows(parts: &[&Tensor]) -> Result<Tensor> {
+    let width = parts.first().and_then(|t| t.shape.last()).copied().unwrap_or(0);
+    if width == 0 || parts.iter().any(|t| t.shape.last() != Some(&width)) {
+        let shapes: Vec<_> = parts.iter().map(|t| &t.shape).collect();
+        return Err(pinhole_core::Error::Graph(format!(
+            "cannot join the rows of {shapes:?}"
+        )));
+    }
+    let mut data = Vec::with_capacity(parts.iter().map(|t| t.numel()).sum());
+    for t in parts {
+        data.extend_from_slice(t.as_f32()?);
+    }
+    let rows = data.len() / width;
+    Tensor::f32(&[rows, width], data)
 }
 
 /// The embeddings of the token `ids` (by `embed`) with rows `image_rows` replaced by the
