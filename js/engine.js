@@ -22,15 +22,18 @@ const WASM_URL = new URL('../pkg/pinhole_web_bg.wasm', import.meta.url).href;
 
 let instances = 0;
 
-/** Loads a fresh wasm instance. */
+/**
+ * Loads a fresh wasm instance: its glue module and its linear memory (for the memory report).
+ * @returns {Promise<{glue: any, memory: WebAssembly.Memory | null}>}
+ */
 async function instantiate(onPanic) {
   instances += 1;
   // A different URL is a different module record: its own `wasm` and memory.
   const url = instances === 1 ? GLUE_URL : `${GLUE_URL}?instance=${instances}`;
   const glue = await import(/* @vite-ignore */ /* webpackIgnore: true */ url);
-  await glue.default({ module_or_path: WASM_URL });
+  const exports = await glue.default({ module_or_path: WASM_URL });
   glue.onPanic?.(onPanic);
-  return glue;
+  return { glue, memory: exports?.memory instanceof WebAssembly.Memory ? exports.memory : null };
 }
 
 const SINGLE_FILE = 'model.safetensors';
@@ -38,6 +41,8 @@ const INDEX_FILE = 'model.safetensors.index.json';
 const PROCESSOR_FILES = ['preprocessor_config.json', 'processor_config.json'];
 /** Where a chat model's template can be, in transformers' order (fetched for chat models only). */
 const CHAT_TEMPLATE_FILES = ['chat_template.jinja', 'chat_template.json', 'processor_config.json', 'tokenizer_config.json'];
+/** The loader's default bound on wasm memory for float weights (crates/pinhole-models' DEFAULT_HOST_BOUND). */
+const DEFAULT_HOST_BYTES = 256 * 1024 * 1024;
 /** A safetensors header larger than this is not sniffed for progress (the loader still reads it). */
 const MAX_SNIFFED_HEADER = 100 << 20;
 
@@ -274,6 +279,8 @@ function messagesToJson(messages, prompt) {
 export class Engine {
   constructor() {
     this.glue = null;
+    /** The instance's linear memory (its size is reported after a load). @type {WebAssembly.Memory | null} */
+    this.wasmMemory = null;
     this.engine = null;
     this.model = null;
     this.modelInfo = null;
@@ -372,6 +379,7 @@ export class Engine {
 
   dropInstance() {
     this.glue = null;
+    this.wasmMemory = null;
     this.engine = null;
     this.model = null;
     this.dead = false;
@@ -384,7 +392,7 @@ export class Engine {
     if (!gpu) throw new PinholeError('no-webgpu', NO_WEBGPU_MESSAGE);
     if (!this.glue) {
       this.resetPanic();
-      this.glue = await instantiate((m) => this.onPanic(m));
+      ({ glue: this.glue, memory: this.wasmMemory } = await instantiate((m) => this.onPanic(m)));
     }
     try {
       this.engine = await this.guard(() => this.glue.Engine.open(maxBindingBytes ?? undefined));
@@ -397,7 +405,7 @@ export class Engine {
 
   /**
    * Loads a model. `source`: URL string | URL | FileList | File[] | FileSystemDirectoryHandle.
-   * @param {{dtype?: string, maxBindingBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
+   * @param {{dtype?: string, maxBindingBytes?: number, maxHostBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
    */
   load(source, opts = {}) {
     return this.serial(() => this.loadNow(source, opts));
@@ -405,9 +413,9 @@ export class Engine {
 
   /**
    * @param {any} source
-   * @param {{dtype?: string, maxBindingBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
+   * @param {{dtype?: string, maxBindingBytes?: number, maxHostBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
    */
-  async loadNow(source, { dtype = 'auto', maxBindingBytes, signal, onProgress } = {}) {
+  async loadNow(source, { dtype = 'auto', maxBindingBytes, maxHostBytes, signal, onProgress } = {}) {
     if (signal?.aborted) throw abortError();
     await this.ensureInstance(maxBindingBytes);
     if (this.model) {
@@ -422,7 +430,7 @@ export class Engine {
         /* a throwing progress callback must not break the load */
       }
     };
-    const opts = { dtype, signal, progress };
+    const opts = { dtype, maxHostBytes, signal, progress };
     const t0 = performance.now();
     let out;
     if (isLocalSource(source)) {
@@ -441,16 +449,16 @@ export class Engine {
         }
       }
     }
-    this.loadArgs = { source, opts: { dtype, maxBindingBytes } };
+    this.loadArgs = { source, opts: { dtype, maxBindingBytes, maxHostBytes } };
     return { ...out, loadMs: performance.now() - t0 };
   }
 
   /**
    * One attempt at loading from one source.
    * @param {UrlSource | LocalSource} src
-   * @param {{dtype: string, signal?: AbortSignal, progress: (e: object) => void}} opts
+   * @param {{dtype: string, maxHostBytes?: number, signal?: AbortSignal, progress: (e: object) => void}} opts
    */
-  async loadFrom(src, { dtype, signal, progress }) {
+  async loadFrom(src, { dtype, maxHostBytes, signal, progress }) {
     const tally = new Progress(progress);
     const place = src.place.endsWith('/') ? src.place : `${src.place}/`;
     // Set when a server answered a model file with a web page: the error then says so.
@@ -525,6 +533,7 @@ export class Engine {
       }
       if (!proc || !procName) throw missing('preprocessor_config.json');
       const loader = await this.guard(() => this.engine.beginLoad(src.place, config, proc, procName, generation ?? undefined, tokenizer, dtype));
+      if (maxHostBytes !== undefined) await this.guard(() => loader.setHostBound(maxHostBytes));
       // The configs parsed: their cache entries may be kept.
       for (const name of ['config.json', 'tokenizer.json', procName, ...(generation ? ['generation_config.json'] : [])]) await src.commit(name);
       // Chat models (SmolVLM): the chat template's files (the engine takes the first that
@@ -566,12 +575,19 @@ export class Engine {
         if (!f) throw missing(name);
         await this.streamWeights(loader, src, f, name, { place, signal, tally });
       }
+      // Read before finish(): the loader is consumed by it.
+      const loaderPeakBytes = this.safe(() => loader.peakHostBytes());
       const model = await this.guard(() => loader.finish());
       this.model = model;
       await src.finish();
       this.modelInfo = JSON.parse(model.infoJson());
       tally.ready();
-      return { info: this.modelInfo, adapter: this.adapter };
+      const memory = {
+        wasmBytes: this.wasmMemory ? this.wasmMemory.buffer.byteLength : null,
+        loaderPeakBytes,
+        hostBoundBytes: maxHostBytes ?? DEFAULT_HOST_BYTES,
+      };
+      return { info: this.modelInfo, adapter: this.adapter, memory };
     } catch (e) {
       await src.discardAll().catch(() => {});
       throw toPinholeError(e);

@@ -10,6 +10,7 @@ import type {
   CachedModel,
   KernelTestReport,
   ModelInfo,
+  LoadMemory,
   EngineAdapter,
   ImageInput,
   GenerateOptions,
@@ -46,6 +47,7 @@ export declare class Pinhole {
   readonly info: ModelInfo | null;
   readonly adapter: EngineAdapter | null;
   readonly loadMs: number | null;
+  readonly memory: LoadMemory | null;
 
   generate(image: ImageInput, options?: GenerateOptions): Promise<GenerateResult>;
   stream(image: ImageInput, options?: GenerateOptions): AsyncGenerator<StreamPiece, GenerateResult, undefined>;

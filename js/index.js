@@ -248,6 +248,8 @@ export class Pinhole {
     this.adapter = loaded?.adapter ?? null;
     /** Milliseconds the load took. @type {number | null} */
     this.loadMs = loaded?.loadMs ?? null;
+    /** The engine's memory at the end of the load: wasm memory, the loader's peak for weights, its bound. @type {import('./types.js').LoadMemory | null} */
+    this.memory = loaded?.memory ?? null;
   }
 
   /**
@@ -259,14 +261,17 @@ export class Pinhole {
    * @param {import('./types.js').LoadOptions} [options]
    * @returns {Promise<Pinhole>}
    */
-  static async load(source, { onProgress, signal, worker = true, dtype = 'auto', maxBindingBytes } = {}) {
+  static async load(source, { onProgress, signal, worker = true, dtype = 'auto', maxBindingBytes, maxHostBytes } = {}) {
     if (signal?.aborted) throw abortError();
+    if (maxHostBytes !== undefined && !(typeof maxHostBytes === 'number' && Number.isFinite(maxHostBytes) && maxHostBytes >= 4096)) {
+      throw new PinholeError('bad-request', `maxHostBytes must be a number of bytes ≥ 4096 (got ${String(maxHostBytes)}); leave it out for the default of 256 MiB`);
+    }
     if (!globalThis.navigator?.gpu) throw new PinholeError('no-webgpu', NO_WEBGPU_MESSAGE);
     if (source === null || source === '') throw new PinholeError('bad-request', "Pinhole.load needs a model folder URL, a FileList / File[], a FileSystemDirectoryHandle, or nothing (or 'pinhole-shapes') for the bundled model");
     const resolved = resolveSource(source);
     const backend = makeBackend(worker);
     try {
-      const loaded = await backend.call('load', { source: resolved, options: { dtype, maxBindingBytes } }, { signal, onProgress });
+      const loaded = await backend.call('load', { source: resolved, options: { dtype, maxBindingBytes, maxHostBytes } }, { signal, onProgress });
       return new Pinhole(backend, loaded);
     } catch (e) {
       backend.terminate();

@@ -59,6 +59,22 @@ export interface LoadOptions {
   dtype?: 'auto' | 'f32' | 'f16';
   /** Lowers the size at which weights are split across bindings (testing the phone path). */
   maxBindingBytes?: number;
+  /**
+   * The most wasm memory the loader holds at once for f32/f16/bf16 weights, in bytes (default
+   * 256 MiB, at least 4096): tensors go to the GPU in pieces as their bytes arrive, whatever
+   * their size. Lower it on memory-tight devices.
+   */
+  maxHostBytes?: number;
+}
+
+/** Memory of the engine at the end of a load (`Pinhole.memory`). */
+export interface LoadMemory {
+  /** Size of the engine's wasm memory (it never shrinks, so this is its peak so far); null if unknown. */
+  wasmBytes: number | null;
+  /** The most wasm memory the loader held at once for float weights during this load. */
+  loaderPeakBytes: number;
+  /** The bound it kept to (`maxHostBytes`, or the default 256 MiB). */
+  hostBoundBytes: number;
 }
 
 /** A part of a chat message's content, as transformers' apply_chat_template takes it. */

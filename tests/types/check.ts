@@ -18,7 +18,7 @@ declare const implStatics: Public<Omit<typeof Impl.Pinhole, 'prototype'>>;
 const statics: Omit<typeof Decl.Pinhole, 'prototype'> = implStatics;
 ok<Same<keyof Public<Omit<typeof Impl.Pinhole, 'prototype'>>, keyof Omit<typeof Decl.Pinhole, 'prototype'>>>();
 
-// Instance side: generate, stream, dispose, info, adapter, loadMs.
+// Instance side: generate, stream, dispose, info, adapter, loadMs, memory.
 declare const implInstance: Public<Impl.Pinhole>;
 const instance: Decl.Pinhole = implInstance;
 ok<Same<keyof Public<Impl.Pinhole>, keyof Decl.Pinhole>>();
