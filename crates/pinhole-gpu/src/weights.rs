@@ -179,15 +179,34 @@ pub fn upload(gpu: &Gpu, name: &str, t: &Tensor) -> Result<GpuTensor> {
     })
 }
 
-/// A float weight written in pieces as its bytes arrive (the browser's stream loader): its
-/// buffers are created up front with [`upload`]'s layout, and each piece of storage bytes
-/// (f32 words or packed f16 halves, in element order) goes straight to its place with
-/// `write_buffer` at an offset, so the host never holds the whole tensor.
+/// A weight written in pieces as its bytes arrive (the browser's stream loader): its buffers
+/// are created up front with [`upload`]'s layout, and each piece goes straight to its place
+/// with `write_buffer` at an offset, so the host never holds the whole tensor.
+///
+/// The bytes come in one or more *parts*, each a row-major stream of the weight's rows: a
+/// float weight has one (f32 words or packed f16 halves, in element order, [`write`]); a
+/// 4-bit weight has one per tensor of its checkpoint form ([`write_part`]): 0 the packed
+/// words (`X.q4`), 1 the f16 scales (`X.q4_scales`), 2 the f16 offsets (`X.q4_offsets`,
+/// asymmetric scheme), and every chunk holds its rows of each part at that part's offset
+/// (`pinhole_core::quant::chunk_layout`). Parts may be written in any order relative to each
+/// other; each part's bytes in order.
+///
+/// [`write`]: WeightWriter::write
+/// [`write_part`]: WeightWriter::write_part
 pub struct WeightWriter {
     name: String,
     tensor: GpuTensor,
-    /// Storage bytes per element (4 or 2).
-    elem: usize,
+    parts: Vec<Part>,
+}
+
+/// The write position of one part (see [`WeightWriter`]).
+struct Part {
+    /// Payload bytes per row.
+    row_bytes: u64,
+    /// Byte offset of the part in each chunk's buffer.
+    base: Vec<u64>,
+    /// Pieces are whole units of this many bytes (the part's element size).
+    unit: usize,
     /// The chunk being filled, the bytes of it written so far (a multiple of 4) and the
     /// payload bytes it has received (written or pending).
     chunk: usize,
@@ -198,16 +217,11 @@ pub struct WeightWriter {
 }
 
 impl WeightWriter {
-    /// Creates the buffers of weight `name` of `shape`, stored as `dtype` (F32 or F16).
+    /// Creates the buffers of weight `name` of `shape`, stored as `dtype` (F32, F16/BF16 or
+    /// Q4).
     pub fn new(gpu: &Gpu, name: &str, shape: &[usize], dtype: DType) -> Result<WeightWriter> {
         let dtype = storage_dtype(dtype);
-        if !matches!(dtype, DType::F32 | DType::F16) {
-            return Err(GpuError::Validation(format!(
-                "weight '{name}': only f32/f16 weights are written in pieces, not {}",
-                dtype.name()
-            )));
-        }
-        let chunks = layout(gpu, name, shape, dtype)?
+        let chunks: Vec<Chunk> = layout(gpu, name, shape, dtype)?
             .into_iter()
             .map(|(row0, rows, size)| Chunk {
                 buffer: weight_buffer(gpu, name, size),
@@ -215,6 +229,39 @@ impl WeightWriter {
                 rows,
             })
             .collect();
+        let cols = *shape.last().unwrap_or(&1);
+        let total_rows = rows_of(shape);
+        let real = |c: &Chunk| c.rows.min(total_rows.saturating_sub(c.row0));
+        let part = |row_bytes: usize, unit: usize, base: Vec<u64>| Part {
+            row_bytes: row_bytes as u64,
+            base,
+            unit,
+            chunk: 0,
+            written: 0,
+            received: 0,
+            pending: Vec::new(),
+        };
+        let parts = match dtype {
+            DType::F32 | DType::F16 => vec![part(cols * dtype.size(), dtype.size(), vec![0; chunks.len()])],
+            DType::Q4(f) => {
+                let at = |c: &Chunk| pinhole_core::quant::chunk_layout(real(c), cols, f);
+                let gpr = cols / f.group();
+                let mut p = vec![
+                    part(cols / 2, 4, vec![0; chunks.len()]),
+                    part(2 * gpr, 2, chunks.iter().map(|c| at(c).0 as u64 * 4).collect()),
+                ];
+                if f.asym() {
+                    p.push(part(2 * gpr, 2, chunks.iter().map(|c| at(c).1 as u64 * 4).collect()));
+                }
+                p
+            }
+            d => {
+                return Err(GpuError::Validation(format!(
+                    "weight '{name}': only f32/f16/4-bit weights are written in pieces, not {}",
+                    d.name()
+                )))
+            }
+        };
         Ok(WeightWriter {
             name: name.to_string(),
             tensor: GpuTensor {
@@ -222,74 +269,90 @@ impl WeightWriter {
                 dtype,
                 chunks,
             },
-            elem: dtype.size(),
-            chunk: 0,
-            written: 0,
-            received: 0,
-            pending: Vec::new(),
+            parts,
         })
     }
 
-    /// Payload bytes of chunk `i` (its elements, without the padding to a whole word).
-    fn payload(&self, i: usize) -> u64 {
+    /// How many parts the weight's bytes come in (1 for a float weight, 2 or 3 for 4-bit).
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Payload bytes of part `p` in chunk `i` (its rows, without the padding to a whole word).
+    fn payload(&self, p: usize, i: usize) -> u64 {
         let rows = rows_of(&self.tensor.shape);
         let c = &self.tensor.chunks[i];
         let real = c.rows.min(rows.saturating_sub(c.row0));
-        (real * self.tensor.cols() * self.elem) as u64
+        real as u64 * self.parts[p].row_bytes
     }
 
-    fn put(&mut self, gpu: &Gpu, bytes: &[u8]) {
+    fn put(&mut self, gpu: &Gpu, p: usize, bytes: &[u8]) {
+        let part = &mut self.parts[p];
+        let at = part.base[part.chunk] + part.written;
         gpu.queue
-            .write_buffer(&self.tensor.chunks[self.chunk].buffer, self.written, bytes);
-        self.written += bytes.len() as u64;
+            .write_buffer(&self.tensor.chunks[part.chunk].buffer, at, bytes);
+        part.written += bytes.len() as u64;
     }
 
-    /// Writes the next storage bytes of the tensor (whole elements, in order).
-    pub fn write(&mut self, gpu: &Gpu, mut bytes: &[u8]) -> Result<()> {
-        if !bytes.len().is_multiple_of(self.elem) {
+    /// Writes the next storage bytes of a float weight (whole elements, in order).
+    pub fn write(&mut self, gpu: &Gpu, bytes: &[u8]) -> Result<()> {
+        self.write_part(gpu, 0, bytes)
+    }
+
+    /// Writes the next bytes of part `p` (whole elements of it, in order).
+    pub fn write_part(&mut self, gpu: &Gpu, p: usize, mut bytes: &[u8]) -> Result<()> {
+        let Some(unit) = self.parts.get(p).map(|x| x.unit) else {
             return Err(GpuError::Validation(format!(
-                "weight '{}': {} bytes are not whole {}-byte elements",
+                "weight '{}': no part {p} (it has {})",
+                self.name,
+                self.parts.len()
+            )));
+        };
+        if !bytes.len().is_multiple_of(unit) {
+            return Err(GpuError::Validation(format!(
+                "weight '{}': {} bytes are not whole {unit}-byte elements",
                 self.name,
                 bytes.len(),
-                self.elem
             )));
         }
         while !bytes.is_empty() {
-            if self.chunk >= self.tensor.chunks.len() {
+            if self.parts[p].chunk >= self.tensor.chunks.len() {
                 return Err(GpuError::Validation(format!(
                     "weight '{}' {:?}: more bytes than the tensor holds",
                     self.name, self.tensor.shape
                 )));
             }
-            let room = self.payload(self.chunk) - self.received;
+            let payload = self.payload(p, self.parts[p].chunk);
+            let room = payload - self.parts[p].received;
             let take = (room as usize).min(bytes.len());
-            let (mut part, rest) = bytes.split_at(take);
+            let (mut piece, rest) = bytes.split_at(take);
             bytes = rest;
-            self.received += take as u64;
-            if !self.pending.is_empty() {
-                let need = (4 - self.pending.len()).min(part.len());
-                self.pending.extend_from_slice(&part[..need]);
-                part = &part[need..];
-                if self.pending.len() == 4 {
-                    let word = std::mem::take(&mut self.pending);
-                    self.put(gpu, &word);
+            self.parts[p].received += take as u64;
+            if !self.parts[p].pending.is_empty() {
+                let need = (4 - self.parts[p].pending.len()).min(piece.len());
+                self.parts[p].pending.extend_from_slice(&piece[..need]);
+                piece = &piece[need..];
+                if self.parts[p].pending.len() == 4 {
+                    let word = std::mem::take(&mut self.parts[p].pending);
+                    self.put(gpu, p, &word);
                 }
             }
-            let whole = part.len() / 4 * 4;
+            let whole = piece.len() / 4 * 4;
             if whole > 0 {
-                self.put(gpu, &part[..whole]);
+                self.put(gpu, p, &piece[..whole]);
             }
-            self.pending.extend_from_slice(&part[whole..]);
-            if self.received == self.payload(self.chunk) {
-                if !self.pending.is_empty() {
+            self.parts[p].pending.extend_from_slice(&piece[whole..]);
+            if self.parts[p].received == payload {
+                if !self.parts[p].pending.is_empty() {
                     // The chunk's last half word: padded with zeros, as `upload` pads it.
-                    let mut word = std::mem::take(&mut self.pending);
+                    let mut word = std::mem::take(&mut self.parts[p].pending);
                     word.resize(4, 0);
-                    self.put(gpu, &word);
+                    self.put(gpu, p, &word);
                 }
-                self.chunk += 1;
-                self.written = 0;
-                self.received = 0;
+                let part = &mut self.parts[p];
+                part.chunk += 1;
+                part.written = 0;
+                part.received = 0;
             }
         }
         Ok(())
@@ -297,17 +360,24 @@ impl WeightWriter {
 
     /// Skips past chunks with no payload (an empty tensor).
     fn settle(&mut self) {
-        while self.chunk < self.tensor.chunks.len() && self.payload(self.chunk) == 0 {
-            self.chunk += 1;
+        for p in 0..self.parts.len() {
+            while self.parts[p].chunk < self.tensor.chunks.len() && self.payload(p, self.parts[p].chunk) == 0 {
+                self.parts[p].chunk += 1;
+            }
         }
     }
 
-    /// The uploaded tensor, once every byte was written.
+    /// The uploaded tensor, once every byte of every part was written.
     pub fn finish(mut self) -> Result<GpuTensor> {
         self.settle();
-        if self.chunk < self.tensor.chunks.len() {
+        if let Some(p) = self.parts.iter().position(|p| p.chunk < self.tensor.chunks.len()) {
+            let what = if self.parts.len() > 1 {
+                format!(" (part {p})")
+            } else {
+                String::new()
+            };
             return Err(GpuError::Validation(format!(
-                "weight '{}' {:?}: ended before all its bytes were written",
+                "weight '{}' {:?}: ended before all its bytes were written{what}",
                 self.name, self.tensor.shape
             )));
         }
@@ -388,11 +458,16 @@ impl WeightStore {
         Ok(())
     }
 
-    /// Writes the next piece of a weight being streamed (see [`WeightWriter`]).
+    /// Writes the next piece of a float weight being streamed (see [`WeightWriter`]).
     pub fn write(&mut self, gpu: &Gpu, w: &mut WeightWriter, bytes: &[u8]) -> Result<()> {
+        self.write_part(gpu, w, 0, bytes)
+    }
+
+    /// Writes the next piece of part `part` of a weight being streamed (see [`WeightWriter`]).
+    pub fn write_part(&mut self, gpu: &Gpu, w: &mut WeightWriter, part: usize, bytes: &[u8]) -> Result<()> {
         gpu.check_alive()
             .map_err(|e| e.during(|| format!("loading weight '{}'", w.name)))?;
-        w.write(gpu, bytes)?;
+        w.write_part(gpu, part, bytes)?;
         self.noted(gpu, bytes.len() as u64)
     }
 

@@ -240,13 +240,7 @@ pub fn from_raw(
         (false, _) => Vec::new(),
     };
     for (name, v) in [(&scales_name, &scales), (&offsets_name, &offsets)] {
-        // An all-ones f16 exponent is inf or NaN.
-        if v.iter().any(|&h| h & 0x7C00 == 0x7C00) {
-            return Err(Error::Tensor {
-                name: name.clone(),
-                message: "holds inf or NaN; the quantized checkpoint is corrupt".into(),
-            });
-        }
+        check_finite(name, v.iter().copied())?;
     }
     Tensor::q4(
         shape,
@@ -261,6 +255,23 @@ pub fn from_raw(
         name: packed_name,
         message: e.to_string(),
     })
+}
+
+/// Checks raw little-endian f16 scales or offsets (a whole tensor or a piece of one, as the
+/// streaming loader gets them) for inf or NaN: an error naming tensor `name`.
+pub fn check_halves(name: &str, bytes: &[u8]) -> Result<()> {
+    check_finite(name, bytes.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])))
+}
+
+fn check_finite(name: &str, mut halves: impl Iterator<Item = u16>) -> Result<()> {
+    // An all-ones f16 exponent is inf or NaN.
+    if halves.any(|h| h & 0x7C00 == 0x7C00) {
+        return Err(Error::Tensor {
+            name: name.to_string(),
+            message: "holds inf or NaN; the quantized checkpoint is corrupt".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Rows `first .. first + rows` of a 4-bit weight (a piece of a fused qkv weight).

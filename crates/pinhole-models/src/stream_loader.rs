@@ -8,10 +8,13 @@
 //! bound ([`DEFAULT_HOST_BOUND`], 256 MiB; [`StreamingLoader::set_host_bound`]) whatever the
 //! tensor or model size. A 257,216 × 2048 bf16 embedding (1 GB) used to be held and converted
 //! whole, which ran a browser's wasm memory out. A pushed chunk is processed in pieces of at
-//! most a quarter of the bound, and its converted bytes take at most twice that. Not covered
-//! by the bound: the chunk the caller passes in (the npm engine passes fetch-sized chunks) and
-//! 4-bit weights (`pinhole quantize` output), whose parts are assembled whole before upload
-//! (the largest, a 4-bit 257,216 × 2048 embedding, is about 0.3 GB).
+//! most a quarter of the bound, and its converted bytes take at most twice that. 4-bit
+//! weights (`pinhole quantize` output) stream the same way: each of their parts (packed
+//! words, scales, offsets: separate tensors of the file) is written as it arrives into its
+//! region of the weight's chunk buffers, whose writers stay open until the weight's last part
+//! is in (they hold GPU buffers, not host memory). They used to be assembled whole: a 4-bit
+//! 257,216 × 2048 embedding took 0.57 GB of wasm memory at its peak. Not covered by the
+//! bound: the chunk the caller passes in (the npm engine passes fetch-sized chunks).
 //!
 //! The checks are the same as [`crate::loader::load_dir`]'s: every weight the model needs is
 //! present (known before any data for a single file; from the index for a sharded
@@ -68,22 +71,23 @@ pub const INDEX_FILE: &str = "model.safetensors.index.json";
 struct Wanted {
     info: TensorInfo,
     targets: Vec<Target>,
-    /// A float tensor written to the GPU piece by piece as its bytes arrive.
+    /// Written to the GPU piece by piece as its bytes arrive (a float tensor, or a part of a
+    /// 4-bit weight).
     stream: bool,
-    /// A part of a 4-bit weight that arrives before its last part: its bytes are kept until then.
-    stash: bool,
-    /// The last-arriving part of a 4-bit weight: the weight is assembled from the parts here.
-    q4: Option<Q4Weight>,
+    /// A part of a 4-bit weight.
+    q4: Option<Q4Part>,
 }
 
-/// A 4-bit weight (written by `pinhole quantize`, see [`crate::q4_load`]) whose `.q4`,
-/// `.q4_scales` (and `.q4_offsets`) tensors arrive as separate tensors of the file.
-struct Q4Weight {
-    format: Q4Format,
+/// One part of a 4-bit weight (written by `pinhole quantize`, see [`crate::q4_load`]): its
+/// `.q4`, `.q4_scales` (and `.q4_offsets`) tensors arrive as separate tensors of the file and
+/// are written into the same writers ([`WeightWriter::write_part`]).
+struct Q4Part {
     /// The checkpoint name the parts stand for (`X` of `X.q4`).
     base: String,
-    /// Its full `[N, K]` shape (of the fused tensor, for a row slice).
-    shape: Vec<usize>,
+    /// The writer part: 0 packed words, 1 scales, 2 offsets.
+    part: usize,
+    /// The weight's part that arrives last: its end completes the weight.
+    last: bool,
 }
 
 struct Target {
@@ -109,8 +113,9 @@ struct Current {
     /// Needed tensors of this file in data order, and the next one to complete.
     wanted: Vec<Wanted>,
     next: usize,
-    /// Bytes of 4-bit weight parts waiting for the weight's last part, by tensor name.
-    stash: HashMap<String, Vec<u8>>,
+    /// Writers of the 4-bit weights whose first part arrived and last did not, by base name
+    /// (one per target, in the order of the parts' `targets`).
+    q4_open: HashMap<String, Vec<WeightWriter>>,
     /// The streamed tensor being written: one writer per target, and the source elements
     /// written so far.
     active: Vec<(WeightWriter, std::ops::Range<usize>)>,
@@ -225,8 +230,7 @@ impl StreamingLoader {
         self.host_bound = bytes.max(4 << 10);
     }
 
-    /// The most host bytes the loader held at once so far (pending bytes, conversion output,
-    /// 4-bit parts waiting for their weight's last part).
+    /// The most host bytes the loader held at once so far (pending bytes and conversion output).
     pub fn peak_host_bytes(&self) -> usize {
         self.peak_host
     }
@@ -260,7 +264,7 @@ impl StreamingLoader {
             header: None,
             wanted: Vec::new(),
             next: 0,
-            stash: HashMap::new(),
+            q4_open: HashMap::new(),
             active: Vec::new(),
             done_elems: 0,
         });
@@ -489,41 +493,39 @@ impl StreamingLoader {
                 if q4_load::check(header, format, base, &full_shape, w.matrix)?.is_none() {
                     return Err(Error::Request(format!("{}: 4-bit parts vanished", info.name)));
                 }
-                let mut parts: Vec<&TensorInfo> = [SUFFIX_PACKED, SUFFIX_SCALES, SUFFIX_OFFSETS]
-                    .iter()
-                    .filter_map(|suffix| header.get(&format!("{base}{suffix}")))
-                    .collect();
-                parts.sort_by_key(|p| p.start);
-                let Some((last, early)) = parts.split_last() else {
-                    return Err(Error::Request(format!("{}: 4-bit parts vanished", info.name)));
-                };
-                for p in early {
-                    by_tensor.entry(p.name.clone()).or_insert_with(|| Wanted {
-                        info: (*p).clone(),
-                        targets: Vec::new(),
-                        stream: false,
-                        stash: true,
-                        q4: None,
-                    });
-                }
                 let Some(format) = format else {
                     return Err(Error::Request(format!("{}: 4-bit weight without a format", info.name)));
                 };
-                by_tensor
-                    .entry(last.name.clone())
-                    .or_insert_with(|| Wanted {
-                        info: (*last).clone(),
-                        targets: Vec::new(),
-                        stream: false,
-                        stash: false,
-                        q4: Some(Q4Weight {
-                            format,
-                            base: base.to_string(),
-                            shape: full_shape,
-                        }),
-                    })
-                    .targets
-                    .push(target);
+                let mut parts: Vec<(usize, &TensorInfo)> = [SUFFIX_PACKED, SUFFIX_SCALES, SUFFIX_OFFSETS]
+                    .iter()
+                    .enumerate()
+                    .filter_map(|(i, suffix)| header.get(&format!("{base}{suffix}")).map(|t| (i, t)))
+                    .collect();
+                parts.sort_by_key(|(_, p)| p.start);
+                let Some(&(_, last)) = parts.last() else {
+                    return Err(Error::Request(format!("{}: 4-bit parts vanished", info.name)));
+                };
+                for &(i, p) in &parts {
+                    by_tensor
+                        .entry(p.name.clone())
+                        .or_insert_with(|| Wanted {
+                            info: p.clone(),
+                            targets: Vec::new(),
+                            stream: true,
+                            q4: Some(Q4Part {
+                                base: base.to_string(),
+                                part: i,
+                                last: p.name == last.name,
+                            }),
+                        })
+                        .targets
+                        .push(Target {
+                            canonical: target.canonical.clone(),
+                            first: target.first,
+                            shape: target.shape.clone(),
+                            dtype: DType::Q4(format),
+                        });
+                }
                 continue;
             }
             by_tensor
@@ -533,7 +535,6 @@ impl StreamingLoader {
                     targets: Vec::new(),
                     // Other dtypes take the whole-tensor path, which names them as unsupported.
                     stream: info.dtype.is_supported_float(),
-                    stash: false,
                     q4: None,
                 })
                 .targets
@@ -584,39 +585,8 @@ impl StreamingLoader {
                 break;
             }
             let bytes = &cur.buf[start..start + w.info.len as usize];
-            if w.stash {
-                cur.stash.insert(w.info.name.clone(), bytes.to_vec());
-            }
             self.note_host(cur);
-            if let Some(q) = &w.q4 {
-                // The last part arrived: assemble the weight from the stashed parts and these bytes.
-                let mut part = |suffix: &str| -> Option<Vec<u8>> {
-                    let name = format!("{}{suffix}", q.base);
-                    if name == w.info.name {
-                        Some(bytes.to_vec())
-                    } else {
-                        cur.stash.remove(&name)
-                    }
-                };
-                let (packed, scales, offsets) = (part(SUFFIX_PACKED), part(SUFFIX_SCALES), part(SUFFIX_OFFSETS));
-                let (Some(packed), Some(scales)) = (packed, scales) else {
-                    return Err(Error::Request(format!("{}: 4-bit parts did not arrive", q.base)));
-                };
-                let t = q4_load::from_raw(q.format, &q.base, &q.shape, &packed, &scales, offsets.as_deref())?;
-                drop((packed, scales, offsets));
-                for tg in &w.targets {
-                    let r = match tg.first {
-                        Some(first) => {
-                            let rows = q4_load::take_rows(&t, first, tg.shape[0])?;
-                            self.weights.upload(&self.gpu, &tg.canonical, &rows)
-                        }
-                        None => self.weights.upload(&self.gpu, &tg.canonical, &t),
-                    };
-                    r.map_err(Error::Gpu)?;
-                    self.uploaded.insert(tg.canonical.clone());
-                }
-            }
-            for tg in w.targets.iter().filter(|_| w.q4.is_none()) {
+            for tg in &w.targets {
                 let mut t = decode_tensor(&w.info, bytes, tg.dtype)?;
                 match tg.first {
                     Some(first) => t = take_rows(&t, first, tg.shape[0], &tg.shape)?,
@@ -647,62 +617,97 @@ impl StreamingLoader {
     }
 
     /// Converts and writes `n` source elements of the streamed tensor `cur.wanted[cur.next]`
-    /// starting at `cur.buf[start..]`, creating its writers on its first bytes.
+    /// starting at `cur.buf[start..]`, creating its writers on its first bytes (for a 4-bit
+    /// weight, on the first bytes of its first part).
     fn stream_piece(&mut self, cur: &mut Current, start: usize, n: usize) -> Result<()> {
         let w = &cur.wanted[cur.next];
-        if cur.active.is_empty() {
-            let numel = w.info.numel();
-            // Elements per row of the source (for row slices of a fused tensor).
-            let cols: usize = w.info.shape.iter().skip(1).product();
-            for tg in &w.targets {
-                let range = match tg.first {
-                    Some(first) => first * cols..(first + tg.shape[0]) * cols,
-                    None => 0..numel,
-                };
-                let writer = WeightWriter::new(&self.gpu, &tg.canonical, &tg.shape, tg.dtype).map_err(Error::Gpu)?;
-                cur.active.push((writer, range));
+        // Elements per row of the source (for row slices of a fused tensor).
+        let cols: usize = w.info.shape.iter().skip(1).product();
+        let range = |tg: &Target| match tg.first {
+            Some(first) => first * cols..(first + tg.shape[0]) * cols,
+            None => 0..w.info.numel(),
+        };
+        match &w.q4 {
+            Some(q) if !cur.q4_open.contains_key(&q.base) => {
+                let mut writers = Vec::with_capacity(w.targets.len());
+                for tg in &w.targets {
+                    writers.push(WeightWriter::new(&self.gpu, &tg.canonical, &tg.shape, tg.dtype).map_err(Error::Gpu)?);
+                }
+                cur.q4_open.insert(q.base.clone(), writers);
             }
-            cur.done_elems = 0;
+            None if cur.active.is_empty() => {
+                for tg in &w.targets {
+                    let writer =
+                        WeightWriter::new(&self.gpu, &tg.canonical, &tg.shape, tg.dtype).map_err(Error::Gpu)?;
+                    cur.active.push((writer, range(tg)));
+                }
+            }
+            _ => {}
         }
         if n == 0 {
             return Ok(());
         }
         let esize = w.info.dtype.size().unwrap_or(1);
-        let stashed = stash_bytes(cur);
         let src = &cur.buf[start..start + n * esize];
         let (e0, e1) = (cur.done_elems, cur.done_elems + n);
-        for (i, tg) in w.targets.iter().enumerate() {
-            let (writer, range) = &mut cur.active[i];
-            let (a, b) = (e0.max(range.start), e1.min(range.end));
-            if a >= b {
-                continue;
+        if let Some(q) = &w.q4 {
+            // Scales and offsets are f16 halves: inf or NaN means a corrupt file.
+            if q.part > 0 {
+                q4_load::check_halves(&w.info.name, src)?;
             }
-            write_piece(
-                &self.gpu,
-                &mut self.weights,
-                writer,
-                &w.info,
-                &src[(a - e0) * esize..(b - e0) * esize],
-                tg.dtype,
-                &mut self.scratch,
-            )?;
-            self.peak_host = self
-                .peak_host
-                .max(cur.buf.capacity() + self.scratch.capacity() + stashed);
+            let writers = cur
+                .q4_open
+                .get_mut(&q.base)
+                .ok_or_else(|| Error::Request(format!("{}: 4-bit writers vanished", q.base)))?;
+            for (tg, writer) in w.targets.iter().zip(writers.iter_mut()) {
+                let r = range(tg);
+                let (a, b) = (e0.max(r.start), e1.min(r.end));
+                if a < b {
+                    let piece = &src[(a - e0) * esize..(b - e0) * esize];
+                    self.weights
+                        .write_part(&self.gpu, writer, q.part, piece)
+                        .map_err(Error::Gpu)?;
+                }
+            }
+        } else {
+            for (i, tg) in w.targets.iter().enumerate() {
+                let (writer, range) = &mut cur.active[i];
+                let (a, b) = (e0.max(range.start), e1.min(range.end));
+                if a >= b {
+                    continue;
+                }
+                write_piece(
+                    &self.gpu,
+                    &mut self.weights,
+                    writer,
+                    &w.info,
+                    &src[(a - e0) * esize..(b - e0) * esize],
+                    tg.dtype,
+                    &mut self.scratch,
+                )?;
+            }
         }
+        self.peak_host = self.peak_host.max(cur.buf.capacity() + self.scratch.capacity());
         cur.done_elems = e1;
         Ok(())
     }
 
-    /// All bytes of the streamed tensor were written: its weights join the store.
+    /// All bytes of the streamed tensor were written: its weights join the store (a 4-bit
+    /// weight's once its last part is in).
     fn finish_streamed(&mut self, cur: &mut Current) -> Result<()> {
         let w = &cur.wanted[cur.next];
-        for ((writer, _), tg) in cur.active.drain(..).zip(&w.targets) {
+        let done: Vec<WeightWriter> = match &w.q4 {
+            Some(q) if q.last => cur.q4_open.remove(&q.base).unwrap_or_default(),
+            Some(_) => Vec::new(),
+            None => cur.active.drain(..).map(|(writer, _)| writer).collect(),
+        };
+        for (writer, tg) in done.into_iter().zip(&w.targets) {
             self.weights.finish(&tg.canonical, writer).map_err(Error::Gpu)?;
             self.uploaded.insert(tg.canonical.clone());
         }
         self.uploaded_bytes += w.info.len;
         cur.next += 1;
+        cur.done_elems = 0;
         // The conversion buffer is reused by the next tensor, but not kept larger than a piece needs.
         if self.scratch.capacity() > self.host_bound / 2 {
             self.scratch = Vec::new();
@@ -711,9 +716,7 @@ impl StreamingLoader {
     }
 
     fn note_host(&mut self, cur: &Current) {
-        self.peak_host = self
-            .peak_host
-            .max(cur.buf.capacity() + self.scratch.capacity() + stash_bytes(cur));
+        self.peak_host = self.peak_host.max(cur.buf.capacity() + self.scratch.capacity());
     }
 
     fn file_err(&self, cur: &Current, detail: String) -> Error {
@@ -749,6 +752,9 @@ impl StreamingLoader {
                 &cur,
                 format!("tensor '{}' did not arrive complete", cur.wanted[cur.next].info.name),
             ));
+        }
+        if let Some(base) = cur.q4_open.keys().next() {
+            return Err(self.file_err(&cur, format!("the 4-bit weight '{base}' did not arrive complete")));
         }
         self.done_files.push(cur.name);
         Ok(())
@@ -795,10 +801,6 @@ impl StreamingLoader {
             dir: self.place,
         })
     }
-}
-
-fn stash_bytes(cur: &Current) -> usize {
-    cur.stash.values().map(|v| v.capacity()).sum()
 }
 
 fn sorted<'a>(it: impl Iterator<Item = &'a ExpectedWeight>) -> Vec<&'a ExpectedWeight> {

@@ -486,28 +486,62 @@ fn tensors_larger_than_the_host_bound_stream_into_split_buffers_like_load_dir() 
     // A host bound of 32 KiB, below the fixtures' embeddings (150-200 KB), and weights split
     // across 2 KiB bindings: each embedding is written piece by piece into dozens of buffers.
     // The GPU bytes must equal load_dir's exactly, and the loader must never have held more
-    // than the bound.
-    const BOUND: usize = 32 << 10;
+    // than the bound. 4-bit folders (`pinhole quantize`) the same with a bound of 24 KiB (their
+    // headers take 10 KB), below pg1-mqa's largest part (the packed embedding): packed words,
+    // scales and offsets each land in their region of every chunk (BLIP-2's fused qkv as row
+    // slices of its parts).
     let gpu = pinhole_gpu::open_blocking(&GpuOptions {
         max_binding_bytes: Some(2048),
         ..GpuOptions::from_env()
     })
     .expect("GPU adapter");
-    for (name, precision) in [
-        ("pg1-mqa", WeightPrecision::F32),
-        ("pg1-mqa", WeightPrecision::F16),
-        ("pg1-bf16-sharded", WeightPrecision::F16),
-        ("pg1-bf16-sharded", WeightPrecision::F32),
-        ("blip2-phi", WeightPrecision::F16),
+    let q4_sym = quantized("pg1-mqa", Q4Scheme::Sym, "bound");
+    let q4_asym = quantized("blip2-phi", Q4Scheme::Asym, "bound");
+    for (name, dir, precision, bound) in [
+        (
+            "pg1-mqa",
+            fixture("pg1-mqa").join("model"),
+            WeightPrecision::F32,
+            32 << 10,
+        ),
+        (
+            "pg1-mqa",
+            fixture("pg1-mqa").join("model"),
+            WeightPrecision::F16,
+            32 << 10,
+        ),
+        (
+            "pg1-bf16-sharded",
+            fixture("pg1-bf16-sharded").join("model"),
+            WeightPrecision::F16,
+            32 << 10,
+        ),
+        (
+            "pg1-bf16-sharded",
+            fixture("pg1-bf16-sharded").join("model"),
+            WeightPrecision::F32,
+            32 << 10,
+        ),
+        (
+            "blip2-phi",
+            fixture("blip2-phi").join("model"),
+            WeightPrecision::F16,
+            32 << 10,
+        ),
+        ("pg1-mqa q4_sym", q4_sym.clone(), WeightPrecision::F16, 24 << 10),
+        // (its header alone is 27 KB and no tensor is over the bound: checked for the bytes of
+        // its 4-bit fused qkv row slices)
+        ("blip2-phi q4_asym", q4_asym.clone(), WeightPrecision::F32, 64 << 10),
     ] {
-        let dir = fixture(name).join("model");
         let what = format!("{name} {precision:?}");
+        // The one case whose tensors are all small: checked for its bytes only.
+        let small = name == "blip2-phi q4_asym";
         let native = load_dir(&gpu, &dir, &LoadOptions { precision }, |_, _| {}).expect("load_dir");
         let want = dump(&gpu, &native);
         drop(native);
 
         let mut l = new_loader_with(&gpu, &dir, precision);
-        l.set_host_bound(BOUND);
+        l.set_host_bound(bound);
         if dir.join(INDEX_FILE).is_file() {
             l.set_index(&read(&dir, INDEX_FILE), INDEX_FILE).unwrap();
         }
@@ -520,7 +554,7 @@ fn tensors_larger_than_the_host_bound_stream_into_split_buffers_like_load_dir() 
             // Odd chunk sizes (f16 words split between pushes), and one chunk much larger
             // than the bound (it is processed in pieces).
             let mut pos = 0;
-            for (i, n) in [1usize, 4093, 3 * BOUND + 1, 7].iter().cycle().enumerate() {
+            for (i, n) in [1usize, 4093, 3 * bound + 1, 7].iter().cycle().enumerate() {
                 if pos >= bytes.len() {
                     break;
                 }
@@ -531,11 +565,14 @@ fn tensors_larger_than_the_host_bound_stream_into_split_buffers_like_load_dir() 
             }
             l.end_file().unwrap();
         }
-        assert!(largest > BOUND as u64, "{what}: no tensor is larger than the bound");
+        assert!(
+            largest > bound as u64 || small,
+            "{what}: no tensor is larger than the bound"
+        );
         let peak = l.peak_host_bytes();
         assert!(
-            peak <= BOUND,
-            "{what}: the loader held {peak} bytes, over its bound of {BOUND}"
+            peak <= bound,
+            "{what}: the loader held {peak} bytes, over its bound of {bound}"
         );
         let lm = l.finish().expect("streamed load");
         let got = dump(&gpu, &lm);
@@ -550,8 +587,41 @@ fn tensors_larger_than_the_host_bound_stream_into_split_buffers_like_load_dir() 
             assert!(g.3 == w.3, "{what}: GPU bytes of {k} differ from load_dir's");
         }
         assert!(
-            want.values().any(|w| w.2.len() > 10),
+            want.values().any(|w| w.2.len() > if small { 1 } else { 10 }),
             "{what}: no weight was split across many bindings"
         );
+    }
+    let _ = std::fs::remove_dir_all(&q4_sym);
+    let _ = std::fs::remove_dir_all(&q4_asym);
+}
+
+#[test]
+fn q4_inf_scale_is_named_while_streaming() {
+    // The streamed parts are checked piece by piece as load_dir checks whole tensors: an inf
+    // scale in the middle of a `.q4_scales` tensor names it.
+    let qdir = quantized("pg1-mqa", Q4Scheme::Sym, "inf-scale");
+    let file = qdir.join("model.safetensors");
+    let mut bytes = read(&qdir, "model.safetensors");
+    let h = SafetensorsFile::open_path(&file).unwrap();
+    let victim = h
+        .tensors()
+        .iter()
+        .filter(|t| t.name.ends_with(".q4_scales"))
+        .max_by_key(|t| t.len)
+        .expect("a .q4_scales tensor")
+        .clone();
+    let at = (victim.start + victim.len / 2) as usize & !1;
+    bytes[at..at + 2].copy_from_slice(&0x7C00u16.to_le_bytes());
+    std::fs::write(&file, &bytes).unwrap();
+    let gpu = gpu();
+    let r = stream_all(&gpu, &qdir, &[997]);
+    let _ = std::fs::remove_dir_all(&qdir);
+    match r {
+        Err(Error::Tensor { name, message }) => {
+            assert_eq!(name, victim.name);
+            assert!(message.contains("inf or NaN"), "{message}");
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("an inf scale was accepted"),
     }
 }
