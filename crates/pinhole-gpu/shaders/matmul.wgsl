@@ -8,11 +8,14 @@
 //   w    [Nc, K] one chunk of a Hugging Face weight [N, K] (rows n0 .. n0+Nc). Stored as u32
 //        words: f32 bit patterns, or (W_F16) two f16 halves per word, element 2i in the low
 //        half. Decoding f16 with unpack2x16float is core WGSL, so f16 weights need no
-//        `shader-f16`; products and sums are always f32.
+//        `shader-f16`; products and sums are f32 (except in the opt-in f16-math variant of
+//        `gemm`, common/tile_f16.wgsl).
 //   bias [N]     f32, read when has_bias != 0 (otherwise a dummy buffer is bound)
 //   y    [M, N]  f32; this dispatch writes columns n0 .. n0+Nc. Weights larger than the
 //        per-binding limit are split by rows into chunks, one dispatch per chunk.
-// Specialisation: override W_F16 (weight storage, common/weight.wgsl).
+// Specialisation: override W_F16 (weight storage, common/weight.wgsl); `gemm`'s slabs and
+// micro-kernel are f32 (common/tile_f32.wgsl) or, in an f16-math module, f16
+// (common/tile_f16.wgsl, swapped in by wgsl.rs).
 // Entry points and dispatch:
 //   gemm: 64×64 output tile per 16×16 workgroup, 4×4 outputs per thread, K walked in steps of
 //         16 through workgroup memory. Dispatch (ceil(Nc/64), ceil(M/64), 1).
@@ -68,12 +71,12 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
             if (row0 + r < p.m && gk < p.k) {
                 xv = x[(row0 + r) * p.k + gk];
             }
-            xs[c * TM + r] = xv;
+            put_x(c * TM + r, xv);
             var wv = 0.0;
             if (col0 + r < p.nc && gk < p.k) {
                 wv = load_w((col0 + r) * p.k + gk);
             }
-            ws[c * TN + r] = wv;
+            put_w(c * TN + r, wv);
         }
         workgroupBarrier();
         tile_fma(lid, &acc);

@@ -11,8 +11,9 @@
 // Dequantized value of nibble q with scale s (and offset o):
 //   symmetric  (p.asym == 0): (q - 8)·s         asymmetric: q·s + o
 // The f16 halves are decoded with unpack2x16float (core WGSL), so no `shader-f16` is needed;
-// all arithmetic is f32. The buffer is padded to 16 bytes and read as vec4<u32>: since K is a
-// multiple of 32, one vec4 is 32 consecutive weights of one row inside one group.
+// all arithmetic is f32 (except in the opt-in f16-math variant of `gemm`: f16 slabs and
+// products, common/tile_f16.wgsl). The buffer is padded to 16 bytes and read as vec4<u32>:
+// since K is a multiple of 32, one vec4 is 32 consecutive weights of one row inside one group.
 //
 // Layouts: x [M, K] f32 (read as vec4), bias [N] f32 (when has_bias), y [M, N] f32; this
 // dispatch writes columns n0 .. n0+nc (weights larger than the per-binding limit are split by
@@ -251,7 +252,7 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
                 xv = x[(row0 + r) * xrow + kt / 4u + c4];
             }
             for (var j = 0u; j < 4u; j++) {
-                xs[(c4 * 4u + j) * TM + r] = xv[j];
+                put_x((c4 * 4u + j) * TM + r, xv[j]);
             }
         }
         // W slab: 64 weight rows × 4 words (8 weights each), one word per thread, dequantized
@@ -267,8 +268,8 @@ fn gemm(@builtin(workgroup_id) wg: vec3<u32>,
             hi = deq4(q, 16u, so);
         }
         for (var j = 0u; j < 4u; j++) {
-            ws[(wq * 8u + j) * TN + c] = lo[j];
-            ws[(wq * 8u + 4u + j) * TN + c] = hi[j];
+            put_w((wq * 8u + j) * TN + c, lo[j]);
+            put_w((wq * 8u + 4u + j) * TN + c, hi[j]);
         }
         workgroupBarrier();
         tile_fma(lid, &acc);

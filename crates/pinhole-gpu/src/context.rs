@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{GpuError, Result};
 use crate::kernels::{Family, Kernel};
+use crate::wgsl::Variant;
 
 /// How to open the GPU.
 #[derive(Clone, Debug, Default)]
@@ -68,11 +69,13 @@ pub struct Gpu {
     pub adapter: AdapterSummary,
     pub limits: wgpu::Limits,
     weight_binding_limit: u64,
-    /// Modules by family and whether they were built with the subgroup snippets.
-    modules: Mutex<HashMap<(Family, bool), wgpu::ShaderModule>>,
-    /// Pipelines by kernel, weight dtype (f16) and subgroup variant.
-    pipelines: Mutex<HashMap<(Kernel, bool, bool), wgpu::ComputePipeline>>,
+    /// Modules by family and the variant (subgroup and f16-math snippets) they were built in.
+    modules: Mutex<HashMap<(Family, Variant), wgpu::ShaderModule>>,
+    /// Pipelines by kernel, weight dtype (f16) and module variant.
+    pipelines: Mutex<HashMap<(Kernel, bool, Variant), wgpu::ComputePipeline>>,
     subgroup_reduce: AtomicBool,
+    /// The tiled GEMMs plan their f16-math variant (`Gpu::set_f16_math`); off by default.
+    f16_math: AtomicBool,
     uncaptured: Arc<Mutex<Vec<String>>>,
     lost: Arc<Mutex<Option<String>>>,
     /// Bound where a kernel declares an optional input that this dispatch does not use.
@@ -194,6 +197,7 @@ impl Gpu {
             barrier_free_matmul: AtomicBool::new(is_software),
             attention_kernel: Mutex::new(None),
             subgroup_reduce: AtomicBool::new(subgroups),
+            f16_math: AtomicBool::new(false),
         }))
     }
 
@@ -239,6 +243,39 @@ impl Gpu {
         self.subgroup_reduce.store(on, Ordering::Relaxed);
     }
 
+    /// Whether the device was created with `shader-f16` (requested whenever the adapter has
+    /// it), which the f16-math GEMM needs.
+    pub fn has_shader_f16(&self) -> bool {
+        self.device.features().contains(wgpu::Features::SHADER_F16)
+    }
+
+    /// Whether matmuls planned now run the f16-math variant of the shared-memory tiled GEMM
+    /// (see [`Gpu::set_f16_math`]).
+    pub fn f16_math(&self) -> bool {
+        self.f16_math.load(Ordering::Relaxed)
+    }
+
+    /// Turns f16 arithmetic on or off for the shared-memory tiled GEMM (`gemm` of
+    /// matmul.wgsl and q4.wgsl: prefill and the vision tower on GPUs) for matmuls planned from
+    /// now on: f16 slabs in workgroup memory and f16 products summed in f16 within each
+    /// K slab (common/tile_f16.wgsl). Meant for GPUs with fast f16 (twice the f32 FMA rate
+    /// on many, and half the workgroup memory traffic), but results move by ~1e-3 relative,
+    /// so it is off by default and outputs no longer equal transformers bit for bit. Everything else stays f32: the GEMVs (decode), the
+    /// epilogues, and the CPU adapters' register-tiled `gemm_reg`, since a CPU adapter
+    /// (llvmpipe, SwiftShader) emulates f16 through f32 and would only pay the conversions.
+    /// `Err(GpuError::MissingFeature)` when the device has no `shader-f16`.
+    pub fn set_f16_math(&self, on: bool) -> Result<()> {
+        if on && !self.has_shader_f16() {
+            return Err(GpuError::MissingFeature {
+                what: "f16 math".into(),
+                feature: "shader-f16",
+                adapter: self.adapter.name.clone(),
+            });
+        }
+        self.f16_math.store(on, Ordering::Relaxed);
+        Ok(())
+    }
+
     /// Bytes per binding that weights are split at.
     pub fn weight_binding_limit(&self) -> u64 {
         self.weight_binding_limit
@@ -282,19 +319,36 @@ impl Gpu {
     }
 
     /// The compiled pipeline for a kernel, built on first use and cached (one compile per
-    /// kernel and weight dtype for the life of the device).
+    /// kernel, weight dtype and variant for the life of the device).
     pub async fn pipeline(&self, kernel: Kernel, w_f16: bool) -> Result<wgpu::ComputePipeline> {
+        self.pipeline_with(kernel, w_f16, false).await
+    }
+
+    /// [`Gpu::pipeline`], with `f16_math` the f16-math variant of a kernel that has one
+    /// ([`Kernel::has_f16_math`]; ignored for the others). The subgroup variant follows
+    /// [`Gpu::subgroup_reduce`].
+    pub async fn pipeline_with(&self, kernel: Kernel, w_f16: bool, f16_math: bool) -> Result<wgpu::ComputePipeline> {
         let w_f16 = w_f16 && kernel.has_weight_dtype();
-        let sg = self.subgroup_reduce();
-        if let Some(p) = lock(&self.pipelines).get(&(kernel, w_f16, sg)) {
+        let variant = Variant {
+            subgroups: self.subgroup_reduce(),
+            f16_math: f16_math && kernel.has_f16_math(),
+        };
+        if variant.f16_math && !self.has_shader_f16() {
+            return Err(GpuError::MissingFeature {
+                what: format!("the f16-math variant of {}", kernel.label()),
+                feature: "shader-f16",
+                adapter: self.adapter.name.clone(),
+            });
+        }
+        if let Some(p) = lock(&self.pipelines).get(&(kernel, w_f16, variant)) {
             return Ok(p.clone());
         }
         let family = kernel.family();
-        let cached = lock(&self.modules).get(&(family, sg)).cloned();
+        let cached = lock(&self.modules).get(&(family, variant)).cloned();
         // Join the includes before the error scope opens, so that a bad include returns with
         // the scope stack balanced.
         let source = if cached.is_none() {
-            crate::wgsl::source_with(family.file(), sg)?
+            crate::wgsl::source_with(family.file(), variant)?
         } else {
             String::new()
         };
@@ -306,7 +360,7 @@ impl Gpu {
                     label: Some(family.file()),
                     source: wgpu::ShaderSource::Wgsl(source.into()),
                 });
-                lock(&self.modules).insert((family, sg), m.clone());
+                lock(&self.modules).insert((family, variant), m.clone());
                 m
             }
         };
@@ -329,7 +383,7 @@ impl Gpu {
         });
         if let Some(err) = scope.pop().await {
             // Do not cache a broken module either.
-            lock(&self.modules).remove(&(family, sg));
+            lock(&self.modules).remove(&(family, variant));
             // On a lost device every compile fails: that is the error to report.
             self.check_alive()?;
             return Err(GpuError::Shader {
@@ -337,12 +391,13 @@ impl Gpu {
                 message: err.to_string(),
             });
         }
-        lock(&self.pipelines).insert((kernel, w_f16, sg), pipeline.clone());
+        lock(&self.pipelines).insert((kernel, w_f16, variant), pipeline.clone());
         Ok(pipeline)
     }
 
-    /// Compiles every kernel of the table (both weight dtypes where relevant); used by tests
-    /// and `info`. Returns the number of pipelines.
+    /// Compiles every kernel of the table (both weight dtypes where relevant, and the
+    /// f16-math variants where the device has `shader-f16`); used by tests and `info`.
+    /// Returns the number of pipelines.
     pub async fn compile_all(&self) -> Result<usize> {
         let mut n = 0;
         for &k in Kernel::ALL {
@@ -352,6 +407,10 @@ impl Gpu {
                 }
                 self.pipeline(k, f16).await?;
                 n += 1;
+                if k.has_f16_math() && self.has_shader_f16() {
+                    self.pipeline_with(k, f16, true).await?;
+                    n += 1;
+                }
             }
         }
         Ok(n)

@@ -15,6 +15,13 @@ pub enum GpuError {
     /// The executor built a dispatch that does not match the kernel's row in the kernel table
     /// (params struct or bindings): a bug in pinhole, caught before the GPU sees it.
     Dispatch { kernel: String, message: String },
+    /// Something asked for needs an adapter feature this device does not have (e.g. f16 math
+    /// without `shader-f16`).
+    MissingFeature {
+        what: String,
+        feature: &'static str,
+        adapter: String,
+    },
     /// A tensor or buffer does not fit a device limit.
     TooLarge {
         what: String,
@@ -46,6 +53,11 @@ impl fmt::Display for GpuError {
             ),
             GpuError::RequestDevice(m) => write!(f, "the GPU adapter refused to create a device: {m}"),
             GpuError::Shader { kernel, message } => write!(f, "kernel '{kernel}' failed to compile: {message}"),
+            GpuError::MissingFeature { what, feature, adapter } => write!(
+                f,
+                "{what} needs the WebGPU feature '{feature}', which the adapter '{adapter}' does not offer; \
+                 run without it (the default f32 arithmetic works on every adapter)"
+            ),
             GpuError::Dispatch { kernel, message } => write!(
                 f,
                 "internal error: a dispatch of kernel '{kernel}' does not match the kernel table ({message}); \

@@ -136,6 +136,12 @@ impl Family {
 }
 
 impl Kernel {
+    /// Kernels with an f16-math variant (common/tile_f16.wgsl swapped in, see
+    /// `Gpu::set_f16_math`): the shared-memory tiled GEMMs, f32/f16 and 4-bit weights.
+    pub fn has_f16_math(self) -> bool {
+        matches!(self, Kernel::Gemm | Kernel::Q4Gemm)
+    }
+
     pub fn label(self) -> String {
         format!("{}:{}", self.family().file(), self.entry())
     }

@@ -15,6 +15,10 @@
 //! in any order). An unknown file, a malformed include line or an include cycle is an error
 //! naming the chain. Every file is compiled in with `include_str!`, so native and wasm builds
 //! carry the same text and nothing is read at run time.
+//!
+//! A module is built in a [`Variant`]: each flag swaps one snippet for another with the same
+//! contract (the kernels include only the default one), so a variant is a specialisation of
+//! the same source, never a copy of a kernel.
 
 use crate::error::{GpuError, Result};
 
@@ -48,6 +52,8 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../shaders/common/row_sum_wg.wgsl"),
     ),
     ("common/tanh.wgsl", include_str!("../shaders/common/tanh.wgsl")),
+    ("common/tile_f16.wgsl", include_str!("../shaders/common/tile_f16.wgsl")),
+    ("common/tile_f32.wgsl", include_str!("../shaders/common/tile_f32.wgsl")),
     ("common/weight.wgsl", include_str!("../shaders/common/weight.wgsl")),
 ];
 
@@ -58,19 +64,59 @@ const DIRECTIVE: &str = "// #include";
 /// include only the fallback and the subgroup module differs from it by that one snippet.
 pub const SUBGROUP_SWAPS: &[(&str, &str)] = &[("common/row_sum_wg.wgsl", "common/row_sum_sg.wgsl")];
 
-/// The module source of `file` (a path under `shaders/`) with its includes resolved.
-pub fn source(file: &str) -> Result<String> {
-    source_with(file, false)
+/// Snippets swapped when a module is built with f16 math: `(f32 default, f16 variant)`. The
+/// tiled GEMM's slabs and micro-kernel (`gemm` of matmul.wgsl and q4.wgsl); nothing else of
+/// those modules changes, and only their `gemm` pipelines are built from it.
+pub const F16_MATH_SWAPS: &[(&str, &str)] = &[("common/tile_f32.wgsl", "common/tile_f16.wgsl")];
+
+/// What the f16-math module starts with. Unlike `enable subgroups;` (which naga rejects
+/// natively, taking the capability from the device), naga requires `enable f16;` before any
+/// use of the `f16` type, and so does the WGSL spec and therefore the browser, which gets this
+/// source unchanged from wgpu's WebGPU backend; both also need the device created with
+/// `shader-f16` (context.rs requests it when the adapter has it).
+pub const F16_ENABLE: &str = "enable f16;\n";
+
+/// The variant flags a module is built with; the default (all off) is the plain source.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Variant {
+    /// GEMV row sums on subgroup operations ([`SUBGROUP_SWAPS`]).
+    pub subgroups: bool,
+    /// f16 slabs and products in the tiled GEMM ([`F16_MATH_SWAPS`], [`F16_ENABLE`]).
+    pub f16_math: bool,
 }
 
-/// The module source of `file`, with the snippets of [`SUBGROUP_SWAPS`] replaced by their
-/// subgroup variants when `subgroups` is set. No `enable subgroups;` directive is added: naga
-/// (native) rejects it and takes the capability from the device's features instead.
-pub fn source_with(file: &str, subgroups: bool) -> Result<String> {
-    let swaps: &[(&str, &str)] = if subgroups { SUBGROUP_SWAPS } else { &[] };
-    expand_with(FILES, file, swaps).map_err(|message| GpuError::Shader {
+impl Variant {
+    /// The snippet swaps of every flag that is set.
+    pub fn swaps(self) -> Vec<(&'static str, &'static str)> {
+        let mut v = Vec::new();
+        if self.subgroups {
+            v.extend_from_slice(SUBGROUP_SWAPS);
+        }
+        if self.f16_math {
+            v.extend_from_slice(F16_MATH_SWAPS);
+        }
+        v
+    }
+}
+
+/// The module source of `file` (a path under `shaders/`) with its includes resolved.
+pub fn source(file: &str) -> Result<String> {
+    source_with(file, Variant::default())
+}
+
+/// The module source of `file` in `variant`: the snippets of each set flag's swaps replaced.
+/// With `subgroups` no `enable subgroups;` directive is added: naga (native) rejects it and
+/// takes the capability from the device's features instead. With `f16_math` the source starts
+/// with [`F16_ENABLE`].
+pub fn source_with(file: &str, variant: Variant) -> Result<String> {
+    let expanded = expand_with(FILES, file, &variant.swaps()).map_err(|message| GpuError::Shader {
         kernel: file.to_string(),
         message,
+    })?;
+    Ok(if variant.f16_math {
+        format!("{F16_ENABLE}{expanded}")
+    } else {
+        expanded
     })
 }
 
@@ -133,6 +179,15 @@ fn paste<'a>(
 mod tests {
     use super::*;
 
+    const SG: Variant = Variant {
+        subgroups: true,
+        f16_math: false,
+    };
+    const F16: Variant = Variant {
+        subgroups: false,
+        f16_math: true,
+    };
+
     #[test]
     fn includes_are_pasted_once_in_place() {
         let files = [
@@ -175,11 +230,11 @@ mod tests {
     #[test]
     fn subgroup_swaps_give_exactly_one_row_sum() {
         for (name, _) in FILES.iter().filter(|(n, _)| !n.starts_with("common/")) {
-            let wg = source_with(name, false).unwrap();
+            let wg = source_with(name, Variant::default()).unwrap();
             if !wg.contains("fn row_sum(") {
                 continue;
             }
-            let sg = source_with(name, true).unwrap();
+            let sg = source_with(name, SG).unwrap();
             for s in [&wg, &sg] {
                 assert_eq!(s.matches("fn row_sum(").count(), 1, "{name}");
                 assert!(!s.contains(DIRECTIVE), "{name}");
@@ -195,13 +250,79 @@ mod tests {
     fn subgroup_modules_validate_without_an_enable_directive() {
         use naga::valid::{Capabilities, ValidationFlags, Validator};
         for name in ["linear_vec4.wgsl", "q4.wgsl", "matmul.wgsl"] {
-            let src = source_with(name, true).unwrap();
+            let src = source_with(name, SG).unwrap();
             let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
                 panic!("{name}: {}", e.emit_to_string(&src));
             });
             Validator::new(ValidationFlags::all(), Capabilities::all())
                 .validate(&module)
                 .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+        }
+    }
+
+    #[test]
+    fn f16_math_swaps_only_the_gemm_tile_and_enables_f16() {
+        for (name, _) in FILES.iter().filter(|(n, _)| !n.starts_with("common/")) {
+            let plain = source(name).unwrap();
+            assert!(!plain.contains("enable ") && !plain.contains("f16("), "{name}");
+            let f16 = source_with(name, F16).unwrap();
+            if !plain.contains("fn tile_fma(") {
+                // No tiled GEMM: the variant is the plain source behind the directive.
+                assert_eq!(f16, format!("{F16_ENABLE}{plain}"), "{name}");
+                continue;
+            }
+            assert!(f16.starts_with(F16_ENABLE), "{name}");
+            for s in [&plain, &f16] {
+                assert_eq!(s.matches("fn tile_fma(").count(), 1, "{name}");
+                assert_eq!(s.matches("fn put_x(").count(), 1, "{name}");
+                assert!(!s.contains(DIRECTIVE), "{name}");
+            }
+            assert!(plain.contains("var<workgroup> xs: array<f32,"), "{name}");
+            assert!(f16.contains("var<workgroup> xs: array<f16,"), "{name}");
+            assert!(f16.contains("var<workgroup> ws: array<f16,"), "{name}");
+            // The rest of the module (entry points, epilogue, GEMVs) is untouched.
+            let tile = |s: &str, file: &str| s.replace(&expand(FILES, file).unwrap(), "");
+            assert_eq!(
+                tile(&plain, "common/tile_f32.wgsl"),
+                tile(&f16[F16_ENABLE.len()..], "common/tile_f16.wgsl"),
+                "{name}"
+            );
+        }
+        for name in ["q4.wgsl", "matmul.wgsl"] {
+            assert!(source(name).unwrap().contains("fn tile_fma("), "{name}");
+        }
+    }
+
+    #[test]
+    fn f16_math_modules_validate_and_need_the_enable_directive() {
+        use naga::valid::{Capabilities, ValidationFlags, Validator};
+        for name in ["q4.wgsl", "matmul.wgsl"] {
+            for v in [
+                F16,
+                Variant {
+                    subgroups: true,
+                    f16_math: true,
+                },
+            ] {
+                let src = source_with(name, v).unwrap();
+                let module = naga::front::wgsl::parse_str(&src).unwrap_or_else(|e| {
+                    panic!("{name}: {}", e.emit_to_string(&src));
+                });
+                Validator::new(ValidationFlags::all(), Capabilities::all())
+                    .validate(&module)
+                    .unwrap_or_else(|e| panic!("{name}: {e:?}"));
+                // Validation needs the f16 capability (the device's `shader-f16`) ...
+                let no_f16 = Capabilities::all() - Capabilities::SHADER_FLOAT16;
+                assert!(Validator::new(ValidationFlags::all(), no_f16)
+                    .validate(&module)
+                    .is_err());
+            }
+            // ... and naga refuses f16 without the directive.
+            let src = source_with(name, F16).unwrap();
+            assert!(
+                naga::front::wgsl::parse_str(&src[F16_ENABLE.len()..]).is_err(),
+                "{name}"
+            );
         }
     }
 

@@ -83,9 +83,16 @@ fn every_kernel_compiles_for_both_weight_dtypes() {
     for gpu in gpus() {
         let n = pollster::block_on(gpu.compile_all()).unwrap();
         assert!(n >= 18);
-        // Every kernel of the table, and its f16-weight variant where it has one.
+        // Every kernel of the table, and its f16-weight variant where it has one; the
+        // f16-math variants of those with one, for each weight dtype, where the device has
+        // shader-f16.
         let all = pinhole_gpu::kernels::Kernel::ALL;
-        assert_eq!(n, all.len() + all.iter().filter(|k| k.has_weight_dtype()).count());
+        let dtypes = |k: &&pinhole_gpu::kernels::Kernel| if k.has_weight_dtype() { 2 } else { 1 };
+        let f16_math = match gpu.has_shader_f16() {
+            true => all.iter().filter(|k| k.has_f16_math()).map(|k| dtypes(&k)).sum(),
+            false => 0,
+        };
+        assert_eq!(n, all.iter().map(|k| dtypes(&k)).sum::<usize>() + f16_math);
         assert!(all.contains(&pinhole_gpu::kernels::Kernel::Sample));
         assert!(all.contains(&pinhole_gpu::kernels::Kernel::RepetitionPenalty));
     }

@@ -1,38 +1,20 @@
 // common/linear.wgsl — the parts of Y = X·Wᵀ (+ bias) shared by matmul.wgsl (f32/f16 weights)
-// and q4.wgsl (4-bit weights): the tiled GEMM's workgroup slabs and its 4×4-per-thread
-// micro-kernel and its store, and (common/epilogue.wgsl) the bias and fused epilogue of every
-// store. The kernels
+// and q4.wgsl (4-bit weights): the tiled GEMM's workgroup slabs, its 4×4-per-thread
+// micro-kernel (common/tile_f32.wgsl, or common/tile_f16.wgsl in an f16-math module) and its
+// store, and (common/epilogue.wgsl) the bias and fused epilogue of every store. The kernels
 // differ only in how they stage a slab of W (decode f16 or dequantize nibbles).
 // GEMM tile: 64×64 outputs per 16×16 workgroup; each step stages X[64 rows, TK] and
-// W[64 rows, TK] transposed into xs/ws (zeros outside the matrix), then every thread
-// accumulates its 4×4 block acc[i·4 + j] = row lid.y·4 + i, column lid.x·4 + j of the tile.
+// W[64 rows, TK] transposed into xs/ws with put_x/put_w (zeros outside the matrix), then
+// every thread accumulates its 4×4 block acc[i·4 + j] = row lid.y·4 + i, column lid.x·4 + j
+// of the tile with tile_fma.
 // Includer provides: `const TK: u32` (K per slab), the uniform `p` with fields m, n, n0, nc,
 // has_bias, epi, and the bindings `bias: array<f32>` and `y: array<f32>` (read_write).
 
 const TM: u32 = 64u;
 const TN: u32 = 64u;
 
-var<workgroup> xs: array<f32, TK * TM>; // [TK][TM]
-var<workgroup> ws: array<f32, TK * TN>; // [TK][TN]
-
+// #include "common/tile_f32.wgsl"
 // #include "common/epilogue.wgsl"
-
-// The micro-kernel over one staged slab (call between two workgroupBarrier()s).
-fn tile_fma(lid: vec3<u32>, acc: ptr<function, array<f32, 16>>) {
-    for (var c = 0u; c < TK; c++) {
-        var a: array<f32, 4>;
-        var b: array<f32, 4>;
-        for (var i = 0u; i < 4u; i++) {
-            a[i] = xs[c * TM + lid.y * 4u + i];
-            b[i] = ws[c * TN + lid.x * 4u + i];
-        }
-        for (var i = 0u; i < 4u; i++) {
-            for (var j = 0u; j < 4u; j++) {
-                (*acc)[i * 4u + j] = fma(a[i], b[j], (*acc)[i * 4u + j]);
-            }
-        }
-    }
-}
 
 // The epilogue: writes the thread's 4×4 block of the tile at (row0, col0 of this chunk) plus
 // bias and the fused epilogue, skipping rows past M and columns past the chunk.

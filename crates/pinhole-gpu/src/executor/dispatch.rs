@@ -17,6 +17,7 @@ use crate::weights::GpuTensor;
 pub(crate) struct Dispatch {
     pub(super) kernel: Kernel,
     pub(super) w_f16: bool,
+    pub(super) f16_math: bool,
     pub(super) params: Vec<u8>,
     pub(super) bindings: Vec<(u32, wgpu::Buffer)>,
     pub(super) groups: [u32; 3],
@@ -64,6 +65,7 @@ impl Dispatch {
         Ok(Dispatch {
             kernel,
             w_f16: false,
+            f16_math: false,
             params: bytemuck::bytes_of(&params).to_vec(),
             bindings,
             groups,
@@ -73,6 +75,13 @@ impl Dispatch {
     /// Selects the f16-weight specialisation (`W_F16`) of a weight-reading kernel.
     pub(crate) fn f16(mut self, on: bool) -> Self {
         self.w_f16 = on;
+        self
+    }
+
+    /// Selects the f16-math variant where the kernel has one (`Kernel::has_f16_math`: the
+    /// tiled GEMMs); a no-op for every other kernel.
+    pub(crate) fn f16_math(mut self, on: bool) -> Self {
+        self.f16_math = on && self.kernel.has_f16_math();
         self
     }
 }

@@ -51,6 +51,12 @@ const REG_TILE_COLS: usize = 256;
 /// offers it), `common/row_sum_wg.wgsl` (workgroup memory, one barrier) everywhere else,
 /// including every browser (wgpu's WebGPU backend does not enable subgroups). The variant is
 /// picked per pipeline from `Gpu::subgroup_reduce`, not here; wgsl.rs swaps the snippet.
+///
+/// With `Gpu::f16_math` on, the shared-memory tiled GEMMs (`Kernel::Gemm`, `Kernel::Q4Gemm`)
+/// run their f16-math variant (common/tile_f16.wgsl); the rule itself does not change, so on
+/// CPU adapters, whose aligned GEMMs take the register-tiled `gemm_reg`, only the unaligned-K
+/// GEMMs that fall to `gemm` use it. The GEMVs and `gemm_reg` stay f32: on CPU adapters f16
+/// is emulated through f32, and a GEMV is bound by reading the weights, not by arithmetic.
 pub(crate) fn float_kernel(m: usize, k: usize, dtype: DType, barrier_free: bool) -> Kernel {
     let aligned = k.is_multiple_of(if dtype == DType::F16 { 8 } else { 4 });
     match (m <= GEMV_MAX_ROWS, aligned, barrier_free) {
@@ -128,7 +134,7 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>, fuse
             let mut params = q4_params(wt, c, m, bias.is_some(), groups[0])?;
             params.epi = epi;
             params.y_off = cx.out_off as u32;
-            Dispatch::new(kernel, params, groups, &bind)?
+            Dispatch::new(kernel, params, groups, &bind)?.f16_math(cx.gpu.f16_math())
         } else {
             // Same parameters for every kernel; only the kernel and its grid differ.
             let mut kernel = float_kernel(m, wt.cols(), wt.dtype, cx.gpu.barrier_free_matmul());
@@ -168,7 +174,9 @@ fn matmul(cx: &mut OpCtx, x: TensorId, w: TensorId, bias: Option<TensorId>, fuse
                 y_off: cx.out_off as u32,
                 ..Default::default()
             };
-            Dispatch::new(kernel, params, groups, &bind)?.f16(wt.dtype == DType::F16)
+            Dispatch::new(kernel, params, groups, &bind)?
+                .f16(wt.dtype == DType::F16)
+                .f16_math(cx.gpu.f16_math())
         };
         cx.push(d);
     }

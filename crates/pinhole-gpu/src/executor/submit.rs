@@ -172,7 +172,7 @@ impl Executor {
         });
         let mut groups = Vec::with_capacity(dispatches.len());
         for (d, &off) in dispatches.iter().zip(offsets) {
-            let pipeline = gpu.pipeline(d.kernel, d.w_f16).await?;
+            let pipeline = gpu.pipeline_with(d.kernel, d.w_f16, d.f16_math).await?;
             let layout = pipeline.get_bind_group_layout(0);
             let mut entries = vec![wgpu::BindGroupEntry {
                 binding: 0,
@@ -209,6 +209,7 @@ const RECORDINGS: usize = 4;
 pub(super) struct DispatchKey {
     kernel: Kernel,
     w_f16: bool,
+    f16_math: bool,
     params_len: usize,
     bindings: Vec<(u32, wgpu::Buffer)>,
 }
@@ -218,6 +219,7 @@ impl DispatchKey {
         DispatchKey {
             kernel: d.kernel,
             w_f16: d.w_f16,
+            f16_math: d.f16_math,
             params_len: d.params.len(),
             bindings: d.bindings.clone(),
         }
