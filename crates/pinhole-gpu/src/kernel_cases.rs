@@ -310,6 +310,101 @@ fn fused_matmul_cases(v: &mut Vec<Case>) -> R<()> {
     Ok(())
 }
 
+/// Unit roundoff of f16 (2^-11): the relative error of one rounding to f16.
+pub const F16_UNIT_ROUNDOFF: f64 = 1.0 / 2048.0;
+
+/// Tolerance of the f16-math GEMM cases (`Gpu::set_f16_math`, common/tile_f16.wgsl) as a
+/// relative error ‖gpu − ref‖/‖ref‖, derived from f16 rounding. Round to nearest errs by up to
+/// u = 2^-11 relative, ~u/√3 rms. Per term: x and the weight are rounded to f16 when staged
+/// (f16 weights exactly), then the product: ~u rms together. Within a slab the TK partial
+/// sums (the j-th of size ~√j terms) are each rounded again, ~u·√(TK/6) relative over the
+/// whole dot product; slabs are added in f32, so K does not enter. Together ~u·√(1 + TK/6):
+/// 1.9u = 9.3e-4 for matmul.wgsl's TK = 16, 2.5u = 1.2e-3 for q4.wgsl's TK = 32 (measured on
+/// these cases: 4.5e-4 … 9.3e-4). The tolerance is 8u = 3.9e-3, ~3× that, and far below
+/// what a wrong index or a dropped K column or slab gives (mutations of common/tile_f16.wgsl
+/// doing each failed every case they could affect with errors ≥ 0.12, 30× the tolerance).
+pub const F16_MATH_TOL: f64 = 8.0 * F16_UNIT_ROUNDOFF;
+
+/// The f16-math GEMM's cases, named "f16 math …" (tests/kernel_cases.rs runs them on devices
+/// with f16 math on and the GPU kernel family forced, at the adapter's binding limit and a
+/// lowered one; elsewhere they run like any case, in f32): f32, f16 and 4-bit weights (both
+/// schemes, two group sizes), with and without bias and with each fused epilogue, M past the
+/// GEMV's 4 and not a multiple of the 64-row tile, N not a multiple of 64, K of one partial
+/// slab, of several slabs with a partial last one, and exact multiples.
+fn f16_math_cases(v: &mut Vec<Case>) -> R<()> {
+    use pinhole_core::quant::{Q4Format, Q4Scheme};
+    let mut rng = Rng::new(140);
+    let tol = F16_MATH_TOL;
+    for &(m, n, k) in &[(5, 17, 1), (33, 65, 257), (130, 70, 19), (37, 259, 48), (64, 64, 64)] {
+        for f16 in [false, true] {
+            for bias in [false, true] {
+                let mut c = Case::new(format!("f16 math matmul {m}x{n}x{k} f16={f16} bias={bias}"), tol);
+                let x = c.input("x", randt(&mut rng, &[m, k], 1.0)?);
+                let w = c.weight("w", weight(&mut rng, &[n, k], f16)?);
+                let b = match bias {
+                    true => Some(c.weight("b", randt(&mut rng, &[n], 1.0)?)),
+                    false => None,
+                };
+                let y = c.graph.matmul(x, w, b)?;
+                c.graph.output(y);
+                v.push(c);
+            }
+        }
+    }
+    let sym32 = Q4Format::new(32, Q4Scheme::Sym)?;
+    let asym64 = Q4Format::new(64, Q4Scheme::Asym)?;
+    for &(m, n, k, f) in &[
+        (5, 17, 32, sym32),
+        (33, 65, 256, asym64),
+        (65, 70, 64, sym32),
+        (130, 67, 96, sym32),
+        (70, 129, 128, asym64),
+    ] {
+        for bias in [false, true] {
+            let mut c = Case::new(format!("f16 math q4 matmul {m}x{n}x{k} {f:?} bias={bias}"), tol);
+            let x = c.input("x", randt(&mut rng, &[m, k], 1.0)?);
+            let w = c.weight("w", weight(&mut rng, &[n, k], false)?.quantize_q4(f)?);
+            let b = match bias {
+                true => Some(c.weight("b", randt(&mut rng, &[n], 1.0)?)),
+                false => None,
+            };
+            let y = c.graph.matmul(x, w, b)?;
+            c.graph.output(y);
+            v.push(c);
+        }
+    }
+    // Each fused epilogue (executor/fuse.rs) after the f16-math GEMM: f32/f16 weights at an
+    // unaligned K, and 4-bit weights.
+    let acts = [Activation::GeluTanh, Activation::GeluErf, Activation::Silu];
+    for (si, &(m, n, k, wt)) in [(70, 65, 33, "f32"), (37, 259, 48, "f16"), (37, 67, 64, "q4")]
+        .iter()
+        .enumerate()
+    {
+        for kind in ["add", "add first", "act", "up", "gate"] {
+            let act = acts[(si + kind.len()) % 3];
+            let mut c = Case::new(format!("f16 math fused matmul {m}x{n}x{k} {wt} {kind} {act:?}"), tol);
+            let x = c.input("x", randt(&mut rng, &[m, k], 1.0)?);
+            let other = c.input("other", randt(&mut rng, &[m, n], 1.0)?);
+            let wv = weight(&mut rng, &[n, k], wt == "f16")?;
+            let wv = if wt == "q4" { wv.quantize_q4(sym32)? } else { wv };
+            let w = c.weight("w", wv);
+            let b = c.weight("b", randt(&mut rng, &[n], 1.0)?);
+            let g = &mut c.graph;
+            let y = g.matmul(x, w, Some(b))?;
+            let out = match kind {
+                "add" => g.add(y, other)?,
+                "add first" => g.add(other, y)?,
+                "act" => g.act(y, act)?,
+                "up" => g.gated(other, y, act)?,
+                _ => g.gated(y, other, act)?,
+            };
+            g.output(out);
+            v.push(c);
+        }
+    }
+    Ok(())
+}
+
 /// A decode-style step writing K (after RoPE) and V straight into KV-cache states at row 3
 /// (the executor fuses the projection or RoPE with the `write_rows`), then attending over
 /// the cache; and a graph that reads a state's rows *before* writing them, which must not be
@@ -593,9 +688,10 @@ fn composed_case(v: &mut Vec<Case>) -> R<()> {
 /// Every case, in a fixed order (names are unique).
 pub fn all_cases() -> Vec<Case> {
     let mut v = Vec::new();
-    let builders: [Builder; 12] = [
+    let builders: [Builder; 13] = [
         matmul_cases,
         fused_matmul_cases,
+        f16_math_cases,
         cache_write_cases,
         attention_cases,
         patch_embed_cases,

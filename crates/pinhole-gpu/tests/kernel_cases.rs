@@ -117,3 +117,59 @@ fn attention_cases_pass_with_each_kernel_forced() {
         assert!(failed.is_empty(), "{k:?} failed:\n{}", failed.join("\n"));
     }
 }
+
+#[test]
+fn f16_math_gemm_cases_pass() {
+    // The "f16 math" cases (f32, f16 and 4-bit weights, bias, every fused epilogue, odd sizes)
+    // on the f16-math tiled GEMM, unsplit and with weights split by rows across bindings,
+    // within F16_MATH_TOL of the CPU reference (kernel_cases.rs derives it from f16 rounding).
+    use pinhole_gpu::kernel_cases::F16_MATH_TOL;
+    let Some(gpus) = common::f16_math_gpus() else {
+        eprintln!("the adapter has no shader-f16: f16 math not tested (set_f16_math's error was)");
+        return;
+    };
+    let out = pollster::block_on(run_all(&gpus, Some("f16 math")));
+    assert!(out.len() >= 2 * 40, "only {} runs", out.len());
+    let failed: Vec<String> = out
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| format!("{} (limit {}): {}", o.name, o.binding_limit, o.message))
+        .collect();
+    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+    // The variant really ran: every case is off by f16 rounding, far above the f32 GEMM's
+    // ~1e-7, and the worst case is what the tolerance was derived for.
+    for o in &out {
+        assert!(
+            o.max_rel_error > 1e-5,
+            "{} (limit {}): {:e}, f32 arithmetic?",
+            o.name,
+            o.binding_limit,
+            o.max_rel_error
+        );
+    }
+    let worst = out.iter().map(|o| o.max_rel_error).fold(0.0, f64::max);
+    eprintln!("f16 math: worst relative error {worst:.2e} (tolerance {F16_MATH_TOL:.2e})");
+    // The epilogue stays f32 and in the same order: fusing changes no bit here either.
+    for c in all_cases().iter().filter(|c| c.name.starts_with("f16 math fused")) {
+        for gpu in &gpus {
+            let on = pollster::block_on(c.gpu_fused(gpu, true)).unwrap();
+            let off = pollster::block_on(c.gpu_fused(gpu, false)).unwrap();
+            let bits = |t: &pinhole_core::Tensor| t.as_f32().unwrap().iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&on[0]), bits(&off[0]), "{}", c.name);
+        }
+    }
+    // Off again: the f32 GEMM, bit for bit what a device that never had f16 math computes.
+    let plain = common::fresh_gpu();
+    plain.set_barrier_free_matmul(false);
+    for gpu in &gpus {
+        gpu.set_f16_math(false).unwrap();
+    }
+    for c in all_cases()
+        .iter()
+        .filter(|c| c.name.starts_with("f16 math q4 matmul 33"))
+    {
+        let a = pollster::block_on(c.gpu(&gpus[0])).unwrap();
+        let b = pollster::block_on(c.gpu(&plain)).unwrap();
+        assert_eq!(a[0].as_f32().unwrap(), b[0].as_f32().unwrap(), "{}", c.name);
+    }
+}

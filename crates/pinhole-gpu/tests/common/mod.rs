@@ -60,6 +60,24 @@ pub fn gpus() -> [Arc<Gpu>; 3] {
     [normal, low, other]
 }
 
+/// Two devices of their own (at the adapter's binding limit and lowered to [`LOW_LIMIT`]) that
+/// run the GPU kernel family with f16 math on (`Gpu::set_f16_math`: the tiled GEMMs' f16
+/// variant), or `None` where the adapter has no `shader-f16` (after checking that asking for
+/// it is the typed error).
+pub fn f16_math_gpus() -> Option<[Arc<Gpu>; 2]> {
+    let gpus = [open(None), open(Some(LOW_LIMIT))];
+    for g in &gpus {
+        g.set_barrier_free_matmul(false);
+        if !g.has_shader_f16() {
+            let e = g.set_f16_math(true).unwrap_err();
+            assert!(matches!(e, pinhole_gpu::GpuError::MissingFeature { .. }), "{e}");
+            return None;
+        }
+        g.set_f16_math(true).unwrap();
+    }
+    Some(gpus)
+}
+
 pub struct Case {
     pub graph: Graph,
     pub weights: HashMap<String, Tensor>,
