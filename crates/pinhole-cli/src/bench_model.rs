@@ -150,7 +150,7 @@ fn one_run(lm: &LoadedModel, ex: &mut Executor, px: &ImageInput, prompt: &str, n
 pub fn run(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(
         argv,
-        &["json", "no-fuse"],
+        &["json", "no-fuse", "f16-math"],
         &["model", "image", "prompt", "max-new-tokens", "runs", "dtype", "copy-mb"],
     )?;
     let dir = PathBuf::from(args.opt("model").ok_or("--model DIR is required")?);
@@ -172,6 +172,10 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         }
     };
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;
+    // --f16-math: f16 arithmetic in the prefill/vision GEMM; checked before the model loads.
+    if args.flag("f16-math") {
+        crate::generate::set_f16_math(&gpu)?;
+    }
 
     say("loading …");
     let t0 = now_ms();
@@ -242,6 +246,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         "adapter": crate::info::adapter_json(a),
         "runs": runs,
         "fused_epilogues": ex.fuse,
+        "f16_math": gpu.f16_math(),
         "statistic": "median over the runs after one warm-up (decode step: median over every step of every run)",
         "prompt": prompt,
         "token_ids": tokens,
@@ -277,6 +282,9 @@ pub fn run(argv: &[String]) -> Result<(), String> {
         lm.weights.bytes() as f64 / 1e6
     );
     outln!("medians over {runs} runs, {} new tokens: {:?}", tokens.len(), tokens);
+    if gpu.f16_math() {
+        outln!("f16 math on: prefill and vision GEMMs in f16 (not bit-exact)");
+    }
     outln!(
         "  load                      {:>10.1} ms  ({:.0} MB/s of {:.1} MB of safetensors)",
         load_ms,

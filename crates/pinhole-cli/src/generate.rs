@@ -47,12 +47,27 @@ fn precision(s: Option<&str>) -> Result<WeightPrecision, String> {
 }
 
 /// `--model DIR`, or the model compiled into the binary when it is not given.
+/// `--f16-math`: f16 arithmetic in the prefill/vision GEMM (`Gpu::set_f16_math`), or the
+/// error saying the adapter has no shader-f16.
+pub(crate) fn set_f16_math(gpu: &Gpu) -> Result<(), String> {
+    gpu.set_f16_math(true).map_err(|e| format!("--f16-math: {e}"))
+}
+
 fn model_arg(args: &crate::args::Args) -> Option<PathBuf> {
     args.opt("model").map(PathBuf::from)
 }
 
-fn open_model(dir: Option<&Path>, dtype: Option<&str>) -> Result<(std::sync::Arc<Gpu>, LoadedModel, f64), String> {
+/// Opens the GPU (with f16 math on when `f16_math`, checked before the model loads) and loads
+/// the model folder `dir` (the bundled model without one).
+fn open_model(
+    dir: Option<&Path>,
+    dtype: Option<&str>,
+    f16_math: bool,
+) -> Result<(std::sync::Arc<Gpu>, LoadedModel, f64), String> {
     let gpu = pinhole_gpu::open_blocking(&GpuOptions::from_env()).map_err(|e| e.to_string())?;
+    if f16_math {
+        set_f16_math(&gpu)?;
+    }
     let t0 = now_ms();
     let opts = LoadOptions {
         precision: precision(dtype)?,
@@ -115,7 +130,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
     if args.positional.is_empty() {
         return Err("give at least one image: `pinhole caption [--model DIR] IMAGE...`".into());
     }
-    let (gpu, lm, _) = open_model(model_arg(&args).as_deref(), args.opt("dtype"))?;
+    let (gpu, lm, _) = open_model(model_arg(&args).as_deref(), args.opt("dtype"), false)?;
     let mut ex = Executor::new(gpu);
     let opts = GenerateOptions {
         max_new_tokens: args.num("max-new-tokens", 32)?,
@@ -155,7 +170,7 @@ pub fn caption(argv: &[String]) -> Result<(), String> {
 pub fn run(argv: &[String]) -> Result<(), String> {
     let args = crate::args::parse(
         argv,
-        &["json", "stream", "no-exif-orientation", "raw-prompt"],
+        &["json", "stream", "no-exif-orientation", "raw-prompt", "f16-math"],
         &[
             "model",
             "image",
@@ -181,7 +196,7 @@ pub fn run(argv: &[String]) -> Result<(), String> {
             d.display()
         ));
     }
-    let (gpu, lm, load_ms) = open_model(dir.as_deref(), args.opt("dtype"))?;
+    let (gpu, lm, load_ms) = open_model(dir.as_deref(), args.opt("dtype"), args.flag("f16-math"))?;
     let prompt = model_prompt(
         &lm,
         args.opt("prompt").unwrap_or(default_prompt(&lm.model)),

@@ -48,14 +48,17 @@ USAGE:
                                              the pixels as stored; generate takes it too)
   pinhole generate [--model DIR] --image IMG --prompt TEXT [--max-new-tokens N]
                    [--json] [--stream] [--dump DIR] [--dtype auto|f32|f16]
-                   [--no-exif-orientation] [--raw-prompt]
+                   [--no-exif-orientation] [--raw-prompt] [--f16-math]
                    [--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed S]
                                              run a prompt on an image (prompts: 'caption en',
                                              'describe en', 'answer en QUESTION', 'detect OBJECT', 'ocr';
                                              SmolVLM: a question, put through the folder's chat
                                              template unless --raw-prompt; default 'Describe this image.');
                                              greedy unless a sampling option is given (seed 0 by default;
-                                             on the GPU, one token id read back per step)
+                                             on the GPU, one token id read back per step);
+                                             --f16-math: f16 arithmetic in the prefill and vision
+                                             GEMMs, faster on GPUs with fast f16 but no longer
+                                             exactly transformers' outputs (needs shader-f16)
   pinhole quantize --model DIR --out DIR [--group 32] [--scheme sym|asym] [--keep PATTERN]... [--quiet]
                                              write a 4-bit copy of a model folder (linear weights and the
                                              embedding table; --keep NAME-PATTERN leaves matching tensors f16)
@@ -63,10 +66,11 @@ USAGE:
   pinhole bench kernels [--json] [--quick] [--runs N] [--filter TEXT]
                                              kernel timings vs a copy kernel on this adapter
   pinhole bench model --model DIR [--image IMG] [--prompt TEXT] [--max-new-tokens 16] [--runs 3]
-                   [--dtype auto|f32|f16] [--no-fuse] [--json]
+                   [--dtype auto|f32|f16] [--no-fuse] [--f16-math] [--json]
                                              load, image encode, prefill, time to first token, decode
                                              tokens/s, dispatches and host CPU per step, roofline
-                                             (--no-fuse: matmul epilogue fusion off, to compare)
+                                             (--no-fuse: matmul epilogue fusion off, to compare;
+                                             --f16-math: as for generate, trades exactness for speed)
 
 ENVIRONMENT:
   PINHOLE_MAX_BINDING_BYTES   lower the per-binding size weights are split at (testing)

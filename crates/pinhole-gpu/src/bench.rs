@@ -120,6 +120,9 @@ struct Case {
     name: String,
     /// The attention kernel forced for this case (`None`: the adapter's rule).
     attention: Option<Kernel>,
+    /// `Some(f16_math)`: the shared-memory tiled GEMM forced for this case's matmul (the GPU
+    /// kernel family, whatever the adapter), in f32 or with f16 math (`Gpu::set_f16_math`).
+    tiled_gemm: Option<bool>,
     shape: String,
     graph: Graph,
     weights: Vec<(String, Tensor)>,
@@ -132,6 +135,14 @@ struct Case {
 fn forced(mut c: Case, kernel: Kernel) -> Case {
     c.name = format!("{} [{}]", c.name, kernel.entry());
     c.attention = Some(kernel);
+    c
+}
+
+/// `c` (a GEMM) with the shared-memory tiled GEMM forced, f32 (`[gemm]`) or with f16 math
+/// (`[gemm f16-math]`): the pair on the same shape is what f16 math buys on this adapter.
+fn forced_gemm(mut c: Case, f16_math: bool) -> Case {
+    c.name = format!("{} [gemm{}]", c.name, if f16_math { " f16-math" } else { "" });
+    c.tiled_gemm = Some(f16_math);
     c
 }
 
@@ -154,6 +165,7 @@ fn matmul_case(rng: &mut Rng, m: usize, n: usize, k: usize, dt: DType) -> Result
     inputs.insert("x".to_string(), rand(rng, &[m, k], DType::F32));
     Ok(Case {
         attention: None,
+        tiled_gemm: None,
         name: format!("{} {}", if m <= 4 { "gemv" } else { "gemm" }, dt.name()),
         shape: format!("{m}x{n}x{k}"),
         graph: g,
@@ -188,6 +200,7 @@ fn q4_case(rng: &mut Rng, m: usize, n: usize, k: usize, scheme: Q4Scheme) -> Res
     inputs.insert("x".to_string(), rand(rng, &[m, k], DType::F32));
     Ok(Case {
         attention: None,
+        tiled_gemm: None,
         name: format!("{} {}", if m <= 4 { "gemv" } else { "gemm" }, scheme.meta()),
         shape: format!("{m}x{n}x{k}"),
         graph: g,
@@ -230,6 +243,7 @@ fn attention_case(
     inputs.insert("v".to_string(), rand(rng, &[t, kv * d], DType::F32));
     Ok(Case {
         attention: None,
+        tiled_gemm: None,
         name: format!("attention {label}"),
         shape: format!("S{s} T{t} H{h}/{kv} D{d}"),
         graph: g,
@@ -254,6 +268,7 @@ fn patch_embed_case(rng: &mut Rng) -> Result<Case> {
     inputs.insert("px".to_string(), rand(rng, &[c, hw, hw], DType::F32));
     Ok(Case {
         attention: None,
+        tiled_gemm: None,
         name: "patch_embed".into(),
         shape: format!("{hw}px p{ps} E{e}"),
         graph: g,
@@ -296,6 +311,7 @@ fn unary_case(rng: &mut Rng, name: &str, rows: usize, d: usize) -> Result<Case> 
     inputs.insert("x".to_string(), rand(rng, &[rows, d], DType::F32));
     Ok(Case {
         attention: None,
+        tiled_gemm: None,
         name: name.to_string(),
         shape: format!("{rows}x{d}"),
         graph: g,
@@ -352,6 +368,16 @@ pub fn bench_kernels_filtered(
             q4_case(&mut rng, 1, 16384, 2048, Q4Scheme::Asym)?,
             q4_case(&mut rng, 1, 257216, 2048, Q4Scheme::Sym)?,
             q4_case(&mut rng, 256, 4304, 1152, Q4Scheme::Sym)?,
+            // The vision/prefill GEMM shapes on the shared-memory tiled GEMM, f32 and with f16
+            // math (skipped where the adapter has no shader-f16): what --f16-math buys.
+            forced_gemm(matmul_case(&mut rng, 256, 1152, 1152, DType::F32)?, false),
+            forced_gemm(matmul_case(&mut rng, 256, 1152, 1152, DType::F32)?, true),
+            forced_gemm(matmul_case(&mut rng, 256, 1152, 1152, DType::F16)?, false),
+            forced_gemm(matmul_case(&mut rng, 256, 1152, 1152, DType::F16)?, true),
+            forced_gemm(matmul_case(&mut rng, 256, 4304, 1152, DType::F16)?, false),
+            forced_gemm(matmul_case(&mut rng, 256, 4304, 1152, DType::F16)?, true),
+            forced_gemm(q4_case(&mut rng, 256, 4304, 1152, Q4Scheme::Sym)?, false),
+            forced_gemm(q4_case(&mut rng, 256, 4304, 1152, Q4Scheme::Sym)?, true),
             attention_case(&mut rng, "vision full", 256, 256, 16, 16, 72, AttnMask::FULL)?,
             attention_case(&mut rng, "prefill causal", 1024, 1024, 8, 1, 256, causal)?,
             // PaliGemma-3B's prefill: 256 image rows + a short prompt.
@@ -395,6 +421,13 @@ pub fn bench_kernels_filtered(
         if filter.is_some_and(|f| !format!("{} {}", c.name, c.shape).contains(f)) {
             continue;
         }
+        if c.tiled_gemm == Some(true) && !gpu.has_shader_f16() {
+            progress(&format!(
+                "{} {}: skipped, the adapter has no shader-f16",
+                c.name, c.shape
+            ));
+            continue;
+        }
         progress(&format!("{} {}", c.name, c.shape));
         let mut store = WeightStore::new();
         for (n, t) in &c.weights {
@@ -402,6 +435,11 @@ pub fn bench_kernels_filtered(
         }
         let mut ex = Executor::new(gpu.clone());
         gpu.set_attention_kernel(c.attention);
+        let (barrier_free, f16_math) = (gpu.barrier_free_matmul(), gpu.f16_math());
+        if let Some(f16) = c.tiled_gemm {
+            gpu.set_barrier_free_matmul(false);
+            gpu.set_f16_math(f16)?;
+        }
         let timed = (|| {
             // Warm-up: compiles the pipeline and touches every buffer.
             ex.time_graph(&c.graph, &store, &c.inputs, 1)?;
@@ -412,6 +450,8 @@ pub fn bench_kernels_filtered(
             Ok::<_, crate::GpuError>(times)
         })();
         gpu.set_attention_kernel(None);
+        gpu.set_barrier_free_matmul(barrier_free);
+        gpu.set_f16_math(f16_math)?;
         let times = timed?;
         let t = median(times);
         let gbps = c.bytes / t / 1e9;
