@@ -405,7 +405,7 @@ export class Engine {
 
   /**
    * Loads a model. `source`: URL string | URL | FileList | File[] | FileSystemDirectoryHandle.
-   * @param {{dtype?: string, maxBindingBytes?: number, maxHostBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
+   * @param {{dtype?: string, maxBindingBytes?: number, maxHostBytes?: number, f16Math?: boolean, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
    */
   load(source, opts = {}) {
     return this.serial(() => this.loadNow(source, opts));
@@ -413,11 +413,14 @@ export class Engine {
 
   /**
    * @param {any} source
-   * @param {{dtype?: string, maxBindingBytes?: number, maxHostBytes?: number, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
+   * @param {{dtype?: string, maxBindingBytes?: number, maxHostBytes?: number, f16Math?: boolean, signal?: AbortSignal, onProgress?: (e: object) => void}} [opts]
    */
-  async loadNow(source, { dtype = 'auto', maxBindingBytes, maxHostBytes, signal, onProgress } = {}) {
+  async loadNow(source, { dtype = 'auto', maxBindingBytes, maxHostBytes, f16Math = false, signal, onProgress } = {}) {
     if (signal?.aborted) throw abortError();
     await this.ensureInstance(maxBindingBytes);
+    // Set on every load (a later load without it turns it off); fails on an adapter without
+    // shader-f16 before anything is downloaded.
+    await this.guard(() => this.engine.setF16Math(f16Math === true));
     if (this.model) {
       this.safe(() => this.model.dispose());
       this.model = null;
@@ -449,7 +452,7 @@ export class Engine {
         }
       }
     }
-    this.loadArgs = { source, opts: { dtype, maxBindingBytes, maxHostBytes } };
+    this.loadArgs = { source, opts: { dtype, maxBindingBytes, maxHostBytes, f16Math } };
     return { ...out, loadMs: performance.now() - t0 };
   }
 

@@ -261,17 +261,18 @@ export class Pinhole {
    * @param {import('./types.js').LoadOptions} [options]
    * @returns {Promise<Pinhole>}
    */
-  static async load(source, { onProgress, signal, worker = true, dtype = 'auto', maxBindingBytes, maxHostBytes } = {}) {
+  static async load(source, { onProgress, signal, worker = true, dtype = 'auto', maxBindingBytes, maxHostBytes, f16Math = false } = {}) {
     if (signal?.aborted) throw abortError();
     if (maxHostBytes !== undefined && !(typeof maxHostBytes === 'number' && Number.isFinite(maxHostBytes) && maxHostBytes >= 4096)) {
       throw new PinholeError('bad-request', `maxHostBytes must be a number of bytes ≥ 4096 (got ${String(maxHostBytes)}); leave it out for the default of 256 MiB`);
     }
+    if (typeof f16Math !== 'boolean') throw new PinholeError('bad-request', `f16Math must be true or false (got ${String(f16Math)})`);
     if (!globalThis.navigator?.gpu) throw new PinholeError('no-webgpu', NO_WEBGPU_MESSAGE);
     if (source === null || source === '') throw new PinholeError('bad-request', "Pinhole.load needs a model folder URL, a FileList / File[], a FileSystemDirectoryHandle, or nothing (or 'pinhole-shapes') for the bundled model");
     const resolved = resolveSource(source);
     const backend = makeBackend(worker);
     try {
-      const loaded = await backend.call('load', { source: resolved, options: { dtype, maxBindingBytes, maxHostBytes } }, { signal, onProgress });
+      const loaded = await backend.call('load', { source: resolved, options: { dtype, maxBindingBytes, maxHostBytes, f16Math } }, { signal, onProgress });
       return new Pinhole(backend, loaded);
     } catch (e) {
       backend.terminate();

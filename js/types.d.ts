@@ -65,6 +65,13 @@ export interface LoadOptions {
    * their size. Lower it on memory-tight devices.
    */
   maxHostBytes?: number;
+  /**
+   * f16 arithmetic in the prefill and vision matrix products (default false): faster on GPUs
+   * with `shader-f16` (see `Pinhole.support().f16`), but outputs move by about 1e-3 and may
+   * no longer equal transformers token for token. Rejects with 'bad-request' where the
+   * adapter has no `shader-f16`.
+   */
+  f16Math?: boolean;
 }
 
 /** Memory of the engine at the end of a load (`Pinhole.memory`). */

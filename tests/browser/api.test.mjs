@@ -104,6 +104,17 @@ test('package API: load, generate, stream, abort, errors, worker survives bad in
         const loadAbort = new AbortController();
         loadAbort.abort();
         out.loadAborted = await code(() => Pinhole.load('/model/', { signal: loadAbort.signal }));
+        // f16 math needs shader-f16 (SwiftShader has none): a clear bad-request before any
+        // download, or, where the adapter has it, a model that generates.
+        out.f16 = (await Pinhole.support()).f16;
+        try {
+          const m = await Pinhole.load('/model/', { f16Math: true });
+          out.f16Math = (await m.generate(blob, { prompt: 'caption en', maxNewTokens: 2 })).tokenIds.length;
+          m.dispose();
+        } catch (e) {
+          out.f16Math = `${e.code}: ${e.message}`;
+        }
+        out.f16MathNotBool = await code(() => Pinhole.load('/model/', { f16Math: 'yes' }));
         vlm.dispose();
         out.afterDispose = await code(() => vlm.generate(blob, { prompt: 'caption en', maxNewTokens: 2 }));
         return out;
@@ -119,6 +130,9 @@ test('package API: load, generate, stream, abort, errors, worker survives bad in
       assert.ok(['network', 'bad-model'].includes(codes.missing), `missing model: ${codes.missing}`);
       assert.equal(codes.badConfig, 'bad-model');
       assert.equal(codes.loadAborted, 'aborted');
+      if (codes.f16) assert.equal(codes.f16Math, 2, 'f16Math on an adapter with shader-f16');
+      else assert.match(String(codes.f16Math), /^bad-request: .*shader-f16/, 'f16Math without shader-f16');
+      assert.equal(codes.f16MathNotBool, 'bad-request');
       assert.equal(codes.afterDispose, 'disposed', 'generate after dispose must reject');
 
       // The main-thread path (worker: false) gives the same result.

@@ -50,7 +50,8 @@ pub fn code_of(e: &Error) -> Code {
         Error::Gpu(g) => match g {
             GpuError::NoAdapter(_) | GpuError::RequestDevice(_) => Code::NoWebgpu,
             GpuError::DeviceLost { .. } => Code::DeviceLost,
-            GpuError::Core(_) => Code::BadRequest,
+            // An option this adapter cannot honour (f16 math without shader-f16).
+            GpuError::Core(_) | GpuError::MissingFeature { .. } => Code::BadRequest,
             _ => Code::Gpu,
         },
         Error::TooLong { .. } => Code::PromptTooLong,

@@ -152,6 +152,14 @@ impl Engine {
         Ok(Engine { gpu })
     }
 
+    /// Opt-in f16 arithmetic in the tiled GEMM (`Gpu::set_f16_math`): faster on GPUs with
+    /// `shader-f16`, results no longer bit-equal to transformers. A `bad-request` error on an
+    /// adapter without the feature.
+    #[wasm_bindgen(js_name = setF16Math)]
+    pub fn set_f16_math(&self, on: bool) -> Result<(), JsValue> {
+        self.gpu.set_f16_math(on).map_err(|e| model_error(&e.into()))
+    }
+
     /// Adapter facts as JSON: name, backend, software or not, f16, subgroups, limits.
     #[wasm_bindgen(js_name = adapterJson)]
     pub fn adapter_json(&self) -> String {
