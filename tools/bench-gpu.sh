@@ -141,6 +141,14 @@ step "pinhole bench model on the 4-bit folder"
 "$pinhole" bench model --model "$model-q4" --runs "$runs" --max-new-tokens "$new_tokens" --json \
   | tail -n 1 >"$out/q4.json"
 
+step "pinhole bench model with --f16-math (f16 arithmetic in the tiled GEMM)"
+# Opt-in, needs shader-f16: where the adapter lacks it the command fails and the table says so.
+if ! "$pinhole" bench model --model "$model" --dtype f16 --f16-math --runs "$runs" --max-new-tokens "$new_tokens" \
+  --json | tail -n 1 >"$out/f16math.json"; then
+  echo "--f16-math not available on this adapter" >&2
+  rm -f "$out/f16math.json"
+fi
+
 step "table"
 "$py" - "$out" "$layers" "$(( $(date +%s) - t_start ))" <<'EOF' | tee "$out/bench-gpu.md"
 import json, os, sys
@@ -182,6 +190,15 @@ print(f"| dispatches / host CPU per step | {d16['dispatches_per_step']:.0f} / {d
 same = t and p16["token_ids"] == t["token_ids"]
 print(f"\nTokens: pinhole f16 {p16['token_ids']}" + (f", transformers {t['token_ids']} ({'identical' if same else 'DIFFERENT'})" if t else "")
       + f"; 4-bit {q4['token_ids']}.")
+fm = os.path.join(out, "f16math.json")
+if os.path.exists(fm):
+    m = json.load(open(fm))
+    print(f"\nWith `--f16-math` (f16 weights, f16 arithmetic in the tiled GEMM): time to first token "
+          f"{ms(m['time_to_first_token_ms'])} (image encode {ms(m['image_encode_ms'])}, prefill {ms(m['prefill_ms'])}) "
+          f"against {ms(p16['time_to_first_token_ms'])} without; tokens {m['token_ids']}"
+          f" ({'same as' if m['token_ids'] == p16['token_ids'] else 'differ from'} f32 arithmetic's).")
+else:
+    print("\n`--f16-math`: not available on this adapter (no shader-f16).")
 print(f"\nKernels (`pinhole bench kernels`, copy baseline {k['copy_baseline']['gbps']:.1f} GB/s):\n")
 print("| kernel | shape | median ms | GFLOP/s | GB/s | × copy |")
 print("|---|---|---:|---:|---:|---:|")
