@@ -25,20 +25,7 @@
 //             Out-of-range rows and columns are clamped for loading and skipped for storing,
 //             so the inner loop has no branch. Dispatch (ceil(M/BM), ceil(Nc/BN), 1).
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    n0: u32,
-    nc: u32,
-    has_bias: u32,
-    gx: u32,
-    epi: u32, // fused epilogue (common/epilogue.wgsl)
-    y_off: u32, // y element the output starts at (common/epilogue.wgsl)
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
+// #include "common/matmul_params.wgsl"
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;

@@ -24,20 +24,7 @@
 //         weights per load). Dispatch (gx, gy, M) with gx·gy ≥ ceil(Nc/4),
 //         block index = wg.x + wg.y·gx.
 
-struct Params {
-    m: u32,
-    n: u32,
-    k: u32,
-    n0: u32,
-    nc: u32,
-    has_bias: u32,
-    gx: u32,
-    epi: u32, // fused epilogue (common/epilogue.wgsl)
-    y_off: u32, // y element the output starts at (common/epilogue.wgsl)
-    _p0: u32,
-    _p1: u32,
-    _p2: u32,
-}
+// #include "common/matmul_params.wgsl"
 
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<f32>;

@@ -41,6 +41,10 @@ pub const FILES: &[(&str, &str)] = &[
     ("common/f16.wgsl", include_str!("../shaders/common/f16.wgsl")),
     ("common/grid.wgsl", include_str!("../shaders/common/grid.wgsl")),
     ("common/linear.wgsl", include_str!("../shaders/common/linear.wgsl")),
+    (
+        "common/matmul_params.wgsl",
+        include_str!("../shaders/common/matmul_params.wgsl"),
+    ),
     ("common/reduce.wgsl", include_str!("../shaders/common/reduce.wgsl")),
     ("common/reg_tile.wgsl", include_str!("../shaders/common/reg_tile.wgsl")),
     (
