@@ -14,9 +14,9 @@
 //             used for the slice's rows of x; the TPR partial sums of a row meet in
 //             row_sum (common/row_sum_wg.wgsl, or its subgroup variant). Dispatch (gx, gy, ceil(M/4)),
 //             gx·gy ≥ ceil(Nc/RPW), block = wg.x + wg.y·gx, slice z = rows 4z .. 4z+3.
-//   gemv_rows: as gemv, for CPU adapters: one weight row per thread over all of K, 64 rows
-//             per workgroup, no workgroup memory, no barrier. Dispatch (gx, gy, ceil(M/4)),
-//             gx·gy ≥ ceil(Nc/64).
+//   gemv_rows: as gemv, for CPU adapters: RPT (4) weight rows per thread over all of K, 256
+//             rows per workgroup, no workgroup memory, no barrier. Dispatch (gx, gy, ceil(M/4)),
+//             gx·gy ≥ ceil(Nc/256).
 //   gemm_reg: any M, for CPU adapters (llvmpipe, SwiftShader), where workgroup barriers are
 //             coroutine switches and workgroup memory is ordinary memory: no workgroup memory
 //             and no barrier at all. Each thread keeps an 8×16 block of Y in registers
@@ -121,22 +121,64 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
 }
 
-// One weight row per thread, 64 per workgroup, the whole of K walked by that thread: the GEMV
-// for CPU adapters. Every lane of a SIMD group reads the same element of x (the driver loads
-// it once for the group) and its own row of W, there is no reduction and no barrier. On a GPU
-// the lanes' weight reads would be 64 rows apart (uncoalesced), hence `gemv` there.
+// RPT (4) weight rows per thread, 64 threads per workgroup, the whole of K walked by each
+// thread: the GEMV for CPU adapters. There is no reduction and no barrier. Thread li of
+// workgroup g takes rows 256·g + li + 64·r (r < 4); past the chunk it loads the last row and
+// stores nothing. With one row of x (decode) the thread loads each element of x once for its
+// four rows: on llvmpipe every storage load runs lane by lane, and x's loads were ~45 % of the
+// f16 GEMV's time with one row per thread (BENCHMARKS.md), four rows made it ~1.6× faster.
+// Each row's sum is the same f32 arithmetic in the same order as row_dot's, so results do not
+// depend on the rows per thread. With 2..4 rows of x each row goes through row_dot.
+const RPT: u32 = 4u;
+
 @compute @workgroup_size(64)
 fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
-    let col = group_index(wg) * 64u + li;
-    let c = min(col, p.nc - 1u); // past the chunk: load a valid row, store nothing
+    let col = group_index(wg) * 64u * RPT + li + vec4<u32>(0u, 64u, 128u, 192u);
+    let c = min(col, vec4<u32>(p.nc - 1u));
     let m0 = wg.z * 4u;
     let rows = min(p.m - m0, 4u);
-    let acc = row_dot(c, 0u, 1u, m0);
-    if (col < p.nc) {
-        let b = bias_at(col);
-        for (var i = 0u; i < rows; i++) {
-            let o = (m0 + i) * p.n + p.n0 + col;
-            store(o, acc[i] + b);
+    var acc: array<vec4<f32>, RPT>;
+    if (rows == 1u) {
+        let x0 = m0 * (p.k / 4u);
+        var a = vec4<f32>(0.0);
+        if (W_F16) {
+            let wrow = p.k / 8u;
+            let cb = c * wrow;
+            for (var v = 0u; v < wrow; v++) {
+                let xa = x[x0 + 2u * v];
+                let xb = x[x0 + 2u * v + 1u];
+                let q0 = w[cb.x + v];
+                let q1 = w[cb.y + v];
+                let q2 = w[cb.z + v];
+                let q3 = w[cb.w + v];
+                a += vec4<f32>(dot(halves_lo(q0), xa) + dot(halves_hi(q0), xb),
+                               dot(halves_lo(q1), xa) + dot(halves_hi(q1), xb),
+                               dot(halves_lo(q2), xa) + dot(halves_hi(q2), xb),
+                               dot(halves_lo(q3), xa) + dot(halves_hi(q3), xb));
+            }
+        } else {
+            let wrow = p.k / 4u;
+            let cb = c * wrow;
+            for (var v = 0u; v < wrow; v++) {
+                let xv = x[x0 + v];
+                a += vec4<f32>(dot(bitcast<vec4<f32>>(w[cb.x + v]), xv), dot(bitcast<vec4<f32>>(w[cb.y + v]), xv),
+                               dot(bitcast<vec4<f32>>(w[cb.z + v]), xv), dot(bitcast<vec4<f32>>(w[cb.w + v]), xv));
+            }
+        }
+        for (var r = 0u; r < RPT; r++) {
+            acc[r].x = a[r];
+        }
+    } else {
+        for (var r = 0u; r < RPT; r++) {
+            acc[r] = row_dot(c[r], 0u, 1u, m0);
+        }
+    }
+    for (var r = 0u; r < RPT; r++) {
+        if (col[r] < p.nc) {
+            let b = bias_at(col[r]);
+            for (var i = 0u; i < rows; i++) {
+                store((m0 + i) * p.n + p.n0 + col[r], acc[r][i] + b);
+            }
         }
     }
 }

@@ -24,8 +24,8 @@ const TILE: usize = 64;
 /// Weight rows per workgroup of the vec4 GEMV (RPW in linear_vec4.wgsl).
 const VEC4_GEMV_ROWS: u64 = 8;
 /// Weight rows per workgroup of the row-per-thread GEMV of f32/f16 weights (`gemv_rows` in
-/// linear_vec4.wgsl: one row per thread).
-const ROWS_GEMV_ROWS: u64 = 64;
+/// linear_vec4.wgsl: 64 threads of RPT = 4 rows each).
+const ROWS_GEMV_ROWS: u64 = 64 * 4;
 /// The same for 4-bit weights (`gemv_rows` in q4.wgsl: 64 threads of RPL = 8 rows each).
 const Q4_ROWS_GEMV_ROWS: u64 = 64 * 8;
 /// Rows of x per z slice of the vec4 GEMVs (the four lanes of their accumulator).
