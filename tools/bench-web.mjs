@@ -151,7 +151,7 @@ function nativeRun() {
   return { coldLoadMs: j.timings.load_ms, timeToFirstCaptionMs: wall, timings: j.timings, text: j.text, tokens: j.token_ids.length, adapter: j.adapter };
 }
 
-if (!fs.existsSync(cli)) {
+if (withNative && !fs.existsSync(cli)) {
   console.error(`no release CLI at ${cli}: run cargo build --release -p pinhole-cli (or pass --cli)`);
   process.exit(2);
 }
