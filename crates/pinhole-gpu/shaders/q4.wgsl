@@ -150,11 +150,30 @@ fn gemv(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     }
 }
 
-// gemv_rows: the GEMV for CPU adapters (see linear_vec4.wgsl's gemv_rows): RPL consecutive
-// weight rows per thread over all of K, 64 threads per workgroup, no workgroup memory, no
-// barrier. Each step loads 32 elements of x (and sums them) once for the thread's RPL rows,
-// then one vec4<u32> and one scale per row: on llvmpipe 8 rows per thread ran ~1.7× faster
-// than one (BENCHMARKS.md), while the f32/f16 GEMV, at the memory limit, is best with one.
+// One gemv_rows step of one weight row at M = 1: the 32 weights of packed words q against
+// the 32 elements xs of x, with the row's scale/offset so and t = (zero·Σx, Σx). Nibble j of a
+// word is masked in place, not shifted: (q & 15·16^j) converts exactly to n·16^j, lane j of
+// `d` collects the weights at that position and INV16 undoes the powers of 16 once; the zero
+// point or offset goes through Σx: Σ (n - 8)·s·x = s·(Σ n·x - 8·Σ x), Σ (n·s + o)·x =
+// s·Σ n·x + o·Σ x.
+fn q4_term(q: vec4<u32>, so: vec2<f32>, xs: array<vec4<f32>, 8>, t: vec2<f32>) -> f32 {
+    let d = vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.x) & NIB_MASK)) * xs[0]
+        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.x >> 16u) & NIB_MASK)) * xs[1]
+        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.y) & NIB_MASK)) * xs[2]
+        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.y >> 16u) & NIB_MASK)) * xs[3]
+        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.z) & NIB_MASK)) * xs[4]
+        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.z >> 16u) & NIB_MASK)) * xs[5]
+        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.w) & NIB_MASK)) * xs[6]
+        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q.w >> 16u) & NIB_MASK)) * xs[7];
+    return so.x * (dot(d, INV16) - t.x) + so.y * t.y;
+}
+
+// gemv_rows: the GEMV for CPU adapters (see linear_vec4.wgsl's gemv_rows): RPL (8)
+// consecutive weight rows per thread over all of K, 64 threads per workgroup, no workgroup
+// memory, no barrier. Each step loads 32 elements of x (and sums them) once for the thread's
+// RPL rows, then one vec4<u32> and one scale per row: on llvmpipe 8 rows per thread ran ~1.7×
+// faster than one (BENCHMARKS.md). At M = 1 (decode) the 8 rows are two written-out vec4
+// quads rather than arrays indexed by a row loop: that alone made it 1.5–1.8× faster there.
 @compute @workgroup_size(64)
 fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) li: u32) {
     let row0 = (group_index(wg) * 64u + li) * RPL;
@@ -172,10 +191,16 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
     // acc[r] lane m: weight row row0 + r, row m of x.
     var acc: array<vec4<f32>, RPL>;
     if (p.m == 1u) {
-        // Nibble j of a word is masked in place, not shifted: (q & 15·16^j) converts exactly
-        // to n·16^j, lane j of `d` collects the weights at that position and INV16 undoes the
-        // powers of 16 once per step; the zero point or offset goes through Σx:
-        // Σ (n - 8)·s·x = s·(Σ n·x - 8·Σ x) and Σ (n·s + o)·x = s·Σ n·x + o·Σ x.
+        // The RPL = 8 rows as two vec4 quads (b0/b1: the rows' first words, g0/g1: their first
+        // groups, a0/a1: their sums): private arrays indexed by a loop counter that NIR does
+        // not unroll (cb, acc) become per-lane memory on llvmpipe, a gather and a scatter per
+        // access.
+        let b0 = reg_w_rows(row0, kv);
+        let b1 = reg_w_rows(row0 + 4u, kv);
+        let g0 = reg_w_rows(row0, gpr);
+        let g1 = reg_w_rows(row0 + 4u, gpr);
+        var a0 = vec4<f32>(0.0);
+        var a1 = vec4<f32>(0.0);
         let zero = select(8.0, 0.0, p.asym != 0u);
         for (var v = 0u; v < kv; v++) {
             var xs: array<vec4<f32>, 8>;
@@ -184,17 +209,20 @@ fn gemv_rows(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_ind
                 xs[j] = x[v * 8u + j];
                 sx += xs[j];
             }
-            let sxs = sx.x + sx.y + sx.z + sx.w;
-            for (var r = 0u; r < RPL; r++) {
-                let q = w[cb[r] * kv + v];
-                let so = scale_offset(cb[r] * gpr + (v * 32u) / p.group);
-                var d = vec4<f32>(0.0);
-                for (var j = 0u; j < 4u; j++) {
-                    d += vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[j]) & NIB_MASK)) * xs[2u * j]
-                        + vec4<f32>(bitcast<vec4<i32>>(vec4<u32>(q[j] >> 16u) & NIB_MASK)) * xs[2u * j + 1u];
-                }
-                acc[r].x += so.x * (dot(d, INV16) - zero * sxs) + so.y * sxs;
-            }
+            let t = vec2<f32>(zero * (sx.x + sx.y + sx.z + sx.w), sx.x + sx.y + sx.z + sx.w);
+            let gi = (v * 32u) / p.group;
+            a0 += vec4<f32>(q4_term(w[b0.x + v], scale_offset(g0.x + gi), xs, t),
+                            q4_term(w[b0.y + v], scale_offset(g0.y + gi), xs, t),
+                            q4_term(w[b0.z + v], scale_offset(g0.z + gi), xs, t),
+                            q4_term(w[b0.w + v], scale_offset(g0.w + gi), xs, t));
+            a1 += vec4<f32>(q4_term(w[b1.x + v], scale_offset(g1.x + gi), xs, t),
+                            q4_term(w[b1.y + v], scale_offset(g1.y + gi), xs, t),
+                            q4_term(w[b1.z + v], scale_offset(g1.z + gi), xs, t),
+                            q4_term(w[b1.w + v], scale_offset(g1.w + gi), xs, t));
+        }
+        for (var r = 0u; r < 4u; r++) {
+            acc[r].x = a0[r];
+            acc[r + 4u].x = a1[r];
         }
     } else {
         // 2 to 4 rows of x; rows past M read row M-1 and are not stored.
