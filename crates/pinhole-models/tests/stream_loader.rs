@@ -300,6 +300,35 @@ fn truncated_and_oversized_streams_are_errors() {
     ));
 }
 
+#[test]
+fn q4_streams_cut_inside_or_between_parts_are_errors() {
+    // A 4-bit weight's writers stay open from its first part to its last: a download cut
+    // inside a part, or after one part and before the next, is a file error (never a model,
+    // never a panic), with or without an announced size.
+    let qdir = quantized("pg1-mqa", Q4Scheme::Asym, "cut");
+    let bytes = read(&qdir, "model.safetensors");
+    let h = SafetensorsFile::open_path(qdir.join("model.safetensors")).unwrap();
+    let mut cuts = Vec::new();
+    for t in h.tensors().iter().filter(|t| t.name.contains(".q4")) {
+        cuts.push(t.start + t.len / 2); // inside a part
+        cuts.push(t.start + t.len); // right after a part (the next may be its weight's)
+    }
+    assert!(cuts.len() >= 6, "no 4-bit parts in the quantized fixture");
+    let gpu = gpu();
+    for &cut in cuts.iter().filter(|&&c| (c as usize) < bytes.len()) {
+        for size in [Some(bytes.len() as u64), None] {
+            let mut l = new_loader(&gpu, &qdir);
+            l.begin_file("model.safetensors", size).unwrap();
+            for piece in bytes[..cut as usize].chunks(4093) {
+                l.push(piece).unwrap();
+            }
+            expect_file_error(l.end_file(), &format!("cut at {cut} (size {size:?})"));
+            assert!(l.finish().is_err(), "cut at {cut}: a model from a cut stream");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&qdir);
+}
+
 /// Streams the single-file fixture `pg1-mqa` as the given pieces (`(offset, bytes)`; `None`
 /// offset: plain `push`) and finishes the load.
 fn stream_pieces(
