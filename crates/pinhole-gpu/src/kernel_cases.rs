@@ -506,6 +506,8 @@ fn patch_embed_cases(v: &mut Vec<Case>) -> R<()> {
         (3, 32, 48, 8, 33, false),
         (3, 28, 14, 14, 7, true),
         (1, 4, 4, 2, 5, false),
+        // 15 patches (not whole blocks of 4) × 17 outputs (not whole blocks of 8)
+        (3, 30, 50, 10, 17, true),
     ] {
         let mut c = Case::new(format!("patch_embed {c_in}x{h}x{w} p{patch} e{e} f16={f16}"), 1e-5);
         let np = (h / patch) * (w / patch);

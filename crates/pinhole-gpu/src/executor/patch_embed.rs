@@ -1,5 +1,5 @@
 //! `PatchEmbed`: the vision tower's patch convolution + bias + position embedding
-//! (patch_embed.wgsl), one thread per output element.
+//! (patch_embed.wgsl), one thread per block of 4 patches × 8 outputs.
 
 use pinhole_core::graph::Op;
 use pinhole_core::DType;
@@ -24,7 +24,9 @@ pub(super) fn plan(cx: &mut OpCtx) -> Result<()> {
     cx.f32_store(b, "bias")?;
     cx.f32_store(pos, "position embedding")?;
     let f16 = cx.val(w)?.dtype == DType::F16;
-    let (gx, gy) = cx.grid1(cx.out_elems());
+    // One thread per block of 4 patches × 8 outputs, 64 threads per workgroup (patch_embed.wgsl).
+    let blocks = (cx.shape[0].div_ceil(4) * cx.shape[1].div_ceil(8)) as u64;
+    let (gx, gy) = cx.grid(blocks.div_ceil(64));
     let params = PatchEmbedParams {
         c: ps[0] as u32,
         h: ps[1] as u32,
