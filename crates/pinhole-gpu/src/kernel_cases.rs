@@ -285,29 +285,49 @@ fn fused_matmul_cases(v: &mut Vec<Case>) -> R<()> {
         .enumerate()
     {
         for f16 in [false, true] {
-            for kind in ["add", "add first", "act", "up", "gate"] {
+            for kind in EPILOGUES {
                 let act = acts[(si + kind.len()) % 3];
                 let name = format!("fused matmul {m}x{n}x{k} f16={f16} {kind} {act:?}");
-                let mut c = Case::new(name, 1e-5);
-                let x = c.input("x", randt(&mut rng, &[m, k], 1.0)?);
-                let other = c.input("other", randt(&mut rng, &[m, n], 1.0)?);
-                let w = c.weight("w", weight(&mut rng, &[n, k], f16)?);
-                let b = c.weight("b", randt(&mut rng, &[n], 1.0)?);
-                let g = &mut c.graph;
-                let y = g.matmul(x, w, Some(b))?;
-                let out = match kind {
-                    "add" => g.add(y, other)?,
-                    "add first" => g.add(other, y)?,
-                    "act" => g.act(y, act)?,
-                    "up" => g.gated(other, y, act)?,
-                    _ => g.gated(y, other, act)?,
-                };
-                g.output(out);
-                v.push(c);
+                let w = |rng: &mut Rng| weight(rng, &[n, k], f16);
+                v.push(fused_case(name, 1e-5, &mut rng, (m, n, k), w, kind, act)?);
             }
         }
     }
     Ok(())
+}
+
+/// The ops the executor fuses into a matmul's epilogue (executor/fuse.rs): residual add with
+/// the matmul as either operand, activation, gated MLP with the matmul as up or as gate.
+const EPILOGUES: [&str; 5] = ["add", "add first", "act", "up", "gate"];
+
+/// A case `matmul(x [m, k], w [n, k]) + bias` followed by epilogue `kind` (one of
+/// [`EPILOGUES`]) with `act`; only the pair's result is an output, so they run as one
+/// dispatch. `w` draws the weight (after x and the other operand, from the same `rng`).
+fn fused_case(
+    name: String,
+    tol: f64,
+    rng: &mut Rng,
+    (m, n, k): (usize, usize, usize),
+    w: impl FnOnce(&mut Rng) -> R<Tensor>,
+    kind: &str,
+    act: Activation,
+) -> R<Case> {
+    let mut c = Case::new(name, tol);
+    let x = c.input("x", randt(rng, &[m, k], 1.0)?);
+    let other = c.input("other", randt(rng, &[m, n], 1.0)?);
+    let w = c.weight("w", w(rng)?);
+    let b = c.weight("b", randt(rng, &[n], 1.0)?);
+    let g = &mut c.graph;
+    let y = g.matmul(x, w, Some(b))?;
+    let out = match kind {
+        "add" => g.add(y, other)?,
+        "add first" => g.add(other, y)?,
+        "act" => g.act(y, act)?,
+        "up" => g.gated(other, y, act)?,
+        _ => g.gated(y, other, act)?,
+    };
+    g.output(out);
+    Ok(c)
 }
 
 /// Unit roundoff of f16 (2^-11): the relative error of one rounding to f16.
@@ -380,26 +400,14 @@ fn f16_math_cases(v: &mut Vec<Case>) -> R<()> {
         .iter()
         .enumerate()
     {
-        for kind in ["add", "add first", "act", "up", "gate"] {
+        for kind in EPILOGUES {
             let act = acts[(si + kind.len()) % 3];
-            let mut c = Case::new(format!("f16 math fused matmul {m}x{n}x{k} {wt} {kind} {act:?}"), tol);
-            let x = c.input("x", randt(&mut rng, &[m, k], 1.0)?);
-            let other = c.input("other", randt(&mut rng, &[m, n], 1.0)?);
-            let wv = weight(&mut rng, &[n, k], wt == "f16")?;
-            let wv = if wt == "q4" { wv.quantize_q4(sym32)? } else { wv };
-            let w = c.weight("w", wv);
-            let b = c.weight("b", randt(&mut rng, &[n], 1.0)?);
-            let g = &mut c.graph;
-            let y = g.matmul(x, w, Some(b))?;
-            let out = match kind {
-                "add" => g.add(y, other)?,
-                "add first" => g.add(other, y)?,
-                "act" => g.act(y, act)?,
-                "up" => g.gated(other, y, act)?,
-                _ => g.gated(y, other, act)?,
+            let name = format!("f16 math fused matmul {m}x{n}x{k} {wt} {kind} {act:?}");
+            let w = |rng: &mut Rng| -> R<Tensor> {
+                let wv = weight(rng, &[n, k], wt == "f16")?;
+                Ok(if wt == "q4" { wv.quantize_q4(sym32)? } else { wv })
             };
-            g.output(out);
-            v.push(c);
+            v.push(fused_case(name, tol, &mut rng, (m, n, k), w, kind, act)?);
         }
     }
     Ok(())

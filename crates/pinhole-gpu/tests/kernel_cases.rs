@@ -4,7 +4,17 @@
 
 mod common;
 
-use pinhole_gpu::kernel_cases::{all_cases, run_all};
+use pinhole_gpu::kernel_cases::{all_cases, run_all, Outcome};
+
+/// Fails naming every case that did not pass (with the binding limit it ran at).
+fn assert_passed(out: &[Outcome], what: &str) {
+    let failed: Vec<String> = out
+        .iter()
+        .filter(|o| !o.passed)
+        .map(|o| format!("{} (limit {}): {}", o.name, o.binding_limit, o.message))
+        .collect();
+    assert!(failed.is_empty(), "{what}failed:\n{}", failed.join("\n"));
+}
 
 #[test]
 fn shared_kernel_cases_pass_natively() {
@@ -13,12 +23,7 @@ fn shared_kernel_cases_pass_natively() {
     assert!(n_cases >= 60, "only {n_cases} cases");
     let out = pollster::block_on(run_all(&gpus, None));
     assert_eq!(out.len(), n_cases * gpus.len(), "every case ran on every device");
-    let failed: Vec<String> = out
-        .iter()
-        .filter(|o| !o.passed)
-        .map(|o| format!("{} (limit {}): {}", o.name, o.binding_limit, o.message))
-        .collect();
-    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+    assert_passed(&out, "");
     assert!(out.iter().any(|o| o.binding_limit == common::LOW_LIMIT));
 }
 
@@ -109,12 +114,7 @@ fn attention_cases_pass_with_each_kernel_forced() {
         gpu.set_attention_kernel(Some(k));
         let out = pollster::block_on(run_all(&[gpu], Some("attention s=")));
         assert!(out.len() >= 20, "{k:?}: only {} cases", out.len());
-        let failed: Vec<String> = out
-            .iter()
-            .filter(|o| !o.passed)
-            .map(|o| format!("{}: {}", o.name, o.message))
-            .collect();
-        assert!(failed.is_empty(), "{k:?} failed:\n{}", failed.join("\n"));
+        assert_passed(&out, &format!("{k:?}: "));
     }
 }
 
@@ -130,12 +130,7 @@ fn f16_math_gemm_cases_pass() {
     };
     let out = pollster::block_on(run_all(&gpus, Some("f16 math")));
     assert!(out.len() >= 2 * 40, "only {} runs", out.len());
-    let failed: Vec<String> = out
-        .iter()
-        .filter(|o| !o.passed)
-        .map(|o| format!("{} (limit {}): {}", o.name, o.binding_limit, o.message))
-        .collect();
-    assert!(failed.is_empty(), "failed:\n{}", failed.join("\n"));
+    assert_passed(&out, "");
     // The variant really ran: every case is off by f16 rounding, far above the f32 GEMM's
     // ~1e-7, and the worst case is what the tolerance was derived for.
     for o in &out {
